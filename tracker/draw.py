@@ -1,0 +1,65 @@
+"""Drawing helpers shared by the CLI's overlay video and the GUI: pure functions that take a
+BGR ``uint8`` image and return a new one (the input is never changed)."""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from tracker.markup import DRAW_EDGES
+
+GREEN = (80, 220, 80)
+RED = (60, 60, 230)
+YELLOW = (40, 210, 240)
+WHITE = (255, 255, 255)
+
+
+def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color: tuple[int, int, int] = GREEN,
+                   points: bool = True, lines: bool = True, radius: int | None = None) -> np.ndarray:
+    """Draw 68 points ``(68, 2)`` (x, y) image px and the standard contour lines.
+
+    Non-finite landmarks are skipped. Returns a copy.
+    """
+    out = np.array(image, copy=True)
+    pts = np.asarray(landmarks, np.float64)
+    if pts.shape != (68, 2) or not np.isfinite(pts).all():
+        return out
+    size = float(np.linalg.norm(pts.max(0) - pts.min(0)))
+    r = radius if radius is not None else max(1, int(round(size / 150)))
+    thick = max(1, int(round(size / 300)))
+    shift = 4  # sub-pixel drawing
+    ip = np.round(pts * (1 << shift)).astype(np.int32)
+    if lines:
+        for a, b in DRAW_EDGES:
+            cv2.line(out, tuple(ip[a]), tuple(ip[b]), color, thick, cv2.LINE_AA, shift)
+    if points:
+        for p in ip:
+            cv2.circle(out, tuple(p), r << shift, color, -1, cv2.LINE_AA, shift)
+    return out
+
+
+def draw_box(image: np.ndarray, box: Sequence[float], color: tuple[int, int, int] = YELLOW,
+             label: str | None = None) -> np.ndarray:
+    """Draw an ``(x0, y0, x1, y1)`` box with an optional label above it. Returns a copy."""
+    out = np.array(image, copy=True)
+    b = np.asarray(box, np.float64)
+    if b.shape != (4,) or not np.isfinite(b).all():
+        return out
+    x0, y0, x1, y1 = (int(round(v)) for v in b)
+    cv2.rectangle(out, (x0, y0), (x1, y1), color, 1, cv2.LINE_AA)
+    if label:
+        cv2.putText(out, label, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    return out
+
+
+def draw_text(image: np.ndarray, lines: Iterable[str], origin: tuple[int, int] = (8, 18),
+              color: tuple[int, int, int] = WHITE) -> np.ndarray:
+    """Draw lines of text with a dark outline (readable on any background). Returns a copy."""
+    out = np.array(image, copy=True)
+    x, y = origin
+    for line in lines:
+        cv2.putText(out, line, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, line, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+        y += 18
+    return out
