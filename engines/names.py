@@ -63,3 +63,14 @@ CHECKSUM = "facetrack.weights_sha256"  # optional: sha256 over the initializers
 
 FORMAT_VERSION = "1"
 REQUIRED_KEYS = (FORMAT, KIND, ARCH, INPUT_SIZE, N_POINTS, HIDDEN_SIZE, STEPS)
+
+# TensorRT engine files (engines/engine_cache.py header): the model's ONNX metadata above plus
+# these keys, all strings. A cached engine is reused only where all of them still match.
+ONNX_SHA256 = "facetrack.onnx_sha256"  # sha256 (hex) of the ONNX file the engine was built from
+TRT_VERSION = "facetrack.trt.version"  # tensorrt.__version__ at build time, e.g. "10.13.0.35"
+TRT_GPU = "facetrack.trt.gpu"  # GPU name at build time, e.g. "NVIDIA H100 80GB HBM3"
+TRT_COMPUTE_CAPABILITY = "facetrack.trt.compute_capability"  # "major.minor", e.g. "9.0"
+TRT_PRECISION = "facetrack.trt.precision"  # "fp32" | "fp16"
+TRT_PROFILE = "facetrack.trt.profile"  # JSON [min, opt, max] of the face (batch) axis
+TRT_CACHE_KEY = "facetrack.trt.cache_key"  # sha256 over the five facts a cached engine depends on
+TRT_BUILD = "facetrack.trt.build"  # JSON: how it was built (fp16 mode, workspace, facetrack version)
