@@ -19,6 +19,20 @@ class LandmarkFileError(ValueError):
     """A landmark file that cannot be read; the message names the file and the problem."""
 
 
+def _read_text(p: Path) -> str:
+    """The file's UTF-8 text, or a one-line :class:`LandmarkFileError` naming it."""
+    try:
+        return p.read_text(encoding="utf-8", errors="strict")
+    except FileNotFoundError:
+        raise LandmarkFileError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise LandmarkFileError(f"{p}: is a directory, not a landmark file") from None
+    except UnicodeDecodeError:
+        raise LandmarkFileError(f"{p}: not a text file") from None
+    except OSError as e:
+        raise LandmarkFileError(f"{p}: cannot read ({e.strerror or e})") from None
+
+
 def read_pts(path: str | os.PathLike, n_points: int | None = 68) -> np.ndarray:
     """Read a 300-W ``.pts`` file -> ``(N, 2)`` float32, (x, y), 0-based.
 
@@ -27,14 +41,7 @@ def read_pts(path: str | os.PathLike, n_points: int | None = 68) -> np.ndarray:
     braces, non-numeric values or a wrong count.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="strict")
-    except FileNotFoundError:
-        raise LandmarkFileError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise LandmarkFileError(f"{p}: is a directory, not a .pts file") from None
-    except UnicodeDecodeError:
-        raise LandmarkFileError(f"{p}: not a text file") from None
+    text = _read_text(p)
     m = re.search(r"n_points\s*:\s*(\d+)", text)
     if m is None:
         raise LandmarkFileError(f"{p}: no 'n_points:' header")
@@ -59,11 +66,23 @@ def read_pts(path: str | os.PathLike, n_points: int | None = 68) -> np.ndarray:
     return (pts - 1.0).astype(np.float32)
 
 
+def _coord(one_based: float, zero_based: float) -> str:
+    """Six decimals as in 300-W, or the exact repr where six would not read back to the same
+    float32 (small magnitudes), so ``read_pts(write_pts(p))`` returns ``p`` exactly."""
+    s = f"{one_based:.6f}"
+    if np.float32(float(s) - 1.0) != np.float32(zero_based):
+        s = repr(float(one_based))
+    return s
+
+
 def write_pts(path: str | os.PathLike, points: np.ndarray) -> None:
     """Write ``(N, 2)`` (x, y) 0-based points as a 300-W ``.pts`` (1-based) file."""
-    pts = np.asarray(points, dtype=np.float64) + 1.0
+    src = np.asarray(points, dtype=np.float64)
+    if src.ndim != 2 or src.shape[1] != 2:
+        raise ValueError(f"{path}: points must be (N, 2), got {src.shape}")
+    pts = src + 1.0
     lines = ["version: 1", f"n_points: {len(pts)}", "{"]
-    lines += [f"{x:.6f} {y:.6f}" for x, y in pts]
+    lines += [f"{_coord(v, o)} {_coord(w, q)}" for (v, w), (o, q) in zip(pts, src)]
     lines.append("}")
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -76,10 +95,8 @@ def read_ljson(path: str | os.PathLike, group: str | None = None) -> np.ndarray:
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LandmarkFileError(f"{p}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = json.loads(_read_text(p))
+    except json.JSONDecodeError as e:
         raise LandmarkFileError(f"{p}: not valid JSON ({e})") from None
     try:
         if "groups" in data:
