@@ -120,12 +120,16 @@ def aggregate(per_video: Mapping[str, np.ndarray], threshold: float = THRESHOLD)
 
 
 def jitter(pred: np.ndarray, gt: np.ndarray | None = None, norm: np.ndarray | None = None) -> float:
-    """Mean frame-to-frame displacement of predictions, normalised per frame.
+    """Mean frame-to-frame displacement of predictions, normalised per frame (unitless).
 
-    ``pred``: ``(T, 68, 2)`` consecutive frames. With ``gt`` the ground truth's own motion
-    is subtracted (``|d pred| - |d gt|`` per point, so true motion is not counted as
-    jitter). ``norm``: per-frame normaliser ``(T,)``; default the outer-eye distance of
-    ``gt`` if given, else of ``pred``.
+    ``pred``: ``(T, 68, 2)`` consecutive frames, (x, y) pixels. Without ``gt`` every
+    displacement counts: ``|p[t] - p[t-1]|`` per point. With ``gt`` (same shape) the ground
+    truth's own motion is taken out as a vector, ``|(p[t] - p[t-1]) - (g[t] - g[t-1])|`` per
+    point, so true motion is not counted as jitter while lag, wobble and motion in the wrong
+    direction are (the result is never negative; 0 when the prediction moves exactly as the
+    truth). ``norm``: per-frame normaliser ``(T,)`` in pixels; default the outer-eye distance
+    of ``gt`` if given, else of ``pred``; each step uses the mean of its two frames'.
+    Frame pairs with a non-finite value (a lost frame) are left out; NaN when none is left.
     """
     p = np.asarray(pred, np.float64)
     if len(p) < 2:
@@ -133,8 +137,12 @@ def jitter(pred: np.ndarray, gt: np.ndarray | None = None, norm: np.ndarray | No
     d = normaliser(gt if gt is not None else p)
     if norm is not None:
         d = np.asarray(norm, np.float64)
-    step = np.linalg.norm(np.diff(p, axis=0), axis=-1)
+    motion = np.diff(p, axis=0)
     if gt is not None:
-        step = step - np.linalg.norm(np.diff(np.asarray(gt, np.float64), axis=0), axis=-1)
+        motion = motion - np.diff(np.asarray(gt, np.float64), axis=0)
+    step = np.linalg.norm(motion, axis=-1).mean(-1)
     scale = (d[1:] + d[:-1]) / 2
-    return float(np.mean(step.mean(-1) / scale))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_step = step / scale
+    per_step = per_step[np.isfinite(per_step)]
+    return float(per_step.mean()) if per_step.size else float("nan")
