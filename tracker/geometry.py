@@ -157,22 +157,23 @@ class BoxCalibration:
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """Any frame (grey, BGR, BGRA; uint8, uint16 or float) -> ``uint8`` grey ``(H, W)``.
+    """Any frame (grey, BGR, BGRA; uint8, uint16, float or other numeric) -> ``uint8`` grey ``(H, W)``.
 
-    Raises ``ValueError`` for shapes that are not an image.
+    ``uint8`` grey is returned as is; ``uint16`` keeps its high byte; floats with a maximum of
+    at most 1 are taken as [0, 1], other values as [0, 255] (clipped; NaN and inf read as 0).
+    Raises ``ValueError`` for arrays that are not an image (wrong rank, 2 or 5+ channels, empty).
     """
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
-    if img.ndim == 3:
-        if img.shape[2] == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        elif img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY)
-        else:
-            raise ValueError(f"image with {img.shape[2]} channels is not supported")
-    if img.ndim != 2 or img.shape[0] < 1 or img.shape[1] < 1:
+    if img.ndim == 3 and img.shape[2] not in (3, 4):
+        raise ValueError(f"image with {img.shape[2]} channels is not supported")
+    if img.ndim not in (2, 3) or img.shape[0] < 1 or img.shape[1] < 1:
         raise ValueError(f"not an image: array of shape {np.asarray(image).shape}")
+    if img.dtype not in (np.uint8, np.uint16, np.float32):
+        img = img.astype(np.float32)  # cvtColor takes only 8U, 16U and 32F
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY if img.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
     if img.dtype == np.uint8:
         return img
     if img.dtype == np.uint16:
