@@ -1,0 +1,76 @@
+"""Pure drawing for the app: take a BGR ``uint8`` image and return a new one.
+
+Built on :mod:`tracker.draw` (shared with the CLI's overlay video); nothing here knows Qt, so
+the same functions draw the live view, the recorded overlay video and the 300VW review player.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from gui.frames import DrawOptions, FaceView, TrackedFrame
+from tracker.draw import GREEN, RED, YELLOW, draw_box, draw_landmarks, draw_text
+
+#: tracker state -> what the window calls it
+STATE_LABELS = {"tracking": "tracking", "detected": "re-detecting", "lost": "lost"}
+#: tracker state -> BGR colour of its landmarks and box
+STATE_COLORS = {"tracking": GREEN, "detected": YELLOW, "lost": RED}
+GT_COLOR = GREEN
+PRED_COLOR = (255, 120, 40)  # blue-ish in BGR, distinct from the ground truth's green
+
+
+def state_label(state: str) -> str:
+    """Human name of a tracker state (``"detected"`` is shown as ``"re-detecting"``)."""
+    return STATE_LABELS.get(state, state)
+
+
+def draw_face(image: np.ndarray, face: FaceView, options: DrawOptions) -> np.ndarray:
+    """One face: landmarks ``(68, 2)`` image px, contour lines, box with confidence and state."""
+    color = STATE_COLORS.get(face.state, GREEN)
+    out = image
+    if face.success and (options.points or options.lines):
+        out = draw_landmarks(out, face.landmarks, color, points=options.points, lines=options.lines)
+    if options.box and face.box is not None:
+        out = draw_box(out, face.box, color, label=f"#{face.face_id} {state_label(face.state)} {face.confidence:.2f}")
+    return out if out is not image else np.array(image, copy=True)
+
+
+def info_lines(frame: TrackedFrame, backend: str = "") -> list[str]:
+    """The status text drawn in the corner: frame, fps, latency, drops, backend, state."""
+    total = sum(frame.timings.values()) if frame.timings else 0.0
+    lines = [f"frame {frame.index + 1}  {frame.fps:4.1f} fps  latency {frame.latency_ms:5.1f} ms  model {total:5.1f} ms"]
+    if frame.dropped:
+        lines.append(f"dropped {frame.dropped}")
+    if backend:
+        lines.append(backend)
+    if not frame.faces:
+        lines.append("no face")
+    for f in frame.faces:
+        lines.append(f"face {f.face_id}: {state_label(f.state)}  conf {f.confidence:.2f}")
+    return lines
+
+
+def render_tracked(frame: TrackedFrame, options: DrawOptions = DrawOptions(), backend: str = "") -> np.ndarray:
+    """The live view of a :class:`TrackedFrame`: every face and (optionally) the info text."""
+    out = np.array(frame.image, copy=True)
+    for face in frame.faces:
+        out = draw_face(out, face, options)
+    if options.info:
+        out = draw_text(out, info_lines(frame, backend))
+    return out
+
+
+def render_comparison(image: np.ndarray, gt: np.ndarray | None, pred: np.ndarray | None,
+                      caption: Sequence[str] = ()) -> np.ndarray:
+    """Ground truth (green) and prediction (blue) ``(68, 2)`` image px on one frame, with a legend.
+
+    Either may be ``None`` (frame not annotated / not predicted) or contain NaN (skipped).
+    """
+    out = np.array(image, copy=True)
+    if gt is not None:
+        out = draw_landmarks(out, gt, GT_COLOR, points=True, lines=True)
+    if pred is not None:
+        out = draw_landmarks(out, pred, PRED_COLOR, points=True, lines=True)
+    out = draw_text(out, list(caption) + ["ground truth"], color=GT_COLOR)
+    return draw_text(out, ["prediction"], origin=(8, 18 + 18 * (len(caption) + 1)), color=PRED_COLOR)
