@@ -68,7 +68,8 @@ def read_pts(path: str | os.PathLike, n_points: int | None = 68) -> np.ndarray:
 
 def _coord(one_based: float, zero_based: float) -> str:
     """Six decimals as in 300-W, or the exact repr where six would not read back to the same
-    float32 (small magnitudes), so ``read_pts(write_pts(p))`` returns ``p`` exactly."""
+    float32 (small magnitudes), so ``read_pts(write_pts(p))`` returns ``p`` exactly (but for
+    coordinates below about 1e-13 px, which the 1-based "+ 1" absorbs)."""
     s = f"{one_based:.6f}"
     if np.float32(float(s) - 1.0) != np.float32(zero_based):
         s = repr(float(one_based))
