@@ -15,27 +15,40 @@ YELLOW = (40, 210, 240)
 WHITE = (255, 255, 255)
 
 
+#: Points farther than this from the origin (px) are not drawn: OpenCV's fixed-point
+#: coordinates would overflow, and such points are garbage anyway.
+_FAR = 1e6
+
+
 def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color: tuple[int, int, int] = GREEN,
                    points: bool = True, lines: bool = True, radius: int | None = None) -> np.ndarray:
-    """Draw 68 points ``(68, 2)`` (x, y) image px and the standard contour lines.
+    """Draw landmarks ``(N, 2)`` (x, y) image px; for 68 points also the standard contour lines.
 
-    Non-finite landmarks are skipped. Returns a copy.
+    ``image``: BGR (or grey) ``uint8`` ``(H, W[, 3])``. Non-finite (or absurdly far) points are
+    skipped with the lines that touch them; the rest is drawn. Returns a copy; the input is
+    never changed. Point radius and line width follow the face's size unless ``radius`` is given.
     """
     out = np.array(image, copy=True)
     pts = np.asarray(landmarks, np.float64)
-    if pts.shape != (68, 2) or not np.isfinite(pts).all():
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
         return out
-    size = float(np.linalg.norm(pts.max(0) - pts.min(0)))
+    ok = np.isfinite(pts).all(1) & (np.abs(np.nan_to_num(pts, nan=0.0)) < _FAR).all(1)
+    if not ok.any():
+        return out
+    good = pts[ok]
+    size = float(np.linalg.norm(good.max(0) - good.min(0)))
     r = radius if radius is not None else max(1, int(round(size / 150)))
     thick = max(1, int(round(size / 300)))
     shift = 4  # sub-pixel drawing
-    ip = np.round(pts * (1 << shift)).astype(np.int32)
-    if lines:
+    ip = np.round(np.where(ok[:, None], pts, 0.0) * (1 << shift)).astype(np.int32)
+    if lines and len(pts) == 68:
         for a, b in DRAW_EDGES:
-            cv2.line(out, tuple(ip[a]), tuple(ip[b]), color, thick, cv2.LINE_AA, shift)
+            if ok[a] and ok[b]:
+                cv2.line(out, tuple(int(v) for v in ip[a]), tuple(int(v) for v in ip[b]), color, thick, cv2.LINE_AA, shift)
     if points:
-        for p in ip:
-            cv2.circle(out, tuple(p), r << shift, color, -1, cv2.LINE_AA, shift)
+        for p, keep in zip(ip, ok):
+            if keep:
+                cv2.circle(out, tuple(int(v) for v in p), r << shift, color, -1, cv2.LINE_AA, shift)
     return out
 
 
