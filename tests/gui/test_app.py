@@ -1,0 +1,230 @@
+"""The window, offscreen: real video in, landmarks drawn, pause / step / seek, errors as
+messages, recording, drops counted, and the 300VW tab on a small real clip.
+
+The live tests use ``FakeTracker`` (``conftest.py``) for speed and because they test the
+window, not the model; ``test_real_tracker_on_real_video`` runs the shipped model.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gui.frames import TrackedFrame
+from tests.gui.conftest import FakePredictor, FakeTracker
+from tracker.io import Video300VW
+from tracker.metrics import nme
+
+pytestmark = pytest.mark.gui
+
+VIDEO = "videos_unlabelled/short_hamilton_clip.mp4"
+
+
+def _open(qtbot, win, path: Path, frames: int = 3) -> None:
+    win.live.open_file(str(path))
+    qtbot.waitUntil(lambda: win.live.frames_shown >= frames, timeout=10000)
+
+
+def test_opening_a_real_video_shows_frames_with_landmarks(qtbot, make_window, data_dir):
+    trk = FakeTracker()
+    win = make_window(trk)
+    _open(qtbot, win, data_dir / VIDEO, frames=5)
+    shown: TrackedFrame = win.live.shown
+    assert shown.image.shape == (360, 640, 3)
+    assert len(shown.faces) == 1 and shown.faces[0].landmarks.shape == (68, 2)
+    assert win.live.info.frame_count == 275 and win.live.slider.isEnabled()
+    # the view holds the drawn frame, not the raw one
+    img = win.live.view.image()
+    assert img is not None and (img.width(), img.height()) == (640, 360)
+    # frames reach the tracker in order with video timestamps (index / fps)
+    assert trk.calls[:3] == pytest.approx([0.0, 1 / 29.97, 2 / 29.97], abs=1e-3)
+    assert "tracking" in win.live.state_label.text() and "fps" in win.live.stats_label.text()
+
+
+def test_pause_step_and_seek_change_the_frame_index_as_expected(qtbot, make_window, data_dir):
+    trk = FakeTracker()
+    win = make_window(trk)
+    _open(qtbot, win, data_dir / VIDEO)
+    win.pipeline.pause()
+    qtbot.waitUntil(lambda: win.live.play_button.text() == "Play", timeout=3000)
+    qtbot.wait(200)  # a frame in flight may still arrive
+    index = win.live.latest.index
+    qtbot.wait(300)
+    assert win.live.latest.index == index  # paused: nothing new
+
+    win.live.step_button.click()
+    qtbot.waitUntil(lambda: win.live.latest.index == index + 1, timeout=3000)
+
+    resets = trk.resets
+    win.pipeline.seek(200)
+    qtbot.waitUntil(lambda: win.live.latest.index == 200, timeout=5000)
+    assert trk.resets == resets + 1  # a seek is a cut: the tracker starts over
+    assert win.live.slider.value() == 200 and win.live.position_label.text() == "201/275"
+
+    win.live.step_back.click()
+    qtbot.waitUntil(lambda: win.live.latest.index == 199, timeout=5000)
+    assert win.live.latest.timestamp == pytest.approx(199 / 29.97, abs=1e-3)
+
+    win.live.play_button.click()  # play again from 199
+    qtbot.waitUntil(lambda: win.live.latest.index > 201, timeout=5000)
+
+
+def test_missing_camera_gives_a_message_not_a_crash(qtbot, make_window):
+    win = make_window()
+    win.live.open_camera(97)
+    qtbot.waitUntil(lambda: "camera 97" in win.live.message_label.text(), timeout=10000)
+    assert "camera 97" in win.statusBar().currentMessage()
+    assert win.isVisible()
+
+
+def test_unreadable_file_gives_a_message_naming_it(qtbot, make_window, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    win = make_window()
+    win.live.open_file(str(bad))
+    qtbot.waitUntil(lambda: "broken.mp4" in win.live.message_label.text(), timeout=10000)
+    win.live.open_file(str(tmp_path / "missing.mp4"))
+    qtbot.waitUntil(lambda: "missing.mp4: no such file" in win.live.message_label.text(), timeout=10000)
+
+
+def test_missing_model_gives_a_message(qtbot, make_window, tmp_path):
+    from gui.workers import default_tracker_factory
+
+    win = make_window(default_tracker_factory)
+    missing = str(tmp_path / "nope.onnx")
+    win.live.set_model(missing)
+    qtbot.waitUntil(lambda: "nope.onnx" in win.live.message_label.text(), timeout=20000)
+    assert win.pipeline.inference.tracker is None
+
+
+def test_slow_tracker_on_a_live_source_drops_and_counts_then_unplug_is_a_message(qtbot, make_window, data_dir,
+                                                                                   monkeypatch):
+    """A camera feeds 30 fps whatever the model does; with a 60 ms model the one-slot queue must
+    drop stale frames, count them, and the window must show the count. Then the 'camera' stops
+    delivering (unplugged) and the window says so."""
+    import gui.workers
+    from gui.frames import SourceInfo
+    from gui.sources import SourceError
+    from tracker.video import VideoFile
+
+    class RecordedCamera:
+        def __init__(self, index: int) -> None:
+            self.video = VideoFile(data_dir / VIDEO)
+            self.info = SourceInfo(f"camera {index}", 640, 360, 30.0, 0)
+            self.position = 0
+
+        def read(self):
+            got = self.video.read()
+            if got is None or got[0] >= 60:
+                raise SourceError("camera 0: stopped delivering frames (unplugged?)")
+            self.position = got[0] + 1
+            return got[0], got[2]
+
+        def close(self):
+            self.video.close()
+
+    monkeypatch.setattr(gui.workers, "CameraSource", RecordedCamera)
+    win = make_window(FakeTracker(delay=0.06))
+    win.live.open_camera(0)
+    qtbot.waitUntil(lambda: "unplugged" in win.live.message_label.text(), timeout=15000)
+    qtbot.wait(200)
+    q = win.pipeline.queue
+    processed = win.pipeline.inference.processed
+    assert q.put_count == 60
+    assert q.dropped > 10  # 60 frames in 2 s against ~16 processed per second
+    assert q.dropped + processed == 60
+    assert win.live.latest.dropped > 0 and f"dropped {win.live.latest.dropped}" in win.live.stats_label.text()
+
+
+def test_recording_writes_the_cli_csv_and_the_overlay_video(qtbot, make_window, data_dir, tmp_path):
+    from tracker.output import read_landmarks_csv
+
+    win = make_window(FakeTracker())
+    _open(qtbot, win, data_dir / VIDEO, frames=5)
+    win.pipeline.pause()
+    qtbot.wait(200)
+    assert win.live.latest.index > 0
+    win.pipeline.seek(0)
+    qtbot.waitUntil(lambda: win.live.latest.index == 0, timeout=5000)
+    csv_path, video_path = tmp_path / "out.csv", tmp_path / "out.avi"
+    win.live.start_recording(str(csv_path), str(video_path))
+    qtbot.waitUntil(lambda: win.live.record_button.text() == "Stop recording", timeout=3000)
+    for i in range(1, 6):
+        win.live.step_button.click()
+        qtbot.waitUntil(lambda i=i: win.live.latest.index == i, timeout=3000)
+    win.live.record_button.click()  # stop
+    qtbot.waitUntil(lambda: win.live.record_button.text() == "Record CSV...", timeout=3000)
+    table = read_landmarks_csv(csv_path)
+    assert list(table.frame) == [2, 3, 4, 5, 6]  # 1-based, as the CLI writes
+    assert table.success.all()
+    np.testing.assert_allclose(table.landmarks[-1], win.live.latest.faces[0].landmarks, atol=1e-3)
+    cap = cv2.VideoCapture(str(video_path))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert n == 5
+
+
+def test_300vw_tab_evaluates_a_small_real_clip_and_fills_the_table(qtbot, make_window, clip_300vw):
+    shift = 2.0
+    win = make_window(predictor=FakePredictor(shift))
+    ev = win.evaluation
+    ev.root_edit.setText(str(clip_300vw))
+    for c, box in ev.cat_boxes.items():
+        box.setChecked(c == 1)  # 401 is a category-1 video
+    assert ev.start()
+    qtbot.waitUntil(lambda: not ev.running(), timeout=30000)
+    assert ev.outcome is not None, ev.status.text()
+    video = Video300VW(clip_300vw / "401")
+    expected = np.mean([float(nme(video.annotation(f) + shift, video.annotation(f))) for f in (1, 2)])
+    rows = {(ev.category_table.item(r, 0).text(), ev.category_table.item(r, 1).text()): r
+            for r in range(ev.category_table.rowCount())}
+    r = rows[("1", "68")]
+    assert ev.category_table.item(r, 3).text() == "2"  # frames
+    assert float(ev.category_table.item(r, 4).text()) == pytest.approx(expected, abs=1e-4)
+    assert ev.video_table.rowCount() == 1 and ev.video_table.item(0, 1).text() == "401"
+    assert ev.progress.value() == 1000
+    assert ev.plot_box.count() >= 1 and ev.plot_view.image() is not None  # the CED plot is shown
+    # clicking the row plays the video with ground truth and prediction
+    ev.video_table.cellClicked.emit(0, 1)
+    assert ev.player.video_id == "401" and ev.player.current == 1
+    assert ev.player.view.image() is not None
+    ev.player.show_frame(2)
+    assert ev.player.current == 2 and ev.player.label.text() == "2/2"
+
+
+def test_300vw_tab_cancel_and_bad_root(qtbot, make_window, clip_300vw, tmp_path):
+    class SlowPredictor(FakePredictor):
+        def predict(self, frame_bgr, timestamp, gt):
+            time.sleep(0.5)
+            return super().predict(frame_bgr, timestamp, gt)
+
+    win = make_window(predictor=SlowPredictor())
+    ev = win.evaluation
+    ev.root_edit.setText(str(tmp_path / "nowhere"))
+    assert not ev.start() and "nowhere: no such folder" in ev.status.text()
+    ev.root_edit.setText(str(clip_300vw))
+    assert ev.start()
+    qtbot.waitUntil(lambda: ev.cancel_button.isEnabled(), timeout=3000)
+    ev.cancel_button.click()
+    qtbot.waitUntil(lambda: not ev.running(), timeout=10000)
+    assert "cancelled" in ev.status.text()
+    assert ev.run_button.isEnabled()
+
+
+def test_real_tracker_on_real_video(qtbot, make_window, data_dir):
+    """The shipped model end to end (needs tracker/weights/mdm-rt.onnx)."""
+    from gui.workers import default_tracker_factory
+
+    weights = Path(__file__).resolve().parents[2] / "tracker" / "weights" / "mdm-rt.onnx"
+    if not weights.exists():
+        pytest.skip(f"{weights} not shipped yet")
+    win = make_window(default_tracker_factory)
+    _open(qtbot, win, data_dir / VIDEO, frames=10)
+    faces = [f for f in win.live.latest.faces if f.success]
+    assert faces, win.live.message_label.text()
+    lm = faces[0].landmarks
+    assert np.isfinite(lm).all() and (lm[:, 0] > 0).all() and (lm[:, 0] < 640).all()
+    assert win.live.backend_text  # e.g. "ONNX Runtime CPU"
