@@ -62,6 +62,8 @@ def umeyama(src: np.ndarray, dst: np.ndarray, rotation: bool = True) -> np.ndarr
     """
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
+    if src.ndim != 2 or src.shape[1] != 2 or src.shape != dst.shape:
+        raise ValueError(f"umeyama needs two (N, 2) point sets of the same N, got {src.shape} and {dst.shape}")
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s0, d0 = src - mu_s, dst - mu_d
     var_s = (s0**2).sum() / len(src)

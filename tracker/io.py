@@ -195,9 +195,10 @@ class Video300VW:
 
 
 def list_300vw(root: str | os.PathLike) -> list[Video300VW]:
-    """Videos under a 300VW root (folders holding ``vid.avi`` or ``annot/``), sorted by id."""
+    """Videos under a 300VW root (folders holding ``vid.avi``, ``vid.mp4`` or ``annot/``), sorted by id."""
     r = Path(root)
     if not r.is_dir():
         raise FileNotFoundError(f"{r}: not a directory")
-    vids = [Video300VW(d) for d in sorted(r.iterdir()) if d.is_dir() and ((d / "annot").is_dir() or (d / "vid.avi").exists())]
+    vids = [Video300VW(d) for d in sorted(r.iterdir())
+            if d.is_dir() and ((d / "annot").is_dir() or (d / "vid.avi").exists() or (d / "vid.mp4").exists())]
     return vids

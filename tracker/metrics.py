@@ -48,6 +48,8 @@ def nme(pred: np.ndarray, gt: np.ndarray, points: int = 68, norm: Norm = "outer"
     the subset averaged over; the normaliser always comes from the 68-point ground truth
     (the outer eye corners are points 19 and 28 of the 49-point subset: the same points).
     """
+    if points not in SUBSETS:
+        raise ValueError(f"points must be one of {sorted(SUBSETS)}, got {points!r}")
     idx = list(SUBSETS[points])
     e = point_errors(np.asarray(pred)[..., idx, :], np.asarray(gt)[..., idx, :]).mean(-1)
     d = normaliser(gt, norm)

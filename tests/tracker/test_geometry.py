@@ -232,3 +232,10 @@ def test_to_input() -> None:
     assert x.shape == (1, 1, 112, 112) and x.dtype == np.float32
     assert x.min() == 0.0 and x.max() == pytest.approx(1.0)
     np.testing.assert_allclose(x[0, 0] * 255, crop, atol=1e-4)
+
+
+def test_umeyama_rejects_mismatched_point_sets() -> None:
+    with pytest.raises(ValueError, match="same N"):
+        g.umeyama(np.zeros((68, 2)), np.zeros((67, 2)))
+    with pytest.raises(ValueError, match="same N"):
+        g.umeyama(np.zeros((68, 3)), np.zeros((68, 3)))

@@ -219,3 +219,18 @@ def test_300vw_frames_are_one_based(data_dir: Path, tmp_path: Path) -> None:
         assert np.abs(frame.astype(int) - im.astype(int)).mean() < 8  # MJPG re-encoding
     with pytest.raises(OSError, match="vid"):
         list(io.Video300VW(tmp_path / "none").frames())
+
+
+def test_list_300vw_finds_videos_by_any_marker(tmp_path: Path) -> None:
+    for name, marker in [("a", "annot"), ("b", "vid.avi"), ("c", "vid.mp4")]:
+        (tmp_path / name).mkdir()
+        if marker == "annot":
+            (tmp_path / name / marker).mkdir()
+        else:
+            (tmp_path / name / marker).write_bytes(b"")
+    (tmp_path / "not_a_video").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    vids = io.list_300vw(tmp_path)
+    assert [v.video_id for v in vids] == ["a", "b", "c"]
+    assert vids[2].video_path.name == "vid.mp4"
+    assert vids[0].annotated_frames() == [] and vids[1].annotated_frames() == []

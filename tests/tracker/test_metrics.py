@@ -174,3 +174,8 @@ def test_jitter_skips_lost_frames() -> None:
     pred[3] = np.nan  # lost: the steps 2->3 and 3->4 are left out
     assert mt.jitter(pred, gt) == pytest.approx(1.0 / 26)
     assert math.isnan(mt.jitter(np.full((3, 68, 2), np.nan)))
+
+
+def test_nme_rejects_an_unknown_subset() -> None:
+    with pytest.raises(ValueError, match="points must be one of"):
+        mt.nme(_face(), _face(), points=66)
