@@ -227,7 +227,7 @@ class LiveTab(QWidget):
         self.record_button.blockSignals(True)
         self.record_button.setChecked(True)
         self.record_button.blockSignals(False)
-        self.pipeline.start_recording(csv_path, video_path)
+        self.pipeline.start_recording(csv_path, video_path, self.info.fps if self.info else 30.0)
 
     # ------------------------------------------------------------------ from the workers
     def _opened(self, info: SourceInfo) -> None:

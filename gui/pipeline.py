@@ -28,7 +28,7 @@ class LivePipeline(QObject):
     _seek = Signal(int)
     _configure = Signal(object)
     _options = Signal(object)
-    _start_rec = Signal(str, str)
+    _start_rec = Signal(str, str, float)
     _stop_rec = Signal()
 
     def __init__(self, factory: TrackerFactory = default_tracker_factory, parent: QObject | None = None) -> None:
@@ -81,8 +81,8 @@ class LivePipeline(QObject):
     def set_options(self, options: DrawOptions) -> None:
         self._options.emit(options)
 
-    def start_recording(self, csv_path: str, video_path: str = "") -> None:
-        self._start_rec.emit(str(csv_path), str(video_path))
+    def start_recording(self, csv_path: str, video_path: str = "", fps: float = 30.0) -> None:
+        self._start_rec.emit(str(csv_path), str(video_path), float(fps))
 
     def stop_recording(self) -> None:
         self._stop_rec.emit()

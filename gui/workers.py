@@ -196,11 +196,16 @@ def default_tracker_factory(spec: TrackerSpec) -> TrackerLike:
 
 
 def backend_label(tracker: Any) -> str:
-    """Human name of the runtime a tracker uses ("ONNX Runtime CPU" ...), or "" if unknown."""
-    for attr in ("backend_label", "backend_name"):
-        v = getattr(tracker, attr, None)
-        if isinstance(v, str) and v:
-            return v
+    """Where a tracker's models run ("ONNX Runtime CPU", "TensorRT" ...), or "" if unknown.
+
+    Read from the tracker's landmarkers' backends (``Backend.device``); falls back to what
+    :func:`engines.registry.pick_backend` would choose.
+    """
+    models = [getattr(tracker, "track_model", None), *list(getattr(tracker, "init_chain", []) or [])]
+    labels = [str(getattr(getattr(m, "backend", None), "device", "") or "") for m in models if m is not None]
+    labels = [x for x in dict.fromkeys(labels) if x]
+    if labels:
+        return " + ".join(labels)
     try:
         from engines.registry import pick_backend
 
@@ -240,7 +245,7 @@ class InferenceWorker(QObject):
     @Slot(object)
     def configure(self, spec: TrackerSpec) -> None:
         """(Re)build the tracker; on failure keep none and report why."""
-        self.tracker = None
+        self._close_tracker()
         self.spec = spec
         try:
             self.tracker = self.factory(spec)
@@ -295,11 +300,13 @@ class InferenceWorker(QObject):
                 self.stop_recording()
         self.result.emit(frame)
 
-    @Slot(str, str)
-    def start_recording(self, csv_path: str, video_path: str = "") -> None:
+    @Slot(str, str, float)
+    def start_recording(self, csv_path: str, video_path: str = "", fps: float = 30.0) -> None:
+        """Record every processed frame: CSV at ``csv_path``; overlay video at ``video_path``
+        (``.avi``: MJPG, else mp4v) at ``fps`` frames per second (the source's rate)."""
         self.stop_recording()
         try:
-            self.recorder = Recorder(Path(csv_path), Path(video_path) if video_path else None)
+            self.recorder = Recorder(Path(csv_path), Path(video_path) if video_path else None, fps)
         except Exception as e:  # noqa: BLE001
             self.error.emit(f"cannot record: {e}")
             return
@@ -312,21 +319,28 @@ class InferenceWorker(QObject):
             rec.close()
             self.recording_changed.emit("")
 
+    def _close_tracker(self) -> None:
+        trk, self.tracker = self.tracker, None
+        close = getattr(trk, "close", None)
+        if close is not None:
+            close()
+
     @Slot()
     def shutdown(self) -> None:
         self.stop_recording()
-        self.tracker = None
+        self._close_tracker()
 
 
 class Recorder:
     """Writes each :class:`TrackedFrame` to the landmarks CSV (OpenFace layout, same as the CLI,
     via :mod:`tracker.output`) and, if a video path is given, the overlay video (mp4v / MJPG)."""
 
-    def __init__(self, csv_path: Path, video_path: Path | None = None) -> None:
+    def __init__(self, csv_path: Path, video_path: Path | None = None, fps: float = 30.0) -> None:
         from tracker.output import CsvWriter
 
         self.csv = CsvWriter(csv_path)
         self.video_path = video_path
+        self.fps = float(fps) if fps and fps > 0 else 30.0
         self._video = None
 
     def write(self, frame: TrackedFrame, options: DrawOptions) -> None:
@@ -337,7 +351,7 @@ class Recorder:
             img = render_tracked(frame, options)
             if self._video is None:
                 fourcc = "MJPG" if self.video_path.suffix.lower() == ".avi" else "mp4v"
-                self._video = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*fourcc), 30.0,
+                self._video = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*fourcc), self.fps,
                                               (img.shape[1], img.shape[0]))
                 if not self._video.isOpened():
                     self._video = None

@@ -96,7 +96,7 @@ def test_missing_model_gives_a_message(qtbot, make_window, tmp_path):
     win = make_window(default_tracker_factory)
     missing = str(tmp_path / "nope.onnx")
     win.live.set_model(missing)
-    qtbot.waitUntil(lambda: "nope.onnx" in win.live.message_label.text(), timeout=20000)
+    qtbot.waitUntil(lambda: "nope.onnx: no such model file" in win.live.message_label.text(), timeout=20000)
     assert win.pipeline.inference.tracker is None
 
 
@@ -162,9 +162,9 @@ def test_recording_writes_the_cli_csv_and_the_overlay_video(qtbot, make_window, 
     assert table.success.all()
     np.testing.assert_allclose(table.landmarks[-1], win.live.latest.faces[0].landmarks, atol=1e-3)
     cap = cv2.VideoCapture(str(video_path))
-    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    n, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
     cap.release()
-    assert n == 5
+    assert n == 5 and fps == pytest.approx(29.97, abs=0.01)  # the source's rate
 
 
 def test_300vw_tab_evaluates_a_small_real_clip_and_fills_the_table(qtbot, make_window, clip_300vw):
