@@ -183,7 +183,8 @@ class Landmarker:
         conf = np.array(result[names.CONFIDENCE], np.float64, copy=True).reshape(n)
         fits = []
         for k, m in enumerate(mats):
-            pts = apply_affine(invert_affine(m), lm[k])
+            with np.errstate(invalid="ignore", over="ignore"):  # non-finite output is handled below
+                pts = apply_affine(invert_affine(m), lm[k])
             c = float(conf[k])
             if np.isfinite(pts).all() and np.isfinite(c) and np.abs(pts).max() < 1e7:
                 fits.append(Fit(pts, float(np.clip(c, 0.0, 1.0)), True))
