@@ -148,7 +148,7 @@ def _centroid(crop: np.ndarray, near: np.ndarray, radius: int) -> np.ndarray:
     return np.array([(xs * win).sum() / win.sum(), (ys * win).sum() / win.sum()])
 
 
-@pytest.mark.parametrize("shrink", [0.5, 1.0, 1.6, 3.0, 4.0, 7.0])
+@pytest.mark.parametrize("shrink", [0.5, 1.0, 1.6, 2.5, 3.0, 4.0, 5.5, 7.0])
 def test_warp_crop_places_dots_where_apply_affine_says(shrink: float) -> None:
     # blobs of odd side (21 px = 3 x 7 at the strongest shrink) keep their centroid at the centre
     half = 10 if shrink >= 3 else 2
