@@ -62,7 +62,7 @@ class TrackedFrame:
 
     ``timings``: stage -> milliseconds from the tracker; ``latency_ms``: capture to result;
     ``fps``: results per second over the last second; ``dropped``: frames the one-slot queue
-    dropped so far.
+    dropped so far; ``model_loaded``: false when no tracker could be built (no faces then).
     """
 
     index: int
@@ -74,6 +74,7 @@ class TrackedFrame:
     fps: float = 0.0
     dropped: int = 0
     detector_ran: bool = False
+    model_loaded: bool = True
 
 
 @dataclass(frozen=True)

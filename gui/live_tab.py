@@ -251,7 +251,8 @@ class LiveTab(QWidget):
 
     def _backend(self, label: str) -> None:
         self.backend_text = label
-        self.backend_label.setText(f"backend: {label}" if label else "")
+        self.backend_label.setText(f"backend: {label}" if label else "no model loaded")
+        self.backend_label.setStyleSheet("" if label else "color: #c03030;")
 
     def _recording_changed(self, text: str) -> None:
         self.record_button.blockSignals(True)
@@ -276,7 +277,8 @@ class LiveTab(QWidget):
         self.shown = frame
         self.view.set_image(render_tracked(frame, self.options(), self.backend_text))
         self.frames_shown += 1
-        states = ", ".join(state_label(f.state) for f in frame.faces) or "no face"
+        states = ", ".join(state_label(f.state) for f in frame.faces) or ("no face" if frame.model_loaded
+                                                                          else "no model loaded")
         self.state_label.setText(f"state: {states}")
         conf = " ".join(f"{f.confidence:.2f}" for f in frame.faces)
         self.stats_label.setText(f"{frame.fps:.1f} fps | latency {frame.latency_ms:.1f} ms | "

@@ -44,7 +44,9 @@ def info_lines(frame: TrackedFrame, backend: str = "") -> list[str]:
         lines.append(f"dropped {frame.dropped}")
     if backend:
         lines.append(backend)
-    if not frame.faces:
+    if not frame.model_loaded:
+        lines.append("no model loaded")
+    elif not frame.faces:
         lines.append("no face")
     for f in frame.faces:
         lines.append(f"face {f.face_id}: {state_label(f.state)}  conf {f.confidence:.2f}")

@@ -251,6 +251,7 @@ class InferenceWorker(QObject):
             self.tracker = self.factory(spec)
         except Exception as e:  # noqa: BLE001 - missing model, bad file, missing runtime
             log.debug("tracker build failed: %s", traceback.format_exc())
+            self.backend_changed.emit("")
             self.error.emit(f"model {spec.model}: {e}")
             return
         self.backend_changed.emit(backend_label(self.tracker))
@@ -290,7 +291,8 @@ class InferenceWorker(QObject):
             self._times.popleft()
         fps = (len(self._times) - 1) / (self._times[-1] - self._times[0]) if len(self._times) > 1 else 0.0
         frame = TrackedFrame(packet.index, packet.timestamp, packet.image, faces, timings,
-                             (now - packet.captured_at) * 1000.0, fps, self.queue.dropped, detector_ran)
+                             (now - packet.captured_at) * 1000.0, fps, self.queue.dropped, detector_ran,
+                             self.tracker is not None)
         self.processed += 1
         if self.recorder is not None:
             try:

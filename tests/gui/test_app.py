@@ -98,6 +98,7 @@ def test_missing_model_gives_a_message(qtbot, make_window, tmp_path):
     win.live.set_model(missing)
     qtbot.waitUntil(lambda: "nope.onnx: no such model file" in win.live.message_label.text(), timeout=20000)
     assert win.pipeline.inference.tracker is None
+    assert win.live.backend_label.text() == "no model loaded"
 
 
 def test_slow_tracker_on_a_live_source_drops_and_counts_then_unplug_is_a_message(qtbot, make_window, data_dir,
