@@ -53,6 +53,10 @@ MODES = ("track", "gt-box", "detector")
 CATEGORIES = (1, 2, 3)
 #: Point counts every per-video file stores errors for (the report shows the requested ones).
 STORED_POINTS = (68, 51, 49)
+#: Point counts also stored normalised by the ground truth's box diagonal: the published
+#: reference curves' errors look diagonal-normalised (median 0.015 for MDNET + CFSS on
+#: category 1, about a third of typical outer-eye figures), so the plots show ours that way too.
+DIAG_POINTS = (68, 49)
 #: Bumped when the per-video file's content changes meaning; older files are recomputed.
 VIDEO_FILE_VERSION = 1
 #: Published per-frame errors, not package data (15 MB): looked up next to the repository.
@@ -291,6 +295,9 @@ class VideoResult:
     decoded_frames: int
     tracker_seconds: float
     total_seconds: float
+    #: ``errors_diag[points]``: as ``errors`` but normalised by the ground truth's tight-box
+    #: diagonal (for comparison with the published reference curves), points 68 and 49.
+    errors_diag: Mapping[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:
@@ -475,9 +482,16 @@ def evaluate_video(video: Video300VW, predictor: FramePredictor, category: int, 
             if p is not None:
                 e[i] = float(nme(p, g, points=pts))
         errors[pts] = e
+    errors_diag: dict[int, np.ndarray] = {}
+    for pts in DIAG_POINTS:
+        e = np.full(len(scored), np.inf)
+        for i, (p, g) in enumerate(zip(pred_list, gt_list)):
+            if p is not None:
+                e[i] = float(nme(p, g, points=pts, norm="diag"))
+        errors_diag[pts] = e
     jit, steps = _segments_jitter(scored, pred_list, gt_list)
     return VideoResult(vid, category, tuple(scored), excluded, errors, jit, steps, n_pred, n_dec,
-                       tsec, time.perf_counter() - t_start)
+                       tsec, time.perf_counter() - t_start, errors_diag)
 
 
 # --------------------------------------------------------------------------------------------
@@ -500,6 +514,7 @@ def save_video(path: Path, result: VideoResult, settings: Mapping) -> None:
         "video": result.video_id, "category": result.category,
         "frames": list(result.frame_numbers), "excluded_frames": list(result.excluded_frames),
         "errors": {str(p): [_num(v) for v in e] for p, e in result.errors.items()},
+        "errors_diag": {str(p): [_num(v) for v in e] for p, e in result.errors_diag.items()},
         "jitter": _num(result.jitter), "jitter_steps": result.jitter_steps,
         "predicted_frames": result.predicted_frames, "decoded_frames": result.decoded_frames,
         "tracker_seconds": result.tracker_seconds, "total_seconds": result.total_seconds,
@@ -517,13 +532,16 @@ def load_video(path: Path, settings: Mapping | None = None) -> VideoResult | Non
         if settings is not None and any(d.get(k) != v for k, v in settings.items()):
             log.info("%s: made with other settings, recomputing", path)
             return None
-        errors = {int(p): np.array([np.inf if v is None else v for v in e], np.float64) for p, e in d["errors"].items()}
-        if any(p not in errors for p in STORED_POINTS):
+        def arrays(table: Mapping) -> dict[int, np.ndarray]:
+            return {int(p): np.array([np.inf if v is None else v for v in e], np.float64) for p, e in table.items()}
+
+        errors, errors_diag = arrays(d["errors"]), arrays(d.get("errors_diag", {}))
+        if any(p not in errors for p in STORED_POINTS) or any(p not in errors_diag for p in DIAG_POINTS):
             return None
         return VideoResult(d["video"], int(d["category"]), tuple(d["frames"]), tuple(d["excluded_frames"]), errors,
                            float("nan") if d["jitter"] is None else float(d["jitter"]), int(d["jitter_steps"]),
                            int(d["predicted_frames"]), int(d["decoded_frames"]),
-                           float(d["tracker_seconds"]), float(d["total_seconds"]))
+                           float(d["tracker_seconds"]), float(d["total_seconds"]), errors_diag)
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.warning("%s: unreadable (%s), recomputing", path, e)
         return None
@@ -668,6 +686,8 @@ NOTES = [
     "Jitter: mean frame-to-frame displacement of the prediction minus that of the ground truth, per point, "
     "normalised by the outer-eye distance, over consecutive scored frames with predictions (68 points).",
     "fps tracker: predictor calls per second of predictor time (decoding excluded); fps end to end: decoded frames per wall second.",
+    "CED plots: published curves (Chrysos et al. 2017, dashed) are drawn as shipped; their normalisation is not stated "
+    "in the files and looks like the ground-truth box diagonal, so our 49-point curve normalised that way is drawn too.",
 ]
 
 
@@ -706,13 +726,16 @@ def write_report(report: Report, out_dir: str | os.PathLike, reference_dir: Path
     for c, cr in report.categories.items():
         if not cr.present:
             continue
-        curves = {f"facetrack {report.model} ({report.mode}), {p} pts": np.concatenate(
-            [report.videos[v].errors[p] for v in cr.videos]) for p in pts}
+        name = f"facetrack {model_label(report.model)} ({report.mode})"
+        curves = {f"{name}, {p} pts": np.concatenate([report.videos[v].errors[p] for v in cr.videos]) for p in pts}
         refs = {}
         if reference_dir is not None and Path(reference_dir).is_dir():
             from tracker.plots import load_reference_errors
 
             refs = load_reference_errors(reference_dir, c)
+            if refs:
+                curves[f"{name}, 49 pts, box-diagonal norm."] = np.concatenate(
+                    [report.videos[v].errors_diag[49] for v in cr.videos])
         elif not refs_note_logged:
             log.info("no published reference errors found (%s): CED plots show facetrack only", reference_dir)
             refs_note_logged = True
@@ -725,6 +748,11 @@ def write_report(report: Report, out_dir: str | os.PathLike, reference_dir: Path
             log.warning("CED plot skipped: matplotlib is not installed (%s); pip install 'facetrack[plot]'", e)
             break
     return files
+
+
+def model_label(model: str) -> str:
+    """A model value for labels: shipped names as they are, a path by its file stem."""
+    return Path(model).stem if ("/" in model or os.sep in model or model.endswith((".onnx", ".pt", ".engine"))) else model
 
 
 def summary_markdown(report: Report) -> str:
@@ -804,8 +832,8 @@ class _ProgressBar:
             self.current, self.t0 = ev.video_id, time.monotonic()
         done = ev.frame / ev.n_frames if ev.n_frames else 1.0
         bar = "#" * int(round(done * self.width))
-        rate = ev.frame / max(1e-9, time.monotonic() - self.t0)
-        tail = "finished earlier, reused" if ev.resumed else f"{rate:5.1f} frames/s"
+        elapsed = time.monotonic() - self.t0
+        tail = "finished earlier, reused" if ev.resumed else (f"{ev.frame / elapsed:5.1f} frames/s" if elapsed > 0.5 else "")
         self.stream.write(f"\r[{ev.video_index + 1}/{ev.n_videos}] {ev.video_id} |{bar:<{self.width}}| "
                           f"{ev.frame}/{ev.n_frames} {tail}")
         if ev.frame >= ev.n_frames:

@@ -105,6 +105,10 @@ def test_figures_equal_hand_computed_values(clips: dict, tmp_path: Path) -> None
         np.testing.assert_allclose(r411.errors[p], e411, atol=2e-5)
         np.testing.assert_allclose(r410.errors[p], e410, atol=2e-5)
     assert r411.no_prediction == 2 and r410.no_prediction == 1
+    # the same shifts over the box-diagonal normaliser (for the published reference curves)
+    ratio = np.array([np.linalg.norm(gts["411"][n][36] - gts["411"][n][45]) /
+                      np.linalg.norm(gts["411"][n].max(0) - gts["411"][n].min(0)) for n in f411])
+    np.testing.assert_allclose(r411.errors_diag[49], e411 * ratio, atol=2e-5)
 
     pooled = np.concatenate([e411, e410])
     fin = pooled[np.isfinite(pooled)]
