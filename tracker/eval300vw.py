@@ -751,8 +751,12 @@ def write_report(report: Report, out_dir: str | os.PathLike, reference_dir: Path
 
 
 def model_label(model: str) -> str:
-    """A model value for labels: shipped names as they are, a path by its file stem."""
-    return Path(model).stem if ("/" in model or os.sep in model or model.endswith((".onnx", ".pt", ".engine"))) else model
+    """A model value for labels: shipped names as they are, paths by their file stems
+    (``/x/aan.onnx+/x/mdm-rt.onnx`` -> ``aan+mdm-rt``)."""
+    def one(m: str) -> str:
+        return Path(m).stem if ("/" in m or os.sep in m or m.endswith((".onnx", ".pt", ".engine"))) else m
+
+    return "+".join(one(m) for m in _split_model(model))
 
 
 def summary_markdown(report: Report) -> str:

@@ -200,6 +200,7 @@ def test_reference_labels_and_loading(data_dir: Path) -> None:
     assert reference_label("tracking_mdnet_cfss_category1.txt") == "MDNET + CFSS (Chrysos et al. 2017)"
     assert reference_label("tracking_mdnet_dlibERT_category1.txt") == "MDNET + ERT (dlib) (Chrysos et al. 2017)"
     assert reference_label("notes.txt") is None
+    assert ev.model_label("aan+mdm") == "aan+mdm" and ev.model_label("/w/aan.onnx+/w/mdm-rt.onnx") == "aan+mdm-rt"
     refs = load_reference_errors(data_dir / "300vw_reference_errors", 3)
     assert len(refs) == 5 and all(len(v) == len(next(iter(refs.values()))) for v in refs.values())
 
