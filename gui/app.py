@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     win = MainWindow(model=args.model, backend=args.backend)
+    _route_exceptions_to(win)
     if args.smooth:
         win.live.smooth.setChecked(True)
     ev = win.evaluation
@@ -73,6 +74,21 @@ def run(args: argparse.Namespace) -> int:
     if args.screenshot is not None:
         return 0 if shooter.ok else 1
     return int(code)
+
+
+def _route_exceptions_to(win) -> None:
+    """An exception escaping a slot is logged and shown in the status bar; the app goes on
+    (never a Python traceback dialog, never a crash)."""
+    import traceback
+
+    def hook(kind, value, tb) -> None:
+        log.error("unexpected error: %s", "".join(traceback.format_exception(kind, value, tb)))
+        try:
+            win.statusBar().showMessage(f"unexpected error: {kind.__name__}: {value}")
+        except RuntimeError:  # window already gone
+            pass
+
+    sys.excepthook = hook
 
 
 class _Screenshotter:

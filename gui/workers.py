@@ -84,8 +84,11 @@ class CaptureWorker(QObject):
 
     @Slot()
     def play(self) -> None:
-        if self._source is None:
+        src = self._source
+        if src is None:
             return
+        if src.info.seekable and src.position >= src.info.frame_count:
+            self.seek(0)  # play at the end starts over
         timer = self._ensure_timer()
         timer.start(max(1, int(round(1000.0 / self._source.info.fps))))
         self._set_playing(True)

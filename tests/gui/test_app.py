@@ -229,3 +229,27 @@ def test_real_tracker_on_real_video(qtbot, make_window, data_dir):
     lm = faces[0].landmarks
     assert np.isfinite(lm).all() and (lm[:, 0] > 0).all() and (lm[:, 0] < 640).all()
     assert win.live.backend_text  # e.g. "ONNX Runtime CPU"
+
+
+def test_dropping_a_video_file_on_the_view_opens_it(qtbot, make_window, data_dir):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    win = make_window()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(data_dir / "videos_unlabelled" / "sbr_demo_selfie.mp4"))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    win.live.view.dropEvent(event)
+    qtbot.waitUntil(lambda: win.live.shown is not None, timeout=10000)
+    assert win.live.shown.image.shape == (680, 450, 3) and win.live.info.name == "sbr_demo_selfie.mp4"
+
+
+def test_play_at_the_end_starts_over(qtbot, make_window, data_dir):
+    win = make_window()
+    _open(qtbot, win, data_dir / VIDEO)
+    win.pipeline.seek(274)
+    qtbot.waitUntil(lambda: "end of video" in win.live.message_label.text(), timeout=5000)
+    assert win.live.latest.index == 274 and win.live.play_button.text() == "Play"
+    win.live.play_button.click()
+    qtbot.waitUntil(lambda: win.live.latest.index < 10, timeout=5000)
