@@ -167,6 +167,8 @@ def _run(args: argparse.Namespace) -> int:
     from tracker.tracker import Tracker, TrackerConfig
     from tracker.video import VideoError, VideoReadError, open_source
 
+    if args.quiet:  # errors and warnings only
+        logging.getLogger().setLevel(logging.WARNING)
     if (args.video is None) == (args.camera is None):
         raise CliError("usage: give a VIDEO file or --camera N (one of them)")
     if args.resume and args.format != "csv":

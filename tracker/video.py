@@ -143,7 +143,15 @@ class Camera:
     def __init__(self, index: int) -> None:
         self.index = int(index)
         self.path = Path(f"camera {self.index}")
-        self._cap = cv2.VideoCapture(self.index)
+        cvlog = getattr(getattr(cv2, "utils", None), "logging", None)
+        level = cvlog.getLogLevel() if cvlog is not None else None
+        if cvlog is not None:  # OpenCV logs several lines per backend it tries; our error says it in one
+            cvlog.setLogLevel(cvlog.LOG_LEVEL_SILENT)
+        try:
+            self._cap = cv2.VideoCapture(self.index)
+        finally:
+            if cvlog is not None:
+                cvlog.setLogLevel(level)
         if not self._cap.isOpened():
             self._cap.release()
             raise VideoError(f"camera {self.index}: cannot be opened")

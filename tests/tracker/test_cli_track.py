@@ -1,0 +1,198 @@
+"""``facetrack VIDEO --out ...`` end to end on the real clip: rows per frame, formats,
+start/end, overlay, resume, one-line errors, a video damaged mid-stream, Ctrl-C."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engines import names
+from tracker import models
+from tracker.cli import main
+from tracker.geometry import template
+from tracker.output import COLUMNS, read_landmarks_csv
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = "videos_unlabelled/short_hamilton_clip.mp4"
+
+pytest.importorskip("tracker.detect", reason="the face detector module is not in the tree yet")
+
+
+def _fake_onnx(path: Path, size: int = 32, hidden: int = 8) -> Path:
+    """A tiny real MDM-kind ONNX model with facetrack metadata that returns its ``init_shape``
+    (an identity refiner; confidence = the crop's mean brightness). Same as in test_tracker."""
+    onnx = pytest.importorskip("onnx", reason="onnx (the [train] extra) builds the stand-in model")
+    from onnx import TensorProto, helper
+
+    f32 = TensorProto.FLOAT
+    b = names.BATCH_AXIS
+    ins = [helper.make_tensor_value_info(names.IMAGE, f32, [b, 1, size, size]),
+           helper.make_tensor_value_info(names.INIT_SHAPE, f32, [b, 68, 2]), helper.make_tensor_value_info(names.HIDDEN, f32, [b, hidden])]
+    outs = [helper.make_tensor_value_info(names.LANDMARKS, f32, [b, 68, 2]), helper.make_tensor_value_info(names.CONFIDENCE, f32, [b]),
+            helper.make_tensor_value_info(names.HIDDEN_OUT, f32, [b, hidden])]
+    nodes = [helper.make_node("ReduceMean", [names.IMAGE], [names.CONFIDENCE], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Identity", [names.INIT_SHAPE], [names.LANDMARKS]), helper.make_node("Identity", [names.HIDDEN], [names.HIDDEN_OUT])]
+    model = helper.make_model(helper.make_graph(nodes, "fake", ins, outs), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {
+        names.FORMAT: names.FORMAT_VERSION, names.KIND: "mdm", names.ARCH: "mdm-rt", names.INPUT_SIZE: str(size),
+        names.N_POINTS: "68", names.HIDDEN_SIZE: str(hidden), names.STEPS: "1", names.MEAN_SHAPE: json.dumps(np.asarray(template(size)).tolist())})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_args(tmp_path_factory) -> list[str]:
+    """The shipped MDM when it exists, else a stand-in ONNX model (the plumbing is the same)."""
+    if "mdm" in models.available():
+        return ["--model", "mdm"]
+    return ["--model", str(_fake_onnx(tmp_path_factory.mktemp("m") / "fake_mdm.onnx")), "--confidence", "0.1"]
+
+
+@pytest.fixture(scope="module")
+def clip(data_dir) -> Path:
+    return data_dir / CLIP
+
+
+def _rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_end_to_end_first_30_frames(clip, tmp_path, model_args, capsys):
+    out, ov = tmp_path / "l.csv", tmp_path / "o.mp4"
+    assert main([str(clip), "--out", str(out), "--end", "30f", "--overlay", str(ov), *model_args]) == 0
+    rows = _rows(out)
+    assert rows[0] == list(COLUMNS) and len(rows) == 31  # max-faces 1: one row per frame
+    assert [int(r[0]) for r in rows[1:]] == list(range(1, 31)) and {r[1] for r in rows[1:]} == {"0"}
+    np.testing.assert_allclose([float(r[2]) for r in rows[1:]], np.arange(30) / 29.97, atol=1e-3)
+    vals = np.array([[float(v) for v in r] for r in rows[1:]])
+    assert np.isfinite(vals).all() and vals[:, 4].sum() > 0  # a face was found
+    ok = vals[vals[:, 4] == 1]
+    assert ((ok[:, 5:73] >= -50) & (ok[:, 5:73] < 690)).all()  # landmarks near the 640x360 frame
+    cap = cv2.VideoCapture(str(ov))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 640
+    err = capsys.readouterr()
+    assert "30 frames" in err.out and "fps" in err.out and "Traceback" not in err.err
+
+
+def test_start_end_json_and_several_faces(clip, tmp_path, model_args):
+    out = tmp_path / "l.jsonl"
+    assert main([str(clip), "--out", str(out), "--format", "json", "--start", "10f", "--end", "0.7",
+                 "--max-faces", "3", "--quiet", *model_args]) == 0
+    objs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [o["frame"] for o in objs] == list(range(11, 22))  # 0.7 s * 29.97 = frame 21, exclusive
+    for o in objs:
+        ids = [f["face_id"] for f in o["faces"]]
+        assert len(ids) == len(set(ids)) and all(0 <= i < 3 for i in ids)
+        assert all(len(f["landmarks"]) == 68 for f in o["faces"])
+
+
+def test_resume_after_a_killed_run(clip, tmp_path, model_args):
+    out = tmp_path / "l.csv"
+    assert main([str(clip), "--out", str(out), "--end", "10f", "-q", *model_args]) == 0
+    with open(out, "ab") as f:
+        f.write(b"11,0,0.334,0.5")  # a run killed in the middle of frame 11's line
+    assert main([str(clip), "--out", str(out), "--end", "20f", "--resume", "-q", *model_args]) == 0
+    t = read_landmarks_csv(out)
+    assert list(t.frame) == list(range(1, 21))
+    assert out.read_text().count("frame,face_id") == 1
+
+
+def test_damaged_video_keeps_rows_and_says_where(clip, tmp_path, model_args, capsys):
+    src = cv2.VideoCapture(str(clip))
+    avi = tmp_path / "damaged.avi"
+    w = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for _ in range(40):
+        w.write(src.read()[1])
+    w.release()
+    data = avi.read_bytes()
+    avi.write_bytes(data[: len(data) // 2])  # the header still announces 40 frames
+    out = tmp_path / "l.csv"
+    rc = main([str(avi), "--out", str(out), "-q", *model_args])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"{avi}: read failed at frame" in err and "of 40" in err and "Traceback" not in err
+    n = len(read_landmarks_csv(out).frame)
+    assert 5 < n < 40 and f"up to {n}" in err
+
+
+@pytest.mark.parametrize("case, problem", [
+    ("missing", "no such file"),
+    ("directory", "is a directory"),
+    ("text", "not a video"),
+    ("same", "would overwrite the input"),
+    ("out_dir", "is a directory"),
+    ("no_folder", "does not exist"),
+    ("bad_model", "no such model file"),
+])
+def test_errors_are_one_line(clip, tmp_path, case, problem, capsys):
+    video, out, extra = str(clip), str(tmp_path / "l.csv"), []
+    if case == "missing":
+        video = str(tmp_path / "nope.mp4")
+    elif case == "directory":
+        video = str(tmp_path)
+    elif case == "text":
+        video = str(tmp_path / "fake.mp4")
+        Path(video).write_text("not a video\n" * 50)
+    elif case == "same":
+        out = video = str(tmp_path / "copy.mp4")
+        Path(video).write_bytes(clip.read_bytes())
+    elif case == "out_dir":
+        out = str(tmp_path)
+    elif case == "no_folder":
+        out = str(tmp_path / "missing" / "l.csv")
+    elif case == "bad_model":
+        extra = ["--model", str(tmp_path / "nope.onnx")]
+    rc = main([video, "--out", out, "-q", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    msgs = [e for e in err if e.startswith("facetrack: ") and problem in e]
+    assert len(msgs) == 1, err
+    assert not any("Traceback" in e for e in err)
+    if case == "same":
+        assert Path(video).read_bytes() == clip.read_bytes()  # the input was not touched
+
+
+def test_ctrl_c_leaves_a_valid_csv_and_exits_130(clip, tmp_path, model_args):
+    out = tmp_path / "l.csv"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.cli", str(clip), "--out", str(out), *model_args],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 6):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()[-500:]
+    assert b"interrupted" in err and b"Traceback" not in err
+    t = read_landmarks_csv(out)
+    assert 5 <= len(t.frame) < 275 and list(t.frame) == list(range(1, len(t.frame) + 1))
+    assert out.read_bytes().endswith(b"\n")
+
+
+def test_video_source_seek_is_exact_and_camera_error(clip):
+    from tracker.video import Camera, VideoError, VideoFile
+
+    with VideoFile(clip) as v:
+        assert v.frame_count == 275 and v.fps == pytest.approx(29.97, abs=0.01) and (v.width, v.height) == (640, 360)
+        frames = {i: f for i, _, f in v if i in (0, 99, 100, 274)}
+    assert set(frames) == {0, 99, 100, 274}
+    with VideoFile(clip) as v:
+        v.seek(100)
+        i, ts, f = v.read()
+        assert i == 100 and ts == pytest.approx(100 / 29.97)
+        np.testing.assert_array_equal(f, frames[100])  # the frame a sequential decode gives
+        with pytest.raises(VideoError, match="past the end"):
+            v.seek(275)
+    with pytest.raises(VideoError, match="camera 99: cannot be opened"):
+        Camera(99)
