@@ -84,7 +84,8 @@ def real_feed(data_dir: Path, backend, n: int) -> dict[str, np.ndarray]:
     assert len(pts_files) == n
     images = []
     for pts in pts_files:
-        gray = to_gray(cv2.imread(str(pts.with_suffix(".jpg"))))
+        image = next(f for f in pts.parent.glob(pts.stem + ".*") if f.suffix.lower() in (".jpg", ".png"))
+        gray = to_gray(cv2.imread(str(image)))
         images.append(to_input(warp_crop(gray, crop_from_shape(read_pts(pts), s), s)))
     feed = {names.IMAGE: np.ascontiguousarray(np.concatenate(images), dtype=np.float32)}
     if backend.kind == "mdm":
@@ -321,3 +322,216 @@ def test_backend_builds_and_caches_from_onnx(exported: dict[str, Path], tmp_path
         stamp = first.stat().st_mtime_ns
     with TensorRTBackend(exported["aan"], precision="fp32", max_faces=2, cache_dir=tmp_path) as b2:
         assert b2.engine_path == first and first.stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+# ------------------------------------------------------------------ everywhere: our TensorRT/pycuda call sequence
+# A stand-in for the tensorrt and pycuda APIs (only the calls facetrack makes), executing the
+# "plan" with ONNX Runtime and "device memory" as numpy buffers looked up by address. It does not
+# test TensorRT; it runs every line of build.py / tensorrt_backend.py that talks to it, checks
+# the calls' arguments (profile shapes, flags, buffer sizes, addresses) and the data flow.
+def _fake_trt_modules(calls: list) -> tuple[object, object]:
+    import types
+
+    import onnxruntime as ort
+
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "10.13.0.35"
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0)
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+    trt.BuilderFlag = types.SimpleNamespace(TF32="tf32", FP16="fp16")
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
+    trt.nptype = lambda dt: np.float32
+    devmem: dict[int, np.ndarray] = {}
+
+    class Network:
+        def __init__(self, flags: int) -> None:
+            self.flags, self.inputs = flags, []
+
+        @property
+        def num_inputs(self) -> int:
+            return len(self.inputs)
+
+        def get_input(self, i: int):
+            return self.inputs[i]
+
+    class Parser:
+        def __init__(self, network: Network, logger) -> None:
+            self.network, self.num_errors = network, 0
+
+        def parse(self, model: bytes, path: str) -> bool:
+            sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+            self.network.model = model
+            self.network.inputs = [types.SimpleNamespace(name=a.name, shape=[-1 if isinstance(d, str) else d for d in a.shape])
+                                   for a in sess.get_inputs()]
+            return True
+
+    class Config:
+        def __init__(self) -> None:
+            self.flags, self.profiles = set(), []
+
+        def set_memory_pool_limit(self, pool, size):
+            calls.append(("workspace", size))
+
+        def clear_flag(self, f):
+            self.flags.discard(f); calls.append(("clear_flag", f))
+
+        def set_flag(self, f):
+            self.flags.add(f); calls.append(("set_flag", f))
+
+        def create_timing_cache(self, data: bytes):
+            calls.append(("timing_cache_in", data)); return types.SimpleNamespace(serialize=lambda: b"TIMING")
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache; return True
+
+        def get_timing_cache(self):
+            return self.cache
+
+        def add_optimization_profile(self, p):
+            self.profiles.append(p.shapes)
+
+    class Profile:
+        def __init__(self) -> None:
+            self.shapes = {}
+
+        def set_shape(self, name, lo, opt, hi):
+            self.shapes[name] = (list(lo), list(opt), list(hi))
+
+    class Builder:
+        def __init__(self, logger) -> None: ...
+        create_network = staticmethod(Network)
+        create_builder_config = staticmethod(Config)
+        create_optimization_profile = staticmethod(Profile)
+
+        def build_serialized_network(self, network, config):
+            calls.append(("build", network.flags, sorted(config.flags), config.profiles))
+            return json.dumps(config.profiles[0]).encode() + b"\n" + network.model
+
+    class Context:
+        def __init__(self, engine) -> None:
+            self.engine, self.addr, self.shapes = engine, {}, {}
+
+        def set_tensor_address(self, name, ptr):
+            self.addr[name] = ptr; return True
+
+        def set_input_shape(self, name, shape):
+            hi = self.engine.profile[name][2]
+            self.shapes[name] = tuple(shape); return shape[0] <= hi[0]
+
+        def get_tensor_shape(self, name):
+            return self.out_shapes[name]
+
+        def execute_async_v3(self, handle):
+            feed = {n: devmem[self.addr[n]][: int(np.prod(s))].reshape(s) for n, s in self.shapes.items()}
+            outs = self.engine.sess.run(None, feed)
+            self.out_shapes = {}
+            for o, v in zip(self.engine.sess.get_outputs(), outs):
+                devmem[self.addr[o.name]][: v.size] = v.reshape(-1); self.out_shapes[o.name] = v.shape
+            calls.append(("execute", handle, {n: s[0] for n, s in self.shapes.items()}))
+            return True
+
+    class Engine:
+        def __init__(self, plan: bytes) -> None:
+            head, model = plan.split(b"\n", 1)
+            self.profile = json.loads(head)
+            self.sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+            self.io = [(a, "in") for a in self.sess.get_inputs()] + [(a, "out") for a in self.sess.get_outputs()]
+
+        num_io_tensors = property(lambda self: len(self.io))
+        get_tensor_name = lambda self, i: self.io[i][0].name  # noqa: E731
+        get_tensor_mode = lambda self, n: dict((a.name, m) for a, m in self.io)[n]  # noqa: E731
+        get_tensor_dtype = lambda self, n: "float"  # noqa: E731
+        get_tensor_shape = lambda self, n: [-1 if isinstance(d, str) else d for d in next(a.shape for a, _ in self.io if a.name == n)]  # noqa: E731
+        get_tensor_profile_shape = lambda self, n, i: self.profile[n]  # noqa: E731
+        create_execution_context = lambda self: Context(self)  # noqa: E731
+
+    trt.Builder, trt.OnnxParser = Builder, Parser
+    trt.Runtime = type("Runtime", (), {"__init__": lambda self, logger: None,
+                                       "deserialize_cuda_engine": lambda self, plan: Engine(plan)})
+
+    cuda = types.ModuleType("pycuda.driver")
+    cuda.init = lambda: None
+
+    class Device:
+        count = staticmethod(lambda: 1)
+
+        def __init__(self, i: int) -> None: ...
+        name = lambda self: "Fake GPU"  # noqa: E731
+        compute_capability = lambda self: (8, 6)  # noqa: E731
+        retain_primary_context = lambda self: types.SimpleNamespace(push=lambda: calls.append("push"),  # noqa: E731
+                                                                   detach=lambda: calls.append("detach"))
+
+    class DevMem:
+        def __init__(self, nbytes: int) -> None:
+            self.buf = np.full(nbytes // 4, np.nan, np.float32); devmem[id(self)] = self.buf
+            calls.append(("mem_alloc", nbytes))
+
+        def __int__(self) -> int:
+            return id(self)
+
+        def free(self) -> None:
+            calls.append("free")
+
+    def htod(dev, host, stream):
+        dev.buf[: host.size] = host
+
+    def dtoh(host, dev, stream):
+        host[...] = dev.buf[: host.size]
+
+    cuda.Device, cuda.mem_alloc, cuda.memcpy_htod_async, cuda.memcpy_dtoh_async = Device, DevMem, htod, dtoh
+    cuda.pagelocked_empty = lambda n, dtype: np.empty(n, dtype)
+    cuda.Stream = type("Stream", (), {"handle": 1234, "synchronize": lambda self: None})
+    cuda.Context = types.SimpleNamespace(pop=lambda: calls.append("pop"))
+    return trt, cuda
+
+
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16-strongly-typed"])
+def test_build_and_run_through_the_tensorrt_api_surface(monkeypatch: pytest.MonkeyPatch, exported: dict[str, Path],
+                                                        data_dir: Path, tmp_path: Path, fp16: bool) -> None:
+    import types
+
+    from engines.onnxrt import OnnxRuntimeBackend
+    from engines.tensorrt_backend import TensorRTBackend
+    from tracker.cli import main
+
+    calls: list = []
+    trt, cuda = _fake_trt_modules(calls)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "pycuda", types.SimpleNamespace(driver=cuda))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)
+
+    out = tmp_path / "mdm.engine"
+    argv = ["build-engine", str(exported["mdm-rt"]), "--max-faces", "4", "--out", str(out), "--workspace", "64",
+            "--cache-dir", str(tmp_path)]
+    assert main(argv + (["--fp16"] if fp16 else [])) == 0
+    build = next(c for c in calls if c[0] == "build")
+    assert build[1] == (1 << 0 if fp16 else 0)  # STRONGLY_TYPED only for fp16 on TensorRT >= 10.12
+    assert build[2] == []  # no BuilderFlag.FP16 on 10.13; TF32 cleared for fp32
+    assert (("clear_flag", "tf32") in calls) is (not fp16) and ("workspace", 64 << 20) in calls
+    assert build[3] == [{n: ([1] + s, [1] + s, [4] + s) for n, s in
+                         {"image": [1, 112, 112], "init_shape": [68, 2], "hidden": [256]}.items()}]
+    meta = read_engine_header(out)
+    assert meta[names.TRT_GPU] == "Fake GPU" and meta[names.TRT_COMPUTE_CAPABILITY] == "8.6"
+    assert meta[names.KIND] == "mdm" and json.loads(meta[names.TRT_BUILD])["fp16_mode"].startswith(
+        "strongly-typed" if fp16 else "none")
+    assert (tmp_path / "timing-trt10.13.0.35-sm86.cache").read_bytes() == b"TIMING"
+
+    calls.clear()
+    with OnnxRuntimeBackend(exported["mdm-rt"]) as ref, TensorRTBackend(out) as eng:
+        assert eng.max_faces == 4 and eng.profile == (1, 1, 4) and eng.device == "TensorRT " + meta[names.TRT_PRECISION] + " (Fake GPU)"
+        assert [c[1] for c in calls if c[0] == "mem_alloc"] == [4 * 4 * n for n in (112 * 112, 68 * 2, 256, 68 * 2, 1, 256)]
+        feed = real_feed(data_dir, ref, 6)
+        want = {k: v.copy() for k, v in ref.infer(feed).items()}
+        got = eng.infer(feed)
+        snapshot = {k: v.copy() for k, v in got.items()}
+        again = eng.infer({k: v[:1].copy() for k, v in feed.items()})
+    assert [c[2]["image"] for c in calls if c[0] == "execute"] == [4, 2, 1]  # chunks of max-faces
+    assert calls[-3:] == ["free", "pop", "detach"] and calls.count("push") == calls.count("pop")
+    tol = FP16_TOL if fp16 else 1e-4
+    for name in want:
+        assert got[name].shape == want[name].shape
+        assert np.abs(got[name] - want[name]).max() < tol
+        assert np.abs(again[name] - want[name][:1]).max() < tol
+    for name in got:  # the second call overwrote the host buffers: returned arrays must be copies
+        assert np.array_equal(got[name], snapshot[name])
