@@ -406,6 +406,25 @@ def test_odd_frames_with_real_runtime_and_detector(face, tmp_path):
         assert n_ok > 0  # the real face was found in some of them
 
 
+def test_real_face_removed_and_back_is_redetected(face, tmp_path):
+    """Real detector, real runtime (stand-in model), a real face: black frames in between."""
+    pytest.importorskip("onnxruntime")
+    detect = pytest.importorskip("tracker.detect")
+    gray, shape = face
+    lm = Landmarker(_fake_onnx(tmp_path / "m.onnx", "mdm"))
+    tr = Tracker(TrackerConfig(model="mdm", max_faces=2, confidence_threshold=0.05, detect_every=100), landmarkers={"mdm": lm},
+                 detector=detect.default_detector())
+    black = np.zeros_like(gray)
+    rs = [tr.process(f) for f in [gray, gray, black, black, gray, gray]]
+    # this photo holds two people (the annotated one and a neighbour): both are found, twice
+    assert [sorted(f.state for f in r.faces) for r in rs] == [
+        ["detected"] * 2, ["tracking"] * 2, ["lost"] * 2, [], ["detected"] * 2, ["tracking"] * 2]
+    assert [r.cut for r in rs] == [False, False, True, False, True, False]
+    assert [sorted(f.face_id for f in r.faces) for r in rs] == [[0, 1]] * 3 + [[]] + [[0, 1]] * 2
+    for r in (rs[0], rs[4]):  # one of them is the annotated face
+        assert min(float(nme(f.landmarks, shape)) for f in r.faces) < 0.5
+
+
 # --- a real face followed under known motion (needs the trained weights) -------------------------
 def _weights_or_skip(name: str) -> Path:
     try:
