@@ -130,6 +130,7 @@ def test_damaged_video_keeps_rows_and_says_where(clip, tmp_path, model_args, cap
     ("missing", "no such file"),
     ("directory", "is a directory"),
     ("text", "not a video"),
+    ("no_frames", "no frames could be decoded"),
     ("same", "would overwrite the input"),
     ("out_dir", "is a directory"),
     ("no_folder", "does not exist"),
@@ -144,6 +145,9 @@ def test_errors_are_one_line(clip, tmp_path, case, problem, capsys):
     elif case == "text":
         video = str(tmp_path / "fake.mp4")
         Path(video).write_text("not a video\n" * 50)
+    elif case == "no_frames":
+        video = str(tmp_path / "empty.avi")
+        cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 64)).release()
     elif case == "same":
         out = video = str(tmp_path / "copy.mp4")
         Path(video).write_bytes(clip.read_bytes())
