@@ -237,9 +237,11 @@ def _run(args: argparse.Namespace) -> int:
         last_frame = start  # 1-based number of the last frame written
         status = 0
         try:
-            for index, ts, frame in source:
-                if end is not None and index >= end:
+            while end is None or start + n < end:  # stop before reading past --end
+                item = source.read()
+                if item is None:
                     break
+                index, ts, frame = item
                 result = tracker.process(frame, ts)
                 writer.write_frame(index + 1, ts, result.faces, cut=result.cut)
                 last_frame = index + 1
@@ -250,7 +252,7 @@ def _run(args: argparse.Namespace) -> int:
                         video_writer = _open_overlay(overlay, source.fps, frame.shape[1], frame.shape[0])
                     video_writer.write(_draw(frame, result, progress.fps))
                 progress.update(n)
-        except VideoReadError as e:
+        except (VideoReadError, OutputFileError) as e:  # damaged video mid-stream; disk full
             progress.finish()
             print(f"facetrack: {e}; {out} keeps every frame up to {last_frame}", file=sys.stderr)
             status = 1

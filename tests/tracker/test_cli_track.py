@@ -124,6 +124,9 @@ def test_damaged_video_keeps_rows_and_says_where(clip, tmp_path, model_args, cap
     assert f"{avi}: read failed at frame" in err and "of 40" in err and "Traceback" not in err
     n = len(read_landmarks_csv(out).frame)
     assert 5 < n < 40 and f"up to {n}" in err
+    # stopping before the damage is a normal run
+    assert main([str(avi), "--out", str(out), "-q", "--end", f"{n}f", *model_args]) == 0
+    assert len(read_landmarks_csv(out).frame) == n
 
 
 @pytest.mark.parametrize("case, problem", [
