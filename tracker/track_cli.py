@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--format", choices=("csv", "json"), default="csv",
                      help="csv: OpenFace columns frame,face_id,timestamp,confidence,success,x_0..x_67,y_0..y_67; json: one JSON object per frame")
     out.add_argument("--overlay", metavar="MP4", help="also write a video with the landmarks drawn (mp4v)")
-    out.add_argument("--resume", action="store_true", help="continue after the last complete frame of an existing --out CSV")
+    out.add_argument("--resume", action="store_true", help="continue after the last complete frame of an existing --out CSV (an --overlay then holds only the new frames)")
     out.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     mod = parser.add_argument_group("model")
     mod.add_argument("--model", default="mdm",
