@@ -80,7 +80,9 @@ class _FrameWriter:
             self._f: IO[bytes] = open(self.path, "ab" if append else "wb", buffering=0)
         except IsADirectoryError:
             raise OutputFileError(f"{self.path}: is a directory") from None
-        except FileNotFoundError:
+        except FileNotFoundError as e:
+            if self.path.parent.is_dir():  # e.g. /proc: the folder exists but takes no new files
+                raise OutputFileError(f"{self.path}: cannot be created ({e.strerror})") from None
             raise OutputFileError(f"{self.path}: folder does not exist") from None
         except PermissionError:
             raise OutputFileError(f"{self.path}: not writable (permission denied)") from None
@@ -108,10 +110,13 @@ class _FrameWriter:
 
     def _write(self, text: str) -> None:
         data = memoryview(text.encode("utf-8"))
-        while data:
-            n = self._f.write(data)
-            data = data[n:]
-        self._f.flush()
+        try:
+            while data:
+                n = self._f.write(data)
+                data = data[n:]
+            self._f.flush()
+        except OSError as e:  # disk full, quota, I/O error: one line naming the file
+            raise OutputFileError(f"{self.path}: write failed ({e.strerror or e})") from None
 
     def close(self) -> None:
         """Close the file (every frame is already on disk)."""
