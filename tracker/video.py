@@ -16,6 +16,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# FFmpeg inside OpenCV prints its own complaints about damaged files on stderr ("moov atom not
+# found", "Invalid NAL unit size", ...); facetrack reports them in one line naming the file and
+# the frame. Read by OpenCV when its first FFmpeg capture opens; a user's own setting wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 
 class VideoError(OSError):
     """A video or camera that cannot be used; the message is one line naming it."""
