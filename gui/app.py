@@ -44,9 +44,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from gui.main_window import MainWindow
 
+    from gui.compat import binding_problem
+
     app = QApplication.instance() or QApplication(sys.argv[:1])
     win = MainWindow(model=args.model, backend=args.backend)
     _route_exceptions_to(win)
+    problem = binding_problem()
+    if problem:
+        log.warning("%s", problem)
+        win.live.show_message(problem)
     if args.smooth:
         win.live.smooth.setChecked(True)
     ev = win.evaluation
