@@ -94,7 +94,11 @@ class TensorRTBackend(Backend):
         except EngineFileError as e:
             raise ModelFileError(str(e)) from None
         check_engine_header(meta, p)
-        trt, cuda = require_tensorrt()
+        try:
+            trt, cuda = require_tensorrt()
+        except TensorRTUnavailableError as e:  # say which file could not be opened, and for what it was built
+            raise TensorRTUnavailableError(f"{e}; cannot open {p} (built for {meta.get(names.TRT_GPU, 'an unnamed GPU')}, "
+                                           f"TensorRT {meta[names.TRT_VERSION]})") from None
         platform = probe_platform(device)
         check_engine_header(meta, p, platform)
         self._engine_path = p
