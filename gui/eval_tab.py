@@ -24,8 +24,9 @@ from gui.workers import EvalOutcome, EvalRequest, EvalWorker, PredictorFactory, 
 log = logging.getLogger(__name__)
 
 MODES = ("track", "gt-box", "detector")
-CATEGORY_COLUMNS = ("category", "points", "videos", "frames", "NME mean", "NME median", "AUC@0.08", "failure@0.08")
-VIDEO_COLUMNS = ("category", "video", "frames", "NME mean", "NME median", "AUC@0.08", "failure@0.08")
+CATEGORY_COLUMNS = ("category", "points", "videos", "frames", "NME mean", "NME median", "AUC@0.08", "failure@0.08",
+                    "no face")
+VIDEO_COLUMNS = ("category", "video", "frames", "NME mean", "NME median", "AUC@0.08", "failure@0.08", "no face")
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -42,11 +43,11 @@ def category_rows(report: Any) -> list[tuple[str, ...]]:
     for c, cr in sorted(report.categories.items()):
         for p in report.points:
             if not cr.present:
-                rows.append((str(c), str(p), "0", "0", "no videos", "", "", ""))
+                rows.append((str(c), str(p), "0", "0", "no videos", "", "", "", ""))
                 continue
             f = cr.figures[p]
             rows.append((str(c), str(p), str(len(cr.videos)), str(cr.frames), _fmt(f["mean_pooled"]),
-                         _fmt(f["median_pooled"]), _fmt(f["auc"]), _fmt(f["failure"])))
+                         _fmt(f["median_pooled"]), _fmt(f["auc"]), _fmt(f["failure"]), str(cr.no_prediction)))
     return rows
 
 
@@ -56,7 +57,7 @@ def video_rows(report: Any, points: int = 68) -> list[tuple[str, ...]]:
     for r in sorted(report.videos.values(), key=lambda r: (r.category, r.video_id)):
         s = r.stats(points)
         rows.append((str(r.category), r.video_id, str(r.frames), _fmt(s["mean"]), _fmt(s["median"]),
-                     _fmt(s["auc"]), _fmt(s["failure"])))
+                     _fmt(s["auc"]), _fmt(s["failure"]), str(r.no_prediction)))
     return rows
 
 

@@ -185,6 +185,8 @@ def test_300vw_tab_evaluates_a_small_real_clip_and_fills_the_table(qtbot, make_w
     r = rows[("1", "68")]
     assert ev.category_table.item(r, 3).text() == "2"  # frames
     assert float(ev.category_table.item(r, 4).text()) == pytest.approx(expected, abs=1e-4)
+    assert float(ev.category_table.item(r, 6).text()) == pytest.approx(1 - expected / 0.08, abs=1e-3)  # AUC
+    assert ev.category_table.item(r, 8).text() == "0"  # no frame without a prediction
     assert ev.video_table.rowCount() == 1 and ev.video_table.item(0, 1).text() == "401"
     assert ev.progress.value() == 1000
     assert ev.plot_box.count() >= 1 and ev.plot_view.image() is not None  # the CED plot is shown
@@ -253,3 +255,21 @@ def test_play_at_the_end_starts_over(qtbot, make_window, data_dir):
     assert win.live.latest.index == 274 and win.live.play_button.text() == "Play"
     win.live.play_button.click()
     qtbot.waitUntil(lambda: win.live.latest.index < 10, timeout=5000)
+
+
+def test_300vw_tab_with_the_shipped_model(qtbot, make_window, clip_300vw):
+    """The real evaluator and model (gt-box mode: 2 crops) through the tab."""
+    weights = Path(__file__).resolve().parents[2] / "tracker" / "weights" / "mdm-rt.onnx"
+    if not weights.exists():
+        pytest.skip(f"{weights} not shipped yet")
+    win = make_window()
+    ev = win.evaluation
+    ev.root_edit.setText(str(clip_300vw))
+    ev.mode_box.setCurrentText("gt-box")
+    assert ev.start()
+    qtbot.waitUntil(lambda: not ev.running(), timeout=60000)
+    assert ev.outcome is not None, ev.status.text()
+    nme68 = float(ev.category_table.item(0, 4).text())
+    assert 0.0 < nme68 < 0.2  # a trained model on a real face, from the ground-truth box
+    preds = ev.outcome.predictions["401"]
+    assert sorted(preds) == [1, 2] and all(p is not None and p.shape == (68, 2) for p in preds.values())
