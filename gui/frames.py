@@ -33,7 +33,7 @@ class SourceInfo:
 @dataclass(frozen=True)
 class FramePacket:
     """One captured frame. ``index``: 0-based frame number in the source; ``timestamp``: seconds
-    (video time for a file, monotonic clock for a camera); ``captured_at``: ``time.perf_counter()``
+    (video time for a file, since opening for a camera); ``captured_at``: ``time.perf_counter()``
     when it was read, for the capture-to-display latency; ``cut``: a discontinuity before this
     frame (seek, new source), so the tracker must not carry state over it."""
 

@@ -41,15 +41,15 @@ class VideoFileSource:
         """0-based index of the frame the next :meth:`read` returns."""
         return self._video._next
 
-    def read(self) -> tuple[int, np.ndarray] | None:
-        """Next frame as ``(index, image)``, or ``None`` at the end of the file."""
+    def read(self) -> tuple[int, float, np.ndarray] | None:
+        """Next frame as ``(index, timestamp_s, image)`` (video time: ``index / fps``), or
+        ``None`` at the end of the file."""
         from tracker.video import VideoError
 
         try:
-            got = self._video.read()
+            return self._video.read()
         except VideoError as e:
             raise SourceError(str(e)) from None
-        return None if got is None else (got[0], got[2])
 
     def seek(self, index: int) -> None:
         """Make ``index`` (clamped to the file) the next frame :meth:`read` returns."""
@@ -80,7 +80,7 @@ class CameraSource:
         if got is None:
             self._camera.close()
             raise SourceError(f"camera {index}: opened but delivers no frames")
-        self._first: np.ndarray | None = got[2]
+        self._first: tuple[float, np.ndarray] | None = (got[1], got[2])
         h, w = got[2].shape[:2]
         self.info = SourceInfo(f"camera {index}", w, h, self._camera.fps, 0)
         self._next = 0
@@ -89,17 +89,18 @@ class CameraSource:
     def position(self) -> int:
         return self._next
 
-    def read(self) -> tuple[int, np.ndarray] | None:
+    def read(self) -> tuple[int, float, np.ndarray]:
+        """Next frame as ``(index, timestamp_s since opening, image)``."""
         if self._first is not None:
-            frame, self._first = self._first, None
+            (ts, frame), self._first = self._first, None
         else:
             got = self._camera.read()
             if got is None:
                 raise SourceError(f"camera {self.index}: stopped delivering frames (unplugged?)")
-            frame = got[2]
+            ts, frame = got[1], got[2]
         idx = self._next
         self._next += 1
-        return idx, frame
+        return idx, ts, frame
 
     def seek(self, index: int) -> None:
         raise SourceError(f"camera {self.index}: a camera cannot seek")

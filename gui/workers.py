@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from gui.frames import DrawOptions, FaceView, FramePacket, OneSlotQueue, SourceInfo, TrackedFrame
+from gui.frames import DrawOptions, FaceView, FramePacket, OneSlotQueue, TrackedFrame
 from gui.overlay import render_tracked
 from gui.sources import CameraSource, SourceError, VideoFileSource
 
@@ -128,10 +128,14 @@ class CaptureWorker(QObject):
         if not src.info.seekable:
             self.error.emit(f"{src.info.name}: a live source cannot seek")
             return
-        src.seek(index)
+        try:
+            src.seek(index)
+        except SourceError as e:
+            self.error.emit(str(e))
+            return
         self.queue.clear()
         self._cut = True
-        self._read_one(force=True)
+        self._read_one()
 
     def _tick(self) -> None:
         src = self._source
@@ -141,7 +145,7 @@ class CaptureWorker(QObject):
             return  # file: wait for inference, never drop
         self._read_one()
 
-    def _read_one(self, force: bool = False) -> None:
+    def _read_one(self) -> None:
         src = self._source
         if src is None:
             return
@@ -156,9 +160,8 @@ class CaptureWorker(QObject):
             self.pause()
             self.ended.emit()
             return
-        index, image = got
+        index, ts, image = got
         image.setflags(write=False)  # handed to other threads: nobody may change it
-        ts = index / src.info.fps if src.info.seekable else time.monotonic()
         self.queue.put(FramePacket(index, ts, image, time.perf_counter(), cut=self._cut))
         self._cut = False
         self.position.emit(index)

@@ -122,7 +122,7 @@ def test_slow_tracker_on_a_live_source_drops_and_counts_then_unplug_is_a_message
             if got is None or got[0] >= 60:
                 raise SourceError("camera 0: stopped delivering frames (unplugged?)")
             self.position = got[0] + 1
-            return got[0], got[2]
+            return got
 
         def close(self):
             self.video.close()
