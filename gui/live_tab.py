@@ -153,6 +153,7 @@ class LiveTab(QWidget):
         self.open_camera(int(text) if text.isdigit() else 0)
 
     def open_camera(self, index: int) -> None:
+        self.pipeline.stop_recording()  # a recording belongs to one source
         self.show_message(f"opening camera {index}...", error=False)
         self.pipeline.open_camera(index)
 
@@ -162,6 +163,7 @@ class LiveTab(QWidget):
             self.open_file(path)
 
     def open_file(self, path: str) -> None:
+        self.pipeline.stop_recording()  # a recording belongs to one source
         self.show_message(f"opening {Path(path).name}...", error=False)
         self.pipeline.open_file(path)
 

@@ -105,3 +105,27 @@ def test_render_comparison_draws_both_shapes():
     x, y = np.round(gt[30] + 20).astype(int)
     assert tuple(out[y, x]) == PRED_COLOR
     assert not img.any()
+
+
+def test_list_cameras_probes_indices_and_keeps_those_that_open(monkeypatch):
+    import gui.sources as sources
+
+    opened = []
+
+    class FakeCapture:
+        def __init__(self, index):
+            self.index = index
+
+        def isOpened(self):  # noqa: N802 - OpenCV name
+            return self.index in (1, 3)
+
+        def release(self):
+            opened.append(self.index)
+
+    monkeypatch.setattr(sources.sys, "platform", "win32")
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture)
+    assert sources.list_cameras(max_index=4) == [1, 3]
+    assert opened == [0, 1, 2, 3]  # every probe is released
+    monkeypatch.setattr(sources.sys, "platform", "linux")
+    monkeypatch.setattr(sources.glob, "glob", lambda pattern: ["/dev/video3", "/dev/video0", "/dev/video-meta"])
+    assert sources.list_cameras() == [3]  # only /dev/video* nodes are tried on Linux
