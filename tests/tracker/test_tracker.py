@@ -327,6 +327,31 @@ def test_cut_detection_on_real_video(data_dir):
     assert det(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)) is False  # a still is no cut
 
 
+def test_tracker_redetects_at_each_cut_of_the_real_clip(data_dir, tmp_path):
+    """The clip's first 90 frames (cuts at 20 and 82) with the real detector and runtime
+    (stand-in model): at a cut nothing is carried over; every face there is a new detection."""
+    pytest.importorskip("onnxruntime")
+    detect = pytest.importorskip("tracker.detect")
+    lm = Landmarker(_fake_onnx(tmp_path / "m.onnx", "mdm"))
+    tr = Tracker(TrackerConfig(model="mdm", confidence_threshold=0.1), landmarkers={"mdm": lm}, detector=detect.default_detector())
+    cap = cv2.VideoCapture(str(data_dir / VIDEO))
+    rs = []
+    for i in range(90):
+        ok, frame = cap.read()
+        assert ok
+        rs.append(tr.process(frame, i / 29.97))
+    assert [r.index for r in rs if r.cut] == [20, 82]
+    assert rs[0].success and rs[19].success  # the far face of the first shot was found and followed
+    for k in (20, 82):
+        assert rs[k].detector_ran
+        assert all(f.state in ("lost", "detected") for f in rs[k].faces)
+        before = [g.landmarks for g in rs[k - 1].faces]
+        for f in rs[k].faces:
+            if f.state == "detected":  # a face found after the cut is not the old one moved
+                assert all(float(np.abs(f.landmarks - b).mean()) > 20 for b in before)
+    assert rs[83].success or rs[84].success  # the frontal face after the second cut
+
+
 # --- odd frames never raise or give NaN -------------------------------------------------------
 def _fake_onnx(path: Path, kind: str, size: int = 32, hidden: int = 8) -> Path:
     """A tiny real ONNX model with facetrack metadata: MDM kind returns ``init_shape`` (an
