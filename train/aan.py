@@ -36,14 +36,15 @@ class AANConfig:
     ``stem_channels``: channels of the stride-2 3x3 stem conv; ``block_channels``: output
     channels of the four bottleneck blocks (inner width ``out // bottleneck_ratio``);
     ``embed_dim``: units of the cosine embedding (256 in the paper); ``head_pool``: side of
-    the average-pooled map each intermediate head reads.
+    the average-pooled map each intermediate head reads. The defaults give ~0.97 M inference
+    weights (plus ~1.2 M in the training-only heads), ~1 ms in ONNX Runtime on 2 CPU threads.
     """
 
     arch: str = "aan"
     input_size: int = 112
     n_points: int = 68
-    stem_channels: int = 16
-    block_channels: tuple[int, int, int, int] = (32, 64, 96, 128)
+    stem_channels: int = 32
+    block_channels: tuple[int, int, int, int] = (64, 128, 160, 192)
     bottleneck_ratio: int = 4
     embed_dim: int = 256
     head_pool: int = 4

@@ -30,9 +30,6 @@ from torch import nn
 
 from tracker.geometry import template
 
-#: Patch samplers (``MDMConfig.sampler``).
-SAMPLERS = ("grid_sample", "gather")
-
 
 @dataclass(frozen=True)
 class MDMConfig:
@@ -49,10 +46,6 @@ class MDMConfig:
     ``grad_through_sampling``: let gradients flow into the sampling positions; the reference
     sampler has none, so by default the shape is detached where the patches are sampled (the
     deltas still add up through the steps, so every step's loss reaches every earlier step).
-    ``sampler``: ``"grid_sample"`` (``F.grid_sample``, bilinear, zeros padding) or
-    ``"gather"``: the same bilinear values computed with row and element gathers (see
-    :func:`extract_patches_gather`). They agree to float rounding; the gather form exists because ONNX Runtime's CPU GridSample is ~8x slower than PyTorch's (about 23 ns
-    per sample, single-threaded), which alone would cost ``mdm-rt`` 2 ms per frame.
     """
 
     arch: str = "mdm"
@@ -67,11 +60,8 @@ class MDMConfig:
     steps: int = 4
     update_init_std: float = 1e-3
     grad_through_sampling: bool = False
-    sampler: str = "grid_sample"
 
     def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"MDMConfig.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.skip_from not in ("conv1", "conv2"):
             raise ValueError(f"MDMConfig.skip_from must be 'conv1' or 'conv2', got {self.skip_from!r}")
         if self.steps < 1 or self.hidden_size < 1:
@@ -103,99 +93,38 @@ class MDMConfig:
 def patch_grid(shape: torch.Tensor, size: int, patch_px: float, samples: int) -> torch.Tensor:
     """Sampling grid for ``grid_sample`` of a patch centred on every landmark.
 
-    ``shape``: ``(N, L, 2)`` (x, y) crop px. Returns ``(N, L * samples, samples, 2)`` in
+    ``shape``: ``(N, L, 2)`` (x, y) crop px. Returns ``(N, L, samples * samples, 2)`` in
     ``grid_sample``'s normalised coordinates for ``align_corners=False`` (pixel ``i`` of a
     ``size``-px axis has its centre at normalised ``(2 i + 1) / size - 1``), last axis (x, y).
-    Row ``r``, column ``c`` of landmark ``l``'s patch samples crop point
+    Sample ``r * samples + c`` (row ``r``, column ``c``) of landmark ``l``'s patch is crop point
     ``shape[l] + (offset[c], offset[r])`` with ``offset[k] = (k - (samples - 1) / 2) * patch_px / samples``:
     the patch is centred on the landmark, ``patch_px`` crop pixels wide.
     """
-    n, points, _ = shape.shape
     step = patch_px / samples
     offs = (torch.arange(samples, dtype=shape.dtype, device=shape.device) - (samples - 1) / 2.0) * (2.0 * step / size)
-    # x varies along columns, y along rows. Built per coordinate with a long contiguous inner
-    # axis (P*P): ONNX Runtime broadcasts an inner axis of 2 very slowly.
+    # Built per coordinate with a long contiguous inner axis (P*P): ONNX Runtime broadcasts an
+    # inner axis of 2 very slowly.
     off_x = offs.repeat(samples)  # (P*P,): column index fastest
     off_y = offs.repeat_interleave(samples)  # (P*P,): row index
     centre = (2.0 * shape + 1.0) / size - 1.0  # (N, L, 2) normalised
     gx = centre[:, :, 0:1] + off_x  # (N, L, P*P)
     gy = centre[:, :, 1:2] + off_y
-    return torch.stack([gx, gy], dim=-1).reshape(n, points * samples, samples, 2)
+    return torch.stack([gx, gy], dim=-1)
 
 
-def extract_patches(image: torch.Tensor, shape: torch.Tensor, patch_px: float, samples: int) -> torch.Tensor:
-    """Bilinear patches (zeros outside the image) around each landmark.
+def extract_patches(
+    image: torch.Tensor, shape: torch.Tensor, patch_px: float, samples: int, size: int | None = None
+) -> torch.Tensor:
+    """Bilinear patches (zeros outside the image) around each landmark, by ``F.grid_sample``.
 
-    ``image``: ``(N, 1, S, S)``; ``shape``: ``(N, L, 2)`` (x, y) crop px.
+    ``image``: ``(N, 1, S, S)`` grey; ``shape``: ``(N, L, 2)`` (x, y) crop px; ``size``: ``S``
+    (given by the model so that the exported graph holds a constant, not a shape lookup).
     Returns ``(N * L, 1, samples, samples)``, patch ``n * L + l`` centred on ``shape[n, l]``.
     """
-    n, c, size, _ = image.shape
-    points = shape.shape[1]
+    size = image.shape[-1] if size is None else size
     grid = patch_grid(shape, size, patch_px, samples)
     out = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    # (N, C, L*P, P) -> (N*L, C, P, P)
-    return out.reshape(n, c, points, samples, samples).transpose(1, 2).reshape(n * points, c, samples, samples)
-
-
-def _axis_taps(pos: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Linear-interpolation taps along one axis of an image zero-padded by one pixel each side.
-
-    ``pos``: sample positions in unpadded pixels. Returns padded indices ``i0, i1`` (int64)
-    and weights ``w0, w1``. A tap outside the image is clamped onto the zero border, which is
-    exactly zeros padding, with no masks.
-    """
-    lo = torch.floor(pos)
-    w1 = pos - lo
-    i0 = (lo + 1.0).clamp(0, size + 1).long()
-    i1 = (lo + 2.0).clamp(0, size + 1).long()
-    return i0, i1, 1.0 - w1, w1
-
-
-def gather_table(image: torch.Tensor) -> torch.Tensor:
-    """Pixel table for :func:`gather_patches`: ``(N, C, S, S)`` -> ``(N * (S + 2) ** 2, C)``, the
-    image zero-padded by one pixel, one row per (image, padded y, padded x). Built once per forward."""
-    n, c, height, width = image.shape
-    padded = F.pad(image, (1, 1, 1, 1))
-    return padded.permute(0, 2, 3, 1).reshape(n * (height + 2) * (width + 2), c)
-
-
-def gather_patches(table: torch.Tensor, size: int, shape: torch.Tensor, patch_px: float, samples: int) -> torch.Tensor:
-    """Patches from a :func:`gather_table` of ``size`` x ``size`` images; see :func:`extract_patches_gather`."""
-    n, points, _ = shape.shape
-    c = table.shape[1]
-    side = size + 2
-    step = patch_px / samples
-    offs = (torch.arange(samples, dtype=shape.dtype, device=shape.device) - (samples - 1) / 2.0) * step
-    px = shape[:, :, 0:1] + offs  # (N, L, P) sample x positions, crop px
-    py = shape[:, :, 1:2] + offs  # (N, L, P) sample y positions
-    y0, y1, wy0, wy1 = _axis_taps(py, size)
-    x0, x1, wx0, wx1 = _axis_taps(px, size)
-    base = (torch.arange(n, device=shape.device) * side * side).reshape(n, 1, 1)
-    row0 = (y0 * side + base)[..., :, None]  # (N, L, P, 1): row r of the patch
-    row1 = (y1 * side + base)[..., :, None]
-    col0, col1 = x0[..., None, :], x1[..., None, :]  # (N, L, 1, P): column of the patch
-    wy0, wy1, wx0, wx1 = wy0[..., :, None], wy1[..., :, None], wx0[..., None, :], wx1[..., None, :]
-
-    def tap(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        return table[(rows + cols).reshape(-1)].reshape(n, points, samples, samples, c)
-
-    w00, w01, w10, w11 = (wy0 * wx0)[..., None], (wy0 * wx1)[..., None], (wy1 * wx0)[..., None], (wy1 * wx1)[..., None]
-    patches = w00 * tap(row0, col0) + w01 * tap(row0, col1) + w10 * tap(row1, col0) + w11 * tap(row1, col1)
-    return patches.permute(0, 1, 4, 2, 3).reshape(n * points, c, samples, samples)
-
-
-def extract_patches_gather(image: torch.Tensor, shape: torch.Tensor, patch_px: float, samples: int) -> torch.Tensor:
-    """:func:`extract_patches` computed with gathers (same values; gradients w.r.t. the image
-    and the positions as bilinear sampling has them).
-
-    Each sample is the bilinear mix of its four neighbouring pixels, gathered from a flat table
-    of the zero-padded image; an axis-aligned grid needs only per-row and per-column taps.
-    Pixel centres at integers, zeros outside the image, as ``grid_sample(...,
-    align_corners=False)`` in our pixel frame.
-    ``image``: ``(N, C, S, S)``; ``shape``: ``(N, L, 2)`` (x, y) crop px.
-    Returns ``(N * L, C, samples, samples)``.
-    """
-    return gather_patches(gather_table(image), image.shape[-1], shape, patch_px, samples)
+    return out.reshape(-1, 1, samples, samples)  # (N, 1, L, P*P): one channel, so n-major, l-minor
 
 
 def _center_crop(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -243,8 +172,8 @@ class MDM(nn.Module):
         super().__init__()
         self.config = cfg
         self.patch_net = PatchNet(cfg)
-        n_feat = cfg.n_points * cfg.features_per_patch
-        self.recurrent = nn.Linear(n_feat + cfg.hidden_size, cfg.hidden_size)
+        self.n_features = cfg.n_points * cfg.features_per_patch
+        self.recurrent = nn.Linear(self.n_features + cfg.hidden_size, cfg.hidden_size)
         self.update = nn.Linear(cfg.hidden_size, cfg.n_points * 2)
         self.confidence_head = nn.Linear(cfg.hidden_size, 1)
         # Start from init_shape: tiny updates, but not zero (zero would block all gradients).
@@ -266,22 +195,17 @@ class MDM(nn.Module):
         after each step; confidence ``(N,)`` in [0, 1]; ``hidden_out`` ``(N, H)``).
         """
         cfg = self.config
-        n = image.shape[0]
         shape = init_shape
         h = hidden
         shapes: list[torch.Tensor] = []
-        table = gather_table(image) if cfg.sampler == "gather" else image
         for _ in range(cfg.steps):
             where = shape if cfg.grad_through_sampling else shape.detach()
-            if cfg.sampler == "gather":
-                patches = gather_patches(table, cfg.input_size, where, cfg.patch_px, cfg.patch_samples)
-            else:
-                patches = extract_patches(image, where, cfg.patch_px, cfg.patch_samples)
-            feats = self.patch_net(patches).reshape(n, -1)
+            patches = extract_patches(image, where, cfg.patch_px, cfg.patch_samples, cfg.input_size)
+            feats = self.patch_net(patches).reshape(-1, self.n_features)
             h = torch.tanh(self.recurrent(torch.cat([feats, h], dim=1)))
-            shape = shape + self.update(h).reshape(n, cfg.n_points, 2)
+            shape = shape + self.update(h).reshape(-1, cfg.n_points, 2)
             shapes.append(shape)
-        confidence = torch.sigmoid(self.confidence_head(h)).reshape(n)
+        confidence = torch.sigmoid(self.confidence_head(h)).reshape(-1)
         return shapes, confidence, h
 
     def forward(

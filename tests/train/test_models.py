@@ -13,11 +13,10 @@ import torch
 from tracker.geometry import crop_from_shape, template, to_input, warp_crop
 from tracker.io import read_pts
 from train.aan import AAN
-from train.mdm import MDM, extract_patches, extract_patches_gather
+from train.mdm import MDM, extract_patches
 from train.models import ARCHS, build_model, config_for, config_from_dict, config_to_dict
 
 S = 112
-SAMPLERS = {"grid_sample": extract_patches, "gather": extract_patches_gather}
 
 
 def _init(n: int, size: int = S) -> torch.Tensor:
@@ -52,8 +51,7 @@ def real_crop(data_dir) -> tuple[torch.Tensor, np.ndarray]:
 # ---------------------------------------------------------------- patch sampling
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
-def test_patch_of_linear_ramp_is_exact(sampler):
+def test_patch_of_linear_ramp_is_exact():
     """On I(x, y) = a x + b y + c bilinear sampling is exact, so patch[r, c] must equal
     I(x0 + off[c], y0 + off[r]): an x/y swap (a != b) or a half-pixel shift would break it."""
     a, b, c = 0.005, 0.002, 0.05
@@ -61,7 +59,7 @@ def test_patch_of_linear_ramp_is_exact(sampler):
     img = torch.from_numpy(a * xs + b * ys + c)[None, None]
     centre = torch.tensor([[[40.3, 61.7], [80.0, 20.0]]])
     p, width = 10, 15.0
-    patches = SAMPLERS[sampler](img, centre, width, p)
+    patches = extract_patches(img, centre, width, p)
     assert patches.shape == (2, 1, p, p)
     off = (np.arange(p) - (p - 1) / 2) * width / p
     for k, (x0, y0) in enumerate(centre[0].numpy()):
@@ -69,14 +67,13 @@ def test_patch_of_linear_ramp_is_exact(sampler):
         np.testing.assert_allclose(patches[k, 0].numpy(), expect, atol=1e-5)
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
-def test_patch_of_single_pixel(sampler):
+def test_patch_of_single_pixel():
     """A one-pixel impulse at (x=50, y=20): an odd patch with 1-px spacing centred on it has the
     impulse at its centre; centred one pixel to the left, at column centre + 1; zeros outside."""
     img = torch.zeros(1, 1, S, S)
     img[0, 0, 20, 50] = 1.0
     pts = torch.tensor([[[50.0, 20.0], [49.0, 20.0], [50.0, 22.0], [-30.0, -30.0]]])
-    patches = SAMPLERS[sampler](img, pts, 5.0, 5)[:, 0]
+    patches = extract_patches(img, pts, 5.0, 5)[:, 0]
     expect = torch.zeros(4, 5, 5)
     expect[0, 2, 2] = 1.0
     expect[1, 2, 3] = 1.0  # impulse right of the centre: column (x) index grows
@@ -84,36 +81,58 @@ def test_patch_of_single_pixel(sampler):
     torch.testing.assert_close(patches, expect, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
-def test_patch_at_real_landmarks_equals_crop_pixels(real_crop, sampler):
+def test_patch_at_real_landmarks_equals_crop_pixels(real_crop):
     """On a real face crop, the centre sample of an odd 1-px-spaced patch at (rounded) ground
     truth landmarks is the crop's pixel there (row y, column x)."""
     image, gt = real_crop
     pts = np.round(gt).astype(np.float32)
-    patches = SAMPLERS[sampler](image, torch.from_numpy(pts)[None], 7.0, 7)
+    patches = extract_patches(image, torch.from_numpy(pts)[None], 7.0, 7)
     expect = image[0, 0].numpy()[pts[:, 1].astype(int), pts[:, 0].astype(int)]
     np.testing.assert_allclose(patches[:, 0, 3, 3].numpy(), expect, atol=1e-5)
 
 
-def test_samplers_agree_in_values_and_gradients():
-    """The gather sampler (mdm-rt) equals F.grid_sample (faithful mdm), also outside the image,
-    and has the same gradients w.r.t. the image and the positions."""
-    g = torch.Generator().manual_seed(0)
-    img = torch.rand(2, 1, S, S, generator=g)
-    pts = torch.rand(2, 68, 2, generator=g) * (S + 30) - 15  # some patches hang off the image
-    outs, grads = [], []
-    for fn in SAMPLERS.values():
-        i = img.clone().requires_grad_(True)
-        p = pts.clone().requires_grad_(True)
-        out = fn(i, p, 30.0, 18)
-        w = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
-        (out * w).sum().backward()
-        outs.append(out.detach())
-        grads.append((i.grad, p.grad))
-    torch.testing.assert_close(outs[0], outs[1], atol=1e-4, rtol=0)
-    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-4, rtol=0)
-    torch.testing.assert_close(grads[0][1], grads[1][1], atol=2e-3, rtol=1e-3)
-    assert grads[0][1].abs().max() > 0.01
+def _bilinear_reference(img: np.ndarray, x: float, y: float) -> float:
+    """Bilinear value of a (H, W) image at (x, y) px, pixel centres at integers, zeros outside."""
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    fx, fy = x - x0, y - y0
+    total = 0.0
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            yy, xx = y0 + dy, x0 + dx
+            if 0 <= yy < img.shape[0] and 0 <= xx < img.shape[1]:
+                total += wy * wx * img[yy, xx]
+    return total
+
+
+def test_patches_match_a_bilinear_reference_off_the_image_too():
+    """Random sub-pixel centres, some hanging off the crop: every sample equals a plain
+    bilinear interpolation (zeros outside) at landmark + (offset[col], offset[row])."""
+    rng = np.random.default_rng(0)
+    img = rng.random((S, S)).astype(np.float32)
+    pts = np.concatenate([rng.uniform(0, S, (6, 2)), [[-5.3, 50.2], [110.6, 113.9]]]).astype(np.float32)
+    p, width = 14, 30.0
+    patches = extract_patches(torch.from_numpy(img)[None, None], torch.from_numpy(pts)[None], width, p)[:, 0].numpy()
+    off = (np.arange(p) - (p - 1) / 2) * width / p
+    for k, (x, y) in enumerate(pts):
+        expect = np.array([[_bilinear_reference(img, x + off[c], y + off[r]) for c in range(p)] for r in range(p)])
+        np.testing.assert_allclose(patches[k], expect, atol=1e-5)
+
+
+def test_grad_through_sampling_flag():
+    """By default (as the reference sampler) no gradient reaches the shape through the patch
+    positions, only through the added updates; with the flag it does."""
+    torch.manual_seed(0)
+    image = torch.rand(1, 1, S, S)
+    grads = {}
+    for flag in (False, True):
+        model = build_model(dataclasses.replace(config_for("mdm-rt"), grad_through_sampling=flag))
+        init = _init(1).requires_grad_(True)
+        shapes, _, _ = model.forward_steps(image, init, model.zero_hidden(1))
+        shapes[-1].sum().backward()
+        grads[flag] = init.grad
+    # d(sum of shape)/d(init) is exactly 1 per coordinate through the additive path alone.
+    torch.testing.assert_close(grads[False], torch.ones_like(grads[False]))
+    assert (grads[True] - 1).abs().max() > 0
 
 
 # ---------------------------------------------------------------- models
