@@ -1,0 +1,157 @@
+"""Face detector on real images, box calibration file and mapping."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker import detect
+from tracker.detect import (DEFAULT_DETECTOR, DETECTORS, Detection, FaceDetector, HaarDetector, box_calibration,
+                            default_detector, merge_detections)
+from tracker.geometry import BoxCalibration, apply_affine, box_of, crop_from_box, invert_affine, template
+from tracker.io import read_box_pts, read_pts
+from tracker.metrics import nme
+
+TEST_FACES = ["helen_test/30427236_2", "helen_test/30542618_1", "lfpw_test/image_0002", "lfpw_test/image_0003"]
+
+
+def _load(data_dir, stem):
+    folder = data_dir / "images68"
+    img = next(p for p in folder.glob(stem + ".*") if p.suffix != ".pts")
+    return cv2.imread(str(img), cv2.IMREAD_GRAYSCALE), read_pts(folder / (stem + ".pts"))
+
+
+def _hit(dets, shape) -> bool:
+    gt = box_of(shape)
+    c = (gt[:2] + gt[2:]) / 2
+    return any(d.box[0] <= c[0] <= d.box[2] and d.box[1] <= c[1] <= d.box[3] and detect.box_iou(d.box, gt) > 0.3 for d in dets)
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return default_detector()
+
+
+def test_default_detector_is_a_face_detector(detector):
+    assert isinstance(detector, FaceDetector) and detector.name == DEFAULT_DETECTOR
+    assert isinstance(detector.calibration, BoxCalibration)
+    assert detector.calibration == box_calibration(f"detector:{DEFAULT_DETECTOR}")
+    assert detector.calibration != BoxCalibration(), "the default detector has a fitted calibration"
+
+
+@pytest.mark.parametrize("stem", TEST_FACES)
+def test_finds_the_annotated_face_in_real_test_images(data_dir, detector, stem):
+    gray, shape = _load(data_dir, stem)
+    dets = detector.detect(gray)
+    assert dets and all(isinstance(d, Detection) for d in dets)
+    assert _hit(dets, shape), f"{stem}: no detection on the annotated face: {[d.box for d in dets]}"
+    assert [d.score for d in dets] == sorted((d.score for d in dets), reverse=True)
+    for d in dets:
+        assert d.box.dtype == np.float32 and d.box.shape == (4,)
+        assert 0 <= d.box[0] < d.box[2] <= gray.shape[1] + 1 and 0 <= d.box[1] < d.box[3] <= gray.shape[0] + 1
+
+
+def test_calibrated_box_gives_a_usable_initialisation(data_dir, detector):
+    """The template placed by the calibrated detector box lands near the real landmarks
+    (much nearer than the raw box would put it)."""
+    errs, raw = [], []
+    for stem in TEST_FACES:
+        gray, shape = _load(data_dir, stem)
+        d = next(d for d in detector.detect(gray) if _hit([d], shape))
+        for cal, out in ((detector.calibration, errs), (BoxCalibration(), raw)):
+            init = apply_affine(invert_affine(crop_from_box(cal(d.box), 112)), template(112))
+            out.append(float(nme(init, shape)))
+    assert np.median(errs) < 0.15 and np.median(errs) < np.median(raw)
+
+
+@pytest.mark.parametrize("image", [np.zeros((360, 640), np.uint8), np.full((480, 480), 128, np.uint8),
+                                   np.random.default_rng(0).integers(0, 256, (240, 320)).astype(np.uint8)],
+                         ids=["black", "grey", "noise"])
+def test_finds_no_face_in_blank_images(detector, image):
+    assert detector.detect(image) == []
+
+
+def test_finds_nothing_once_the_face_is_blanked(data_dir, detector):
+    gray, shape = _load(data_dir, "lfpw_test/image_0002")
+    x0, y0, x1, y1 = box_of(shape).astype(int)
+    pad = (x1 - x0) // 2
+    blanked = gray.copy()
+    blanked[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = 128
+    assert not _hit(detector.detect(blanked), shape)
+
+
+def test_boxes_are_in_full_image_pixels_for_large_images(data_dir, detector):
+    """Detection runs on a downscaled copy; boxes must come back in the original's pixels."""
+    gray, shape = _load(data_dir, "lfpw_test/image_0002")
+    big = cv2.resize(gray, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_LINEAR)
+    assert _hit(detector.detect(big), shape * 2.5 + 0.75)
+
+
+def test_detect_rejects_colour_and_float_input(detector):
+    with pytest.raises(ValueError, match="uint8 \\(H, W\\) grey"):
+        detector.detect(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        detector.detect(np.zeros((10, 10), np.float32))
+
+
+def test_merge_detections_keeps_the_best_of_overlapping_boxes():
+    a = Detection(np.array([0, 0, 100, 100], np.float32), 5.0)
+    b = Detection(np.array([10, 5, 105, 100], np.float32), 9.0)
+    inner = Detection(np.array([20, 20, 70, 70], np.float32), 20.0)
+    far = Detection(np.array([300, 300, 350, 350], np.float32), 1.0)
+    merged = merge_detections([a, far, b])
+    assert merged == [b, far]
+    assert merge_detections([a, inner]) == [inner] or merge_detections([a, inner])[0] is inner
+
+
+def test_every_registered_detector_constructs():
+    for name in DETECTORS:
+        d = detect.make_detector(name)
+        assert d.name == name
+    with pytest.raises(ValueError, match="unknown face detector 'yolo'"):
+        detect.make_detector("yolo")
+    with pytest.raises(ValueError, match="profile must be"):
+        HaarDetector(profile="sometimes")
+
+
+# ---- calibration file ------------------------------------------------------------------------
+def test_calibration_file_has_fitted_sources():
+    path = detect._calibration_path()
+    data = json.loads(path.read_text())
+    assert data["version"] == 1
+    assert f"detector:{DEFAULT_DETECTOR}" in data["sources"] and "300w" in data["sources"]
+    for src, entry in data["sources"].items():
+        assert entry["n_train"] >= 3, src
+        assert 0.3 < entry["sx"] < 3 and 0.3 < entry["sy"] < 3 and abs(entry["dx"]) < 0.5 and abs(entry["dy"]) < 0.5, src
+
+
+def test_box_calibration_sources():
+    assert box_calibration("gt") == BoxCalibration()
+    cal = box_calibration("300w")
+    assert isinstance(cal, BoxCalibration) and cal != BoxCalibration()
+    with pytest.raises(ValueError, match="unknown box source 'mtcnn'.*300w"):
+        box_calibration("mtcnn")
+
+
+def test_300w_box_calibration_maps_a_real_box_near_the_landmarks(data_dir):
+    """A 300-W test box (never used in the fit) maps to nearly the landmarks' tight box."""
+    cal = box_calibration("300w")
+    for stem, box_path in [("helen_test/30427236_1", "helen/testset/30427236_1.pts"), ("ibug/image_004_1", "ibug/image_004_1.pts")]:
+        _, shape = _load(data_dir, stem)
+        box = read_box_pts(data_dir / "bboxes" / "mdm_bbs" / box_path)
+        mapped = cal(box)
+        assert mapped.dtype == np.float32 and mapped.shape == (4,)
+        assert detect.box_iou(mapped, box_of(shape)) > 0.75
+
+
+def test_box_calibration_from_another_file(tmp_path):
+    p = tmp_path / "cal.json"
+    p.write_text(json.dumps({"version": 1, "sources": {"detector:x": {"sx": 2.0, "sy": 1.0, "dx": 0.0, "dy": 0.1}}}))
+    cal = box_calibration("detector:x", p)
+    np.testing.assert_allclose(cal(np.array([0, 0, 10, 10])), [-5, 1, 15, 11])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(ValueError, match="bad.json: not a box calibration file"):
+        box_calibration("300w", bad)
