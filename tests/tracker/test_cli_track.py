@@ -203,3 +203,20 @@ def test_video_source_seek_is_exact_and_camera_error(clip):
             v.seek(275)
     with pytest.raises(VideoError, match="camera 99: cannot be opened"):
         Camera(99)
+
+
+def test_killed_run_leaves_whole_lines(clip, tmp_path, model_args):
+    """SIGKILL (no chance to clean up): the file still holds whole frames only."""
+    out = tmp_path / "l.csv"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.cli", str(clip), "--out", str(out), "-q", *model_args],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 10):
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(timeout=30)
+    data = out.read_bytes()
+    assert data.endswith(b"\n")  # every frame is one write of whole lines
+    t = read_landmarks_csv(out)
+    assert len(t.frame) >= 9 and list(t.frame) == list(range(1, len(t.frame) + 1))
