@@ -11,6 +11,7 @@ any machine.
 from __future__ import annotations
 
 import ctypes
+import inspect
 import importlib
 import importlib.util
 import logging
@@ -207,7 +208,32 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", probes: Probes 
         cls = entry.load()
     except ImportError as e:
         raise BackendUnavailableError(f"{path}: backend {name!r} is not available here ({e})") from None
-    return cls(path, **{**entry.options, **options})
+    return cls(path, **_supported_options(cls, name, {**entry.options, **options}))
+
+
+#: options callers pass whatever runtime is picked (e.g. the tracker's CPU thread budget);
+#: dropped for a runtime that has no such setting (TensorRT has no CPU threads).
+PORTABLE_OPTIONS = frozenset({"threads"})
+
+
+def _supported_options(cls: type, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` minus :data:`PORTABLE_OPTIONS` that ``cls.__init__`` does not take; any
+    other unknown option is a ``TypeError`` naming the backend."""
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return options
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return options
+    out = {}
+    for k, v in options.items():
+        if k in params:
+            out[k] = v
+        elif k in PORTABLE_OPTIONS:
+            log.debug("runtime: %s has no %r option; ignored", name, k)
+        else:
+            raise TypeError(f"backend {name!r} has no option {k!r} (it takes: {', '.join(p for p in params if p not in ('self', 'path'))})")
+    return out
 
 
 def describe(backend: Backend) -> str:

@@ -119,3 +119,22 @@ def test_auto_on_onnx_follows_the_picker(tmp_path, monkeypatch):
     assert isinstance(be, FakeTRT) and opened == [(path, {})]
     with open_backend(path, probes=fake(), threads=1) as be2:
         assert be2.device == "ONNX Runtime CPU"
+
+
+def test_options_a_runtime_lacks(tmp_path, monkeypatch):
+    """``threads`` (the tracker's CPU budget) is dropped for a runtime without it; a misspelt
+    option is an error naming the backend."""
+    path = tiny_model(tmp_path / "aan.onnx", "aan")
+    opened = []
+
+    class FakeTRT:
+        suffixes = (".engine", ".onnx")
+
+        def __init__(self, p, *, device: int = 0, precision: str = "fp16"):
+            opened.append((p, device, precision))
+
+    monkeypatch.setattr(registry.BackendEntry, "load", lambda self: FakeTRT)
+    open_backend(path, backend="tensorrt", threads=2, precision="fp32")
+    assert opened == [(path, 0, "fp32")]
+    with pytest.raises(TypeError, match="backend 'tensorrt' has no option 'precison'.*precision"):
+        open_backend(path, backend="tensorrt", precison="fp32")
