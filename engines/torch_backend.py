@@ -93,14 +93,15 @@ class TorchBackend(Backend):
         arch = ckpt.get("arch") or _config_value(config, "arch", "name")
         if arch is None:
             raise ModelFileError(f"{p}: checkpoint names no arch")
-        self._metadata = checkpoint_metadata(str(arch), config, p)
-        verify_metadata(self._metadata, p)
+        verify_metadata(checkpoint_metadata(str(arch), config, p), p)
         try:
             model = models.build_model(self._config_object(models, str(arch), config))
             model.load_state_dict(ckpt["state_dict"])
         except (RuntimeError, KeyError, TypeError, ValueError) as e:
             first = str(e).strip().splitlines()[0]
             raise ModelFileError(f"{p}: checkpoint does not match its {arch} config ({first[:200]})") from None
+        self._metadata = self._export_metadata(model, ckpt) or checkpoint_metadata(str(arch), config, p)
+        verify_metadata(self._metadata, p)
         self._torch = torch
         self._device = torch.device(device)
         self._model = model.to(self._device).eval()
@@ -120,9 +121,25 @@ class TorchBackend(Backend):
         log.info("%s: %s checkpoint on torch %s", p.name, arch, self._device)
 
     @staticmethod
+    def _export_metadata(model: Any, ckpt: dict) -> dict[str, str] | None:
+        """What ``train.export`` would write into the ONNX file (same keys and values), or
+        ``None`` when that exporter is not available."""
+        try:
+            from train.export import metadata_for
+        except ImportError:
+            return None
+        training = {k: ckpt[k] for k in ("step", "metrics") if k in ckpt}
+        return {k: str(v) for k, v in metadata_for(model, training).items()}
+
+    @staticmethod
     def _config_object(models: Any, arch: str, config: Any) -> Any:
-        """The checkpoint's config dict as ``train.models``' config dataclass for ``arch``."""
-        if not isinstance(config, dict) or not hasattr(models, "config_for"):
+        """The checkpoint's config dict as ``train.models``' config dataclass for ``arch``
+        (``config_from_dict`` where it exists, which rejects unknown keys)."""
+        if not isinstance(config, dict):
+            return config
+        if hasattr(models, "config_from_dict"):
+            return models.config_from_dict({"arch": arch, **config})
+        if not hasattr(models, "config_for"):
             return config
         base = models.config_for(arch)
         if dataclasses.is_dataclass(base):

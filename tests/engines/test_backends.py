@@ -288,10 +288,34 @@ def test_torch_backend_runs_a_checkpoint_like_its_onnx(tmp_path):
     torch.save({"state_dict": model.state_dict(), "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg),
                 "arch": "aan", "step": 0}, ckpt)
     with open_backend(ckpt) as be:
-        assert be.name == "torch" and be.kind == "aan"
+        assert be.name == "torch" and be.kind == "aan" and be.device == "PyTorch CPU"
+        verify_metadata(be.metadata, ckpt)
+        assert set(names.REQUIRED_KEYS) <= set(be.metadata) and be.metadata[names.ARCH] == "aan"
         s = be.input_size
         x = np.random.default_rng(2).random((1, 1, s, s), dtype=np.float32)
         out = be.infer({names.IMAGE: x})
     with torch.inference_mode():
         ref = model(torch.from_numpy(x))
     np.testing.assert_allclose(out[names.LANDMARKS], ref[0].numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "empty file"),
+    (b"not a checkpoint\n", "a text file, not a PyTorch checkpoint"),
+    (bytes(range(256)), "not a loadable PyTorch checkpoint"),
+])
+def test_torch_backend_bad_files(tmp_path, content, message):
+    pytest.importorskip("torch")
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match=message) as info:
+        open_backend(path)
+    assert str(path) in str(info.value)
+
+
+def test_torch_backend_rejects_a_foreign_checkpoint(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "foreign.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, path)
+    with pytest.raises(ModelFileError, match="not a facetrack checkpoint"):
+        open_backend(path)
