@@ -12,10 +12,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 FORBIDDEN = ("torch", "tensorrt", "pycuda", "PySide6", "onnx", "matplotlib")
 ALWAYS = ("tracker", "tracker.geometry", "tracker.io", "tracker.metrics", "tracker.markup", "tracker.draw", "tracker.cli",
-          "engines", "engines.registry", "engines.onnxrt", "engines.base")
+          "engines", "engines.registry", "engines.onnxrt", "engines.base", "engines.errors", "engines.names",
+          "engines.torch_backend")
 #: checked once they exist (other modules are still being written)
 WHEN_PRESENT = ("tracker.tracker", "tracker.landmarker", "tracker.detect", "tracker.models", "tracker.output", "tracker.video",
-                "engines.errors", "engines.names")
+                "tracker.smoothing", "tracker.plots", "tracker.eval300vw", "tracker.track_cli",
+                "engines.tensorrt_backend", "engines.engine_cache", "engines.build", "engines.torch_cuda")
 
 
 def _exists(module: str) -> bool:
