@@ -445,7 +445,8 @@ def _table() -> str:  # pragma: no cover - regenerates docs/ROBUSTNESS.md's tabl
             r = facetrack([*argv, "-q"] if argv[0] != "eval-300vw" else argv, cwd=work)
             line = next((ln for ln in r.err_lines if c.problem in ln), r.err_lines[-1] if r.err_lines else "")
             line = line.replace(tmp, "$TMP").replace(str(data), "$DATA").replace("|", "\\|")
-            rows.append(f"| {c.name} | {c.what} | {r.rc} | `{line}` |")
+            code = f"`` {line} ``" if "`" in line else f"`{line}`"
+            rows.append(f"| {c.name} | {c.what} | {r.rc} | {code} |")
     return "\n".join(rows)
 
 
