@@ -118,7 +118,7 @@ class LandmarkHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fc(F.adaptive_avg_pool2d(x, self.pool).flatten(1))
-        return y.reshape(x.shape[0], -1, 2)
+        return y.reshape(-1, self.fc.out_features // 2, 2)
 
 
 class AAN(nn.Module):
@@ -159,9 +159,8 @@ class AAN(nn.Module):
 
     def _predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e = torch.cos(self.embed(x.flatten(1)))
-        n = x.shape[0]
-        landmarks = self.out(e).reshape(n, self.config.n_points, 2)
-        confidence = torch.sigmoid(self.confidence_head(e)).reshape(n)
+        landmarks = self.out(e).reshape(-1, self.config.n_points, 2)
+        confidence = torch.sigmoid(self.confidence_head(e)).reshape(-1)
         return landmarks, confidence
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,12 +127,6 @@ def extract_patches(
     return out.reshape(-1, 1, samples, samples)  # (N, 1, L, P*P): one channel, so n-major, l-minor
 
 
-def _center_crop(x: torch.Tensor, side: int) -> torch.Tensor:
-    h = x.shape[-1]
-    lo = (h - side) // 2
-    return x[..., lo : lo + side, lo : lo + side]
-
-
 class PatchNet(nn.Module):
     """Per-patch CNN: conv3x3 valid, ReLU, pool2; conv3x3 valid, ReLU, pool2; skip crop; [1x1 reduce].
 
@@ -144,6 +138,11 @@ class PatchNet(nn.Module):
         c1, c2 = cfg.conv_channels
         self.skip_from = cfg.skip_from
         self.side = cfg.pooled_side
+        # Top-left corner of the central side x side crop of the skip source (static, so the
+        # exported graph slices with constants).
+        a1_side = cfg.patch_samples - 2
+        skip_side = a1_side if cfg.skip_from == "conv1" else a1_side // 2 - 2
+        self.skip_lo = (skip_side - self.side) // 2
         self.conv1 = nn.Conv2d(1, c1, 3)
         self.conv2 = nn.Conv2d(c1, c2, 3)
         self.reduce = nn.Conv2d(c2 + cfg._skip_channels, cfg.reduce_channels, 1) if cfg.reduce_channels > 0 else None
@@ -153,7 +152,8 @@ class PatchNet(nn.Module):
         p1 = F.max_pool2d(a1, 2)
         a2 = F.relu(self.conv2(p1))
         p2 = F.max_pool2d(a2, 2)
-        skip = _center_crop(a1 if self.skip_from == "conv1" else a2, self.side)
+        lo, hi = self.skip_lo, self.skip_lo + self.side
+        skip = (a1 if self.skip_from == "conv1" else a2)[:, :, lo:hi, lo:hi]
         feats = torch.cat([p2, skip], dim=1)
         if self.reduce is not None:
             feats = F.relu(self.reduce(feats))
