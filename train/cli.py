@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: CUDA when present")
     parser.add_argument("--no-pseudo", action="store_true", help="leave out the dlib pseudo-labelled faces")
     parser.add_argument("--threads", type=int, default=0, help="PyTorch CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--output-lr-scale", type=float, default=0.0,
+                        help="learning-rate factor of the layers that emit crop-pixel coordinates (default 0: 8 for aan, input size / 2 for mdm)")
     parser.add_argument("--limit-images", type=int, default=0, help="train on only the first N human-labelled faces (overfit checks)")
     parser.add_argument("--augment", choices=("full", "none"), default="full",
                         help="full: geometric + photometric + 20%% negatives; none: the plain crop from the shape (overfit checks)")
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     command = "facetrack train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1 :]) if "train" in sys.argv else ""
     opts = TrainOptions(arch=args.arch, data=str(args.data), out=str(args.out), steps=args.steps, batch=args.batch, lr=args.lr,
                         seed=args.seed, val_every=args.val_every, resume=args.resume, device=args.device, pseudo=not args.no_pseudo,
-                        threads=args.threads, limit_images=args.limit_images, progress=not args.quiet, command=command,
+                        threads=args.threads, limit_images=args.limit_images, output_lr_scale=args.output_lr_scale, progress=not args.quiet, command=command,
                         augment=NO_AUGMENT if args.augment == "none" else AugmentConfig())
     try:
         metrics = train(opts)

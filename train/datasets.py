@@ -136,9 +136,11 @@ def load_images68(data_dir: str | os.PathLike, split: str = "train") -> list[Fac
 
 
 def load_pseudo_dlib(data_dir: str | os.PathLike) -> list[FaceSample]:
-    """The 185 teacher-labelled faces of ``pseudo_dlib/manifest.csv`` (training only).
+    """The teacher-labelled faces of ``pseudo_dlib/manifest.csv`` (training only).
 
-    ``source`` is ``"pseudo_dlib"``; ``box`` is dlib's detection box (image px).
+    ``source`` is ``"pseudo_dlib"``; ``box`` is dlib's detection box (image px). The manifest
+    has 185 rows; two name the same ``images/img1.jpg`` / ``img1_f0.pts`` (two source images
+    saved under one name), so 184 distinct faces come back.
     """
     root = Path(data_dir) / "pseudo_dlib"
     manifest = root / "manifest.csv"
@@ -154,7 +156,29 @@ def load_pseudo_dlib(data_dir: str | os.PathLike) -> list[FaceSample]:
             if box.shape != (4,):
                 raise ValueError(f"{manifest}:{i}: box {row['box']!r} is not four numbers")
             out.append(FaceSample(root / row["image"], read_pts(root / row["pts"]), box, "pseudo_dlib", "train", PSEUDO_DLIB))
-    return out
+    # Two manifest rows can name the same image and .pts (two source files saved under one
+    # name; the last one written is on disk): keep the row whose box fits the landmarks.
+    best: dict[tuple[str, str], FaceSample] = {}
+    for s in out:
+        k = (str(s.image), f"{s.landmarks[0, 0]:.3f},{s.landmarks[0, 1]:.3f}")
+        if k not in best or _box_fit(s) > _box_fit(best[k]):
+            if k in best:
+                log.warning("%s: %s listed twice in the manifest; keeping the row whose box fits its landmarks", manifest, s.image.name)
+            best[k] = s
+    kept = [s for s in out if best[(str(s.image), f"{s.landmarks[0, 0]:.3f},{s.landmarks[0, 1]:.3f}")] is s]
+    return kept
+
+
+def _box_fit(s: FaceSample) -> float:
+    """Intersection over union of ``s.box`` and the landmarks' tight box (0 without a box)."""
+    if s.box is None:
+        return 0.0
+    a, b = s.box.astype(np.float64), box_of(s.landmarks).astype(np.float64)
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def split_train_val(samples: Iterable[FaceSample], val_fraction: float = 0.1, seed: int = 0) -> tuple[list[FaceSample], list[FaceSample]]:
