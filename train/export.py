@@ -167,6 +167,10 @@ def export_onnx(
         model = model_or_checkpoint_path
     if not hasattr(model, "config"):
         raise TypeError(f"export_onnx: expected an MDM/AAN model or a checkpoint path, got {type(model).__name__}")
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        import copy
+
+        model = copy.deepcopy(model).cpu()  # export and the parity check run on the CPU
     was_training = model.training
     model.eval()
     out_path = Path(out_path)
