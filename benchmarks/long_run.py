@@ -11,7 +11,9 @@ until ``minutes * fps`` frames have passed; each frame goes through one
 with timestamps of the long video (``frame / fps`` seconds). At each mark (1, 10, 30 minutes of
 video time by default) the script reads the process's resident memory (``VmRSS``) and its peak
 (``VmHWM``) from ``/proc/self/status`` and the frames per second of the segment since the
-previous mark. At the end the CSV is checked: one complete row per frame, no NaN.
+previous mark, with the process's CPU time per frame (all its threads; less sensitive than
+wall-clock speed to other programs sharing the CPU) and the 1-minute load average. At the end
+the CSV is checked: one complete row per frame, no NaN.
 
 Results are printed as a Markdown table (and written as JSON with ``--json``); memory in MiB,
 speed in frames per second of wall-clock time (decode + track + write).
@@ -96,6 +98,7 @@ def run(video: Path, model: str, minutes: float, fps: float, marks: list[float],
     loops = 1
     n = n_ok = 0
     seg_start, seg_frames, seg_ok = time.perf_counter(), 0, 0
+    seg_cpu = time.process_time()
     t0 = seg_start
     stage_ms = {"detect": 0.0, "crop": 0.0, "infer": 0.0, "post": 0.0, "total": 0.0}
     mi = 0
@@ -118,17 +121,19 @@ def run(video: Path, model: str, minutes: float, fps: float, marks: list[float],
             seg_ok += result.success
             n_ok += result.success
             if n == mark_frames[mi]:
-                now = time.perf_counter()
+                now, cpu = time.perf_counter(), time.process_time()
                 mem = proc_status_mib()
                 row = {"video_min": round(n / fps / 60, 2), "frames": n, "segment_frames": seg_frames,
                        "segment_wall_s": round(now - seg_start, 1), "segment_fps": round(seg_frames / (now - seg_start), 1),
                        "segment_success": round(seg_ok / seg_frames, 3), "rss_mib": round(mem["VmRSS"], 1),
                        "hwm_mib": round(mem["VmHWM"], 1), "wall_s": round(now - t0, 1),
+                       "cpu_ms_per_frame": round(1000 * (cpu - seg_cpu) / seg_frames, 2),
+                       "load_avg_1min": round(os.getloadavg()[0], 2),
                        "ms_per_frame": {k: round(v / seg_frames, 2) for k, v in stage_ms.items()}}
                 rows.append(row)
                 log.info("%.1f min of video: %d frames, %.1f fps in this segment, RSS %.1f MiB, peak %.1f MiB",
                          row["video_min"], n, row["segment_fps"], row["rss_mib"], row["hwm_mib"])
-                seg_start, seg_frames, seg_ok = now, 0, 0
+                seg_start, seg_frames, seg_ok, seg_cpu = now, 0, 0, cpu
                 stage_ms = {k: 0.0 for k in stage_ms}
                 mi += 1
     finally:
@@ -146,11 +151,13 @@ def markdown(res: dict) -> str:
     """The marks as a Markdown table."""
     lines = [f"{res['frames']} frames ({res['minutes']} min at {res['fps']} fps, the clip looped {res['loops']} times), "
              f"model {res['model']}; memory after loading the model: RSS {res['baseline_mib']['VmRSS']} MiB",
-             "", "| video time (min) | frames | segment fps | faces found in segment | VmRSS (MiB) | VmHWM peak (MiB) | wall (s) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "", "| video time (min) | frames | segment fps (wall) | CPU ms / frame | tracker ms / frame | faces found | "
+             "VmRSS (MiB) | VmHWM peak (MiB) | wall (s) | load avg |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in res["marks"]:
-        lines.append(f"| {r['video_min']:g} | {r['frames']} | {r['segment_fps']} | {100 * r['segment_success']:.0f} % | "
-                     f"{r['rss_mib']} | {r['hwm_mib']} | {r['wall_s']} |")
+        lines.append(f"| {r['video_min']:g} | {r['frames']} | {r['segment_fps']} | {r['cpu_ms_per_frame']} | "
+                     f"{r['ms_per_frame']['total']} | {100 * r['segment_success']:.0f} % | {r['rss_mib']} | {r['hwm_mib']} | "
+                     f"{r['wall_s']} | {r['load_avg_1min']} |")
     return "\n".join(lines)
 
 
