@@ -57,8 +57,8 @@ def recall(detector, faces) -> float:
     return float(np.mean(hits)), found
 
 
-def bench(name: str, images68, pseudo, videos: dict[str, list[np.ndarray]]) -> dict:
-    det = make_detector(name, calibration=BoxCalibration())
+def bench(name: str, images68, pseudo, videos: dict[str, list[np.ndarray]], **options) -> dict:
+    det = make_detector(name, calibration=BoxCalibration(), **options)
     det.detect(np.zeros((64, 64), np.uint8))  # warm-up
     row: dict = {"detector": name}
     r68, found = recall(det, images68)
@@ -67,15 +67,17 @@ def bench(name: str, images68, pseudo, videos: dict[str, list[np.ndarray]]) -> d
                                              for f in images68 if f.split == "test"]))
     row["recall_pseudo_dlib"], _ = recall(det, pseudo)
     for vname, frames in videos.items():
-        ms, hit = [], 0
+        ms, cpu, hit = [], [], 0
         for g in frames:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             d = det.detect(g)
             ms.append((time.perf_counter() - t) * 1e3)
+            cpu.append((time.process_time() - c) * 1e3)
             hit += bool(d)
         key = Path(vname).stem
         row[f"ms_median_{key}"] = float(np.median(ms))
         row[f"ms_mean_{key}"] = float(np.mean(ms))
+        row[f"cpu_ms_median_{key}"] = float(np.median(cpu))
         row[f"frames_with_face_{key}"] = hit / len(frames)
     return row
 
@@ -86,25 +88,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stride", type=int, default=5, help="use every n-th video frame (default 5)")
     ap.add_argument("--only", nargs="*", default=None, help="detector names (default: all)")
     ap.add_argument("--threads", type=int, default=1, help="cv2.setNumThreads (default 1: the tracker's budget)")
+    ap.add_argument("--max-side", type=int, default=None, help="override the detectors' search image size (px)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     cv2.setNumThreads(args.threads)
     images68, pseudo = load_images68(args.data), load_pseudo_dlib(args.data)
     videos = {v: video_frames(args.data / "videos_unlabelled" / v, args.stride) for v in VIDEOS}
-    rows = [bench(n, images68, pseudo, videos) for n in (args.only or list(DETECTORS))]
+    opts = {} if args.max_side is None else {"max_side": args.max_side}
+    rows = [bench(n, images68, pseudo, videos, **opts) for n in (args.only or list(DETECTORS))]
     n68, ntest = len(images68), sum(f.split == "test" for f in images68)
     print(f"faces: images68 {n68} (300-W test {ntest}), pseudo_dlib {len(pseudo)}; video frames: "
-          + ", ".join(f"{Path(k).stem} {len(v)}" for k, v in videos.items()) + f" (every {args.stride}th); cv2 threads {args.threads}")
+          + ", ".join(f"{Path(k).stem} {len(v)}" for k, v in videos.items()) + f" (every {args.stride}th); cv2 threads {args.threads}"
+          + (f"; max side {args.max_side}" if args.max_side else ""))
+    print("video columns: wall ms median (mean) [CPU ms median], share of frames with a detection")
     head = f"{'detector':<28}{'rec i68':>8}{'rec test':>9}{'rec pseudo':>11}"
     for v in VIDEOS:
-        head += f"{Path(v).stem[:14] + ' ms':>20}{'found':>7}"
+        head += f"{Path(v).stem[:14] + ' ms':>27}{'found':>7}"
     print(head)
     for r in rows:
         line = f"{r['detector']:<28}{r['recall_images68']:>8.3f}{r['recall_300w_test']:>9.3f}{r['recall_pseudo_dlib']:>11.3f}"
         for v in VIDEOS:
             k = Path(v).stem
-            line += f"{r[f'ms_median_{k}']:>13.1f} ({r[f'ms_mean_{k}']:>4.1f}){r[f'frames_with_face_{k}']:>7.2f}"
+            line += (f"{r[f'ms_median_{k}']:>12.1f} ({r[f'ms_mean_{k}']:>5.1f}) [{r[f'cpu_ms_median_{k}']:>5.1f}]"
+                     f"{r[f'frames_with_face_{k}']:>7.2f}")
         print(line)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
