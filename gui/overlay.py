@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from gui.frames import DrawOptions, FaceView, TrackedFrame
-from tracker.draw import GREEN, RED, YELLOW, draw_box, draw_landmarks, draw_text
+from tracker.draw import GREEN, RED, WHITE, YELLOW, draw_box, draw_landmarks, draw_text
 
 #: tracker state -> what the window calls it
 STATE_LABELS = {"tracking": "tracking", "detected": "re-detecting", "lost": "lost"}
@@ -74,5 +75,19 @@ def render_comparison(image: np.ndarray, gt: np.ndarray | None, pred: np.ndarray
         out = draw_landmarks(out, gt, GT_COLOR, points=True, lines=True)
     if pred is not None:
         out = draw_landmarks(out, pred, PRED_COLOR, points=True, lines=True)
-    out = draw_text(out, list(caption) + ["ground truth"], color=GT_COLOR)
-    return draw_text(out, ["prediction"], origin=(8, 18 + 18 * (len(caption) + 1)), color=PRED_COLOR)
+    lines = [(t, WHITE) for t in caption] + [("ground truth", GT_COLOR), ("prediction", PRED_COLOR)]
+    return draw_caption(out, lines)
+
+
+def draw_caption(image: np.ndarray, lines: Sequence[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
+    """Outlined text lines ``(text, BGR colour)`` at the top left, sized to the image width so
+    they stay readable when a large frame is shown scaled down. Returns a copy."""
+    out = np.array(image, copy=True)
+    scale = max(0.5, out.shape[1] / 1200.0)
+    step = int(round(26 * scale))
+    y = step
+    for text, color in lines:
+        for c, thick in (((0, 0, 0), max(3, int(round(3 * scale)))), (color, max(1, int(round(scale))))):
+            cv2.putText(out, text, (int(8 * scale), y), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, c, thick, cv2.LINE_AA)
+        y += step
+    return out

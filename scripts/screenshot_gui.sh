@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Screenshots of the desktop app in a real X server (Xvfb), for the README and reviews.
 #
-#   scripts/screenshot_gui.sh OUT_DIR [VIDEO] [MODEL]
+#   scripts/screenshot_gui.sh OUT_DIR [VIDEO] [MODEL] [300VW_MODE]
 #
 # Starts Xvfb on :99 (unless $DISPLAY is already set), opens VIDEO (default: the Hamilton clip
-# of the shared data) in the app on Qt's xcb platform, and writes:
+# of the shared data) in the app with MODEL (default mdm-rt) on Qt's xcb platform, and writes:
 #   OUT_DIR/live.png     the live tab after 30 tracked frames (in-app QWidget.grab)
 #   OUT_DIR/300vw.png    the 300VW tab after evaluating a 2-frame clip built from the real
 #                        300VW samples (video 401), its first video row playing
@@ -14,10 +14,11 @@
 # (default: ../shared/data next to the repository).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:?usage: scripts/screenshot_gui.sh OUT_DIR [VIDEO] [MODEL]}
+OUT=${1:?usage: scripts/screenshot_gui.sh OUT_DIR [VIDEO] [MODEL] [300VW_MODE]}
 DATA=${FACETRACK_DATA:-$(cd .. && pwd)/shared/data}
 VIDEO=${2:-$DATA/videos_unlabelled/short_hamilton_clip.mp4}
 MODEL=${3:-mdm-rt}
+VW_MODE=${4:-track}  # track | gt-box | detector
 PY=${PYTHON:-}
 if [[ -z "$PY" ]]; then
   if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
@@ -44,7 +45,7 @@ export QT_QPA_PLATFORM=xcb  # a real window, not offscreen: fail loudly if xcb c
 "$PY" scripts/make_300vw_clip.py "$DATA" "$TMP/300vw" 401 >/dev/null
 
 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} "$PY" -m tracker.cli gui "$VIDEO" --model "$MODEL" \
-  --300vw-root "$TMP/300vw" --300vw-category 1 --300vw-mode track \
+  --300vw-root "$TMP/300vw" --300vw-category 1 --300vw-mode "$VW_MODE" \
   --screenshot "$OUT" --screenshot-frames 30 --timeout 120 &
 APP=$!
 if command -v import >/dev/null; then

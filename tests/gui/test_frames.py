@@ -129,3 +129,14 @@ def test_list_cameras_probes_indices_and_keeps_those_that_open(monkeypatch):
     monkeypatch.setattr(sources.sys, "platform", "linux")
     monkeypatch.setattr(sources.glob, "glob", lambda pattern: ["/dev/video3", "/dev/video0", "/dev/video-meta"])
     assert sources.list_cameras() == [3]  # only /dev/video* nodes are tried on Linux
+
+
+def test_caption_scales_with_the_frame_width():
+    from gui.overlay import draw_caption
+
+    def text_height(width):
+        out = draw_caption(np.zeros((400, width, 3), np.uint8), [("ground truth", (0, 255, 0))])
+        rows = np.flatnonzero(out[:, :, 1].max(1) > 0)
+        return rows.max() - rows.min()
+
+    assert text_height(2400) > 3 * text_height(600)
