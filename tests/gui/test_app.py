@@ -218,19 +218,26 @@ def test_300vw_tab_cancel_and_bad_root(qtbot, make_window, clip_300vw, tmp_path)
 
 
 def test_real_tracker_on_real_video(qtbot, make_window, data_dir):
-    """The shipped model end to end (needs tracker/weights/mdm-rt.onnx)."""
+    """The shipped model end to end (needs tracker/weights/mdm-rt.onnx): a frontal selfie video,
+    the face found on the first frame and tracked after."""
     from gui.workers import default_tracker_factory
 
     weights = Path(__file__).resolve().parents[2] / "tracker" / "weights" / "mdm-rt.onnx"
     if not weights.exists():
         pytest.skip(f"{weights} not shipped yet")
     win = make_window(default_tracker_factory)
-    _open(qtbot, win, data_dir / VIDEO, frames=10)
+    states = []
+    win.pipeline.inference.result.connect(lambda f: states.append([x.state for x in f.faces if x.success]))
+    _open(qtbot, win, data_dir / "videos_unlabelled" / "sbr_demo_selfie.mp4", frames=10)
     faces = [f for f in win.live.latest.faces if f.success]
     assert faces, win.live.message_label.text()
     lm = faces[0].landmarks
-    assert np.isfinite(lm).all() and (lm[:, 0] > 0).all() and (lm[:, 0] < 640).all()
-    assert win.live.backend_text  # e.g. "ONNX Runtime CPU"
+    assert np.isfinite(lm).all()
+    cx, cy = lm.mean(0)
+    width = lm[:, 0].max() - lm[:, 0].min()
+    assert 0 < cx < 450 and 0 < cy < 680 and 80 < width < 450  # a face-sized shape on the face (chin may leave the frame)
+    assert states[0] == ["detected"] and ["tracking"] in states[1:]
+    assert win.live.backend_text in ("ONNX Runtime CPU", "ONNX Runtime CUDA", "TensorRT")
 
 
 def test_dropping_a_video_file_on_the_view_opens_it(qtbot, make_window, data_dir):
