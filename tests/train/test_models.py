@@ -230,8 +230,9 @@ def test_hidden_state_changes_the_output():
     with torch.no_grad():
         model.update.weight.mul_(100)  # as after training: updates of a few px
         image = torch.rand(1, 1, S, S)
-        a, _, ha = model(image, _init(1), torch.zeros(1, 256))
-        b, _, hb = model(image, _init(1), torch.full((1, 256), 0.5))
+        h = model.config.hidden_size
+        a, _, ha = model(image, _init(1), torch.zeros(1, h))
+        b, _, hb = model(image, _init(1), torch.full((1, h), 0.5))
     assert (a - b).abs().max() > 1e-2 and (ha - hb).abs().max() > 1e-4
 
 
