@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.peers import cpu_model, decode_video, tight_box, vm_hwm_mib  # noqa: E402
+from benchmarks.peers import cpu_model, decode_video, frames_mib, tight_box, vm_hwm_mib, vm_rss_mib  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -101,11 +101,12 @@ def worker_video(spec: dict[str, Any]) -> dict[str, Any]:
     from tracker.output import CsvWriter
     from tracker.tracker import Tracker, TrackerConfig
 
-    frames, decode_ms = decode_video(spec["video"], spec.get("max_frames"))
     lms = _landmarkers(spec)
     cfg = TrackerConfig(model=spec["method"], backend="onnxruntime", threads=spec.get("threads"),
                         detect_every=int(spec.get("detect_every", 3)))
     tracker = Tracker(cfg, landmarkers=lms)
+    rss_loaded = vm_rss_mib()
+    frames, decode_ms = decode_video(spec["video"], spec.get("max_frames"))
     for i, f in enumerate(frames[: int(spec.get("warmup", 10))]):
         tracker.process(f, i / 30.0)
     tracker.reset()
@@ -154,6 +155,8 @@ def worker_video(spec: dict[str, Any]) -> dict[str, Any]:
 
     out["version"] = f"onnxruntime {onnxruntime.__version__}"
     out["vm_hwm_mib"] = vm_hwm_mib()
+    out["rss_loaded_mib"] = rss_loaded
+    out["frames_mib"] = frames_mib(frames)
     tracker.close()
     for lm in {id(v): v for v in lms.values()}.values():
         lm.close()
@@ -280,6 +283,9 @@ def summarize_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
          "fps_track": 1e3 / track_mean if track_mean > 0 else float("nan"),
          "fps_end_to_end": 1e3 / (dec + track_mean + write),
          "vm_hwm_mib": max(float(r["vm_hwm_mib"]) for r in ok),
+         # the decoded video sits in memory for the timing; the method's own peak leaves it out
+         "vm_hwm_minus_frames_mib": max(float(r["vm_hwm_mib"]) - float(r.get("frames_mib", 0.0)) for r in ok),
+         "rss_loaded_mib": max(float(r.get("rss_loaded_mib", float("nan"))) for r in ok),
          "version": ok[0].get("version", ""),
          "round_track_ms_mean": [float(t.mean()) for t in tot]}
     s.update(stability(ok[-1]["landmarks"]))
@@ -330,11 +336,11 @@ def accuracy_items(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
 def score_accuracy(items: list[dict[str, Any]], results: list[dict[str, Any]], key: str = "landmarks") -> dict[str, Any]:
     """NME (outer, 68 and 49 points) per split over the faces found; counts of failures
     (no face) and fallbacks (the 300-W box used because the detector found nothing)."""
-    from tracker.metrics import nme
+    from tracker.metrics import nme, normaliser
 
     out: dict[str, Any] = {}
     for split in ("common", "challenging"):
-        e68, e49, fail, fallback, n = [], [], 0, 0, 0
+        e68, e49, jaw, fail, fallback, n = [], [], [], 0, 0, 0
         for it, r in zip(items, results):
             if it["split"] != split:
                 continue
@@ -347,21 +353,26 @@ def score_accuracy(items: list[dict[str, Any]], results: list[dict[str, Any]], k
                 fallback += 1
             gt = np.asarray(it["gt"], np.float64)
             e68.append(float(nme(np.asarray(pts), gt, 68)))
+            jaw.append(float(np.linalg.norm(np.asarray(pts)[:17] - gt[:17], axis=-1).mean() / normaliser(gt)))
             e49.append(float(nme(np.asarray(pts), gt, 49)))
         out[split] = {"n": n, "scored": len(e68), "failures": fail, "fallbacks": fallback,
                       "nme68_mean": float(np.mean(e68)) if e68 else float("nan"),
                       "nme68_median": float(np.median(e68)) if e68 else float("nan"),
                       "nme49_mean": float(np.mean(e49)) if e49 else float("nan"),
                       "nme49_median": float(np.median(e49)) if e49 else float("nan"),
+                      "jaw_nme_mean": float(np.mean(jaw)) if jaw else float("nan"),
                       "nme68_per_face": e68}
     return out
 
 
-def resolve_models(models_dir: Path | None) -> dict[str, str]:
-    """key (``mdm-rt``, ``mdm``, ``aan``) -> model path: ``models_dir`` if given, else the
-    shipped weights. ``FileNotFoundError`` naming the missing file."""
+def resolve_models(models_dir: Path | None, methods: Sequence[str] = FACETRACK_METHODS) -> dict[str, str]:
+    """key (``mdm-rt``, ``mdm``, ``aan``) -> model path for the keys ``methods`` need:
+    ``models_dir`` if given, else the shipped weights. ``FileNotFoundError`` naming the missing file."""
+    needed = {k for m in methods if m in MODEL_KEYS for k in MODEL_KEYS[m]}
     out = {}
     for key, name in MODEL_FILES.items():
+        if key not in needed:
+            continue
         if models_dir is not None:
             p = Path(models_dir) / name
             if not p.is_file():
@@ -412,8 +423,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             raise FileNotFoundError(f"{v}: no such video")
     untrained = False
     tmpdir = None
+    ours = [m for m in args.methods if m in FACETRACK_METHODS]
+    peers = [m for m in args.methods if m in PEER_METHODS]
     try:
-        models = resolve_models(args.models_dir)
+        models = resolve_models(args.models_dir, ours)
     except FileNotFoundError as e:
         if not args.untrained_if_missing:
             raise
@@ -421,8 +434,6 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         tmpdir = tempfile.TemporaryDirectory()
         models = export_untrained(Path(tmpdir.name))
         untrained = True
-    ours = [m for m in args.methods if m in FACETRACK_METHODS]
-    peers = [m for m in args.methods if m in PEER_METHODS]
     info = machine_info()
     info["load_average_start"] = list(os.getloadavg())
     info["models"] = models
@@ -513,16 +524,16 @@ def markdown(res: dict[str, Any]) -> str:
     for video, by_m in res["speed"].items():
         lines += ["", f"### Speed, memory, stability: {video}", "",
                   "| method | frames with face | track ms/frame median | mean | p90 | CPU ms/frame | fps (track) | "
-                  "fps (decode+track+write) | decode ms | CSV write ms | peak RSS MiB | jitter 68 | jitter 49 |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "fps (decode+track+write) | decode ms | CSV write ms | peak RSS MiB (without the decoded video) | RSS after loading MiB | jitter 68 | jitter 49 |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for m, r in by_m.items():
             if r.get("status") != "ok":
-                lines.append(f"| {m} | {r.get('status')} | " + " | ".join(["–"] * 11) + " |")
+                lines.append(f"| {m} | {r.get('status')} | " + " | ".join(["–"] * 12) + " |")
                 continue
             lines.append(f"| {m} | {r['found']}/{r['frames']} | {_f(r['track_ms_median'], '.2f')} | {_f(r['track_ms_mean'], '.2f')} | "
                          f"{_f(r['track_ms_p90'], '.2f')} | {_f(r['cpu_ms_per_frame'], '.2f')} | {_f(r['fps_track'])} | "
                          f"{_f(r['fps_end_to_end'])} | {_f(r['decode_ms'], '.2f')} | "
-                         f"{_f(r['write_ms'], '.2f') if m in FACETRACK_METHODS else 'none'} | {_f(r['vm_hwm_mib'], '.0f')} | "
+                         f"{_f(r['write_ms'], '.2f') if m in FACETRACK_METHODS else 'none'} | {_f(r['vm_hwm_mib'], '.0f')} ({_f(r['vm_hwm_minus_frames_mib'], '.0f')}) | {_f(r['rss_loaded_mib'], '.0f')} | "
                          f"{_f(r['jitter68'], '.4f')} | {_f(r['jitter49'], '.4f')} |")
         lines += ["", "Per-stage wall ms per frame (mean):", "",
                   "| method | stages |", "| --- | --- |"]
@@ -543,11 +554,11 @@ def markdown(res: dict[str, Any]) -> str:
                              f"{_f(r['ms_ratio'], '.2f')} | {_f(r['cpu_ms_ratio'], '.2f')} |")
     if res.get("accuracy"):
         lines += ["", "### Accuracy on the 300-W test faces (NME, outer-eye, %; tiny sets: common 8, challenging 4 faces)", "",
-                  "| method | start | common NME68 | common NME49 | challenging NME68 | challenging NME49 | no face | detector fell back to 300-W box |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| method | start | common NME68 | common NME49 | common jaw | challenging NME68 | challenging NME49 | challenging jaw | no face (or no box) | detector fell back to 300-W box |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for m, a in res["accuracy"].items():
             if a.get("status") != "ok":
-                lines.append(f"| {m} | {a.get('status')} | – | – | – | – | – | – |")
+                lines.append(f"| {m} | {a.get('status')} | – | – | – | – | – | – | – | – |")
                 continue
             rows = [("own detector" if m in PEER_METHODS else f"detector ({a.get('detector')})", a["from_detector"])]
             if "from_300w_box" in a:
@@ -555,7 +566,9 @@ def markdown(res: dict[str, Any]) -> str:
             for start, sc in rows:
                 c, h = sc["common"], sc["challenging"]
                 lines.append(f"| {m} | {start} | {_f(100 * c['nme68_mean'], '.2f')} | {_f(100 * c['nme49_mean'], '.2f')} | "
+                             f"{_f(100 * c.get('jaw_nme_mean'), '.2f')} | "
                              f"{_f(100 * h['nme68_mean'], '.2f')} | {_f(100 * h['nme49_mean'], '.2f')} | "
+                             f"{_f(100 * h.get('jaw_nme_mean'), '.2f')} | "
                              f"{c['failures']}/{c['n']}, {h['failures']}/{h['n']} | {c['fallbacks']}/{c['n']}, {h['fallbacks']}/{h['n']} |")
     profiles = [(v, m, r["profile_tottime"]) for v, by_m in res["speed"].items() for m, r in by_m.items() if r.get("profile_tottime")]
     for v, m, text in profiles:

@@ -86,6 +86,23 @@ def vm_hwm_mib() -> float:
     return float("nan")
 
 
+def vm_rss_mib() -> float:
+    """Resident memory now (``VmRSS``) of this process, MiB; NaN off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def frames_mib(frames: list[np.ndarray]) -> float:
+    """Memory held by decoded frames, MiB."""
+    return sum(f.nbytes for f in frames) / 2**20
+
+
 def cpu_model() -> str:
     """The CPU model name from ``/proc/cpuinfo`` (or ``platform.processor()``)."""
     try:
@@ -336,6 +353,7 @@ def run_video(spec: dict[str, Any]) -> dict[str, Any]:
     state): per-frame wall ms per stage and total, CPU seconds, landmarks per frame."""
     method = spec["method"]
     runner = make_runner(method, spec)  # first: a missing package is reported before any work
+    rss_loaded = vm_rss_mib()
     frames, decode_ms = decode_video(spec["video"], spec.get("max_frames"))
     step: Callable[[np.ndarray, dict[str, float]], np.ndarray | None]
     if method == "dlib":
@@ -362,7 +380,8 @@ def run_video(spec: dict[str, Any]) -> dict[str, Any]:
     cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
     return {"method": method, "video": spec["video"], "frames": len(frames), "decode_ms": decode_ms, "total_ms": total_ms,
             "stage_ms": stages, "write_ms": None, "cpu_s": cpu_s, "wall_s": wall_s, "landmarks": landmarks,
-            "version": runner.version(), "vm_hwm_mib": vm_hwm_mib()}
+            "version": runner.version(), "vm_hwm_mib": vm_hwm_mib(), "rss_loaded_mib": rss_loaded,
+            "frames_mib": frames_mib(frames)}
 
 
 def run_images(spec: dict[str, Any]) -> dict[str, Any]:
