@@ -135,13 +135,20 @@ class Landmarker:
             out[i] = f
         return out
 
-    def fit_shape(self, gray: np.ndarray, shape: np.ndarray, timings: Timings | None = None) -> Fit:
-        """Fit one face in the crop defined by ``shape`` (``(68, 2)`` image px); MDM starts
-        from ``shape`` itself."""
-        return self.fit_shapes(gray, [shape], timings)[0]
+    def fit_shape(self, gray: np.ndarray, shape: np.ndarray, timings: Timings | None = None, init: str = "shape") -> Fit:
+        """Fit one face in the crop defined by ``shape`` (``(68, 2)`` image px).
 
-    def fit_shapes(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Timings | None = None) -> list[Fit]:
+        ``init`` (MDM only): ``"shape"``: start from ``shape`` itself mapped into the crop (the
+        300VW tracking protocol); ``"template"``: start from the template, so the crop's
+        similarity alignment is all that is carried over from ``shape``.
+        """
+        return self.fit_shapes(gray, [shape], timings, init)[0]
+
+    def fit_shapes(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Timings | None = None,
+                   init: str = "shape") -> list[Fit]:
         """Batched :meth:`fit_shape`: one model call for N faces."""
+        if init not in ("shape", "template"):
+            raise ValueError(f"init must be 'shape' or 'template', not {init!r}")
         s = self.input_size
         mats, inits, keep = [], [], []
         out = [Fit(np.nan_to_num(np.asarray(sh, np.float32)), 0.0, False) for sh in shapes]
@@ -156,7 +163,7 @@ class Landmarker:
             if not np.isfinite(m).all():
                 continue
             mats.append(m)
-            inits.append(apply_affine(m, sh))
+            inits.append(apply_affine(m, sh) if init == "shape" else self.template)
             keep.append(i)
         for i, f in zip(keep, self._fit(gray, mats, inits, timings)):
             out[i] = f

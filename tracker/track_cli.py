@@ -72,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="frames between searches for new faces while fewer than --max-faces are tracked (default 3)")
     trk.add_argument("--confidence", type=float, default=0.5, metavar="C",
                      help="confidence under which a face is lost / a detection rejected (default 0.5)")
+    trk.add_argument("--track-init", choices=("template", "shape"), default="template",
+                     help="MDM start on a tracked face, in a crop aligned on its previous landmarks: the template "
+                          "(default; no drift with the shipped weights) or the previous landmarks (MDM's 300VW protocol)")
     trk.add_argument("--smooth", action="store_true", help="One Euro smoothing of the output landmarks (off by default)")
     trk.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ", help="One Euro cutoff at rest, Hz (default 1.0)")
     trk.add_argument("--smooth-beta", type=float, default=10.0, metavar="B",
@@ -217,7 +220,7 @@ def _run(args: argparse.Namespace) -> int:
         config = TrackerConfig(model=args.model, backend=args.backend, threads=args.threads, max_faces=args.max_faces,
                                smooth=args.smooth, smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
                                confidence_threshold=args.confidence, detect_every=args.detect_every,
-                               default_fps=source.fps)
+                               default_fps=source.fps, track_init=args.track_init)
         try:
             tracker = Tracker(config)
         except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:

@@ -42,7 +42,7 @@ class BlobLandmarker:
     the found box is bright (0 when there is none) times ``gain``."""
 
     def __init__(self, kind: str = "mdm", gain: float = 1.0) -> None:
-        self.kind, self.gain, self.calls = kind, gain, []
+        self.kind, self.gain, self.calls, self.inits = kind, gain, [], []
 
     def _fit(self, gray, box) -> Fit:
         x0, y0, x1, y1 = (float(v) for v in box)
@@ -62,8 +62,9 @@ class BlobLandmarker:
         self.calls.append(("boxes", len(boxes)))
         return [self._fit(gray, b) for b in boxes]
 
-    def fit_shapes(self, gray, shapes, timings=None):
+    def fit_shapes(self, gray, shapes, timings=None, init="shape"):
         self.calls.append(("shapes", len(shapes)))
+        self.inits.append(init)
         return [self._fit(gray, box_of(s)) for s in shapes]
 
 
@@ -74,7 +75,7 @@ class DriftLandmarker(BlobLandmarker):
         super().__init__()
         self.shift, self.scale = np.asarray(shift, np.float32), scale
 
-    def fit_shapes(self, gray, shapes, timings=None):
+    def fit_shapes(self, gray, shapes, timings=None, init="shape"):
         self.calls.append(("shapes", len(shapes)))
         out = []
         for s in shapes:
@@ -154,6 +155,26 @@ def test_mdm_feed_and_round_trip(face):
     for f, s in zip(fits, [shape, shape + 3.0, shape * 1.1]):
         assert f.valid and f.confidence == pytest.approx(0.75)
         np.testing.assert_allclose(f.landmarks, s, atol=1e-2)  # crop -> image round trip
+
+
+def test_fit_shape_template_init(face):
+    gray, shape = face
+    be = FakeBackend("mdm")
+    f = Landmarker(be).fit_shape(gray, shape * 1.02, init="template")
+    np.testing.assert_allclose(be.feeds[0][names.INIT_SHAPE][0], template(64), atol=1e-5)  # not the shape
+    assert not np.allclose(f.landmarks, shape * 1.02, atol=1.0)  # the identity fake returns its start
+    with pytest.raises(ValueError, match="init must be"):
+        Landmarker(be).fit_shape(gray, shape, init="box")
+
+
+def test_tracker_passes_track_init():
+    for init in ("template", "shape"):
+        tr, lm, _ = make_tracker(track_init=init)
+        for _ in range(3):
+            tr.process(scene())
+        assert lm.inits == [init, init]  # the two tracking calls (the first frame detects)
+    with pytest.raises(ValueError, match="track_init"):
+        TrackerConfig(track_init="box")
 
 
 def test_fit_box_starts_from_template_and_maps_back(face):
@@ -488,11 +509,17 @@ def test_tracks_real_face_under_known_motion(face, model):
 
     det = GtBox()
     tr = Tracker(TrackerConfig(model=model, detect_every=100), detector=det)
-    errs = []
+    errs, frozen = [], []
     for frame, gt in _moving_sequence(gray, shape):
         det.gt = gt
         r = tr.process(frame)
-        assert r.success, f"lost the face at frame {r.index}"
+        assert r.success and r.faces[0].state == ("detected" if r.index == 0 else "tracking"), f"lost the face at frame {r.index}"
         errs.append(float(nme(r.faces[0].landmarks, gt)))
+        if r.index == 0:
+            first = r.faces[0].landmarks
+        frozen.append(float(nme(first, gt)))  # the error of not tracking at all
     tr.close()
-    assert np.mean(errs) < 0.08 and max(errs) < 0.12, errs  # the 300-W failure threshold is 0.08
+    # Measured with the shipped mdm-rt (1000 steps): 0.079 mean, 0.078 last, frozen 0.110.
+    # The bound: under 0.1 on average, no drift (the last frame within 0.02 of the first), and
+    # better than leaving the first fit where it was.
+    assert np.mean(errs) < 0.10 and errs[-1] < errs[0] + 0.02 and np.mean(errs) < np.mean(frozen), (errs, frozen)
