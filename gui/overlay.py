@@ -83,7 +83,7 @@ def draw_caption(image: np.ndarray, lines: Sequence[tuple[str, tuple[int, int, i
     """Outlined text lines ``(text, BGR colour)`` at the top left, sized to the image width so
     they stay readable when a large frame is shown scaled down. Returns a copy."""
     out = np.array(image, copy=True)
-    scale = max(0.5, out.shape[1] / 1200.0)
+    scale = max(0.5, out.shape[1] / 700.0)
     step = int(round(26 * scale))
     y = step
     for text, color in lines:

@@ -3,11 +3,12 @@
 #
 #   scripts/screenshot_gui.sh OUT_DIR [VIDEO] [MODEL] [300VW_MODE]
 #
-# Starts Xvfb on :99 (unless $DISPLAY is already set), opens VIDEO (default: the Hamilton clip
+# Starts Xvfb on :99 (unless $DISPLAY is already set), opens VIDEO (default: the selfie clip
 # of the shared data) in the app with MODEL (default mdm-rt) on Qt's xcb platform, and writes:
 #   OUT_DIR/live.png     the live tab after 30 tracked frames (in-app QWidget.grab)
 #   OUT_DIR/300vw.png    the 300VW tab after evaluating a 2-frame clip built from the real
-#                        300VW samples (video 401), its first video row playing
+#                        300VW samples (video 401) in 300VW_MODE (default gt-box), its first
+#                        video row playing
 #   OUT_DIR/desktop.png  the whole X screen while the app runs (imagemagick `import`, if installed)
 # Needs: apt-get install xvfb libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-cursor0 imagemagick
 # Environment: PYTHON (default: .venv/bin/python if present, else python3), FACETRACK_DATA
@@ -16,9 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: scripts/screenshot_gui.sh OUT_DIR [VIDEO] [MODEL] [300VW_MODE]}
 DATA=${FACETRACK_DATA:-$(cd .. && pwd)/shared/data}
-VIDEO=${2:-$DATA/videos_unlabelled/short_hamilton_clip.mp4}
+VIDEO=${2:-$DATA/videos_unlabelled/sbr_demo_selfie.mp4}
 MODEL=${3:-mdm-rt}
-VW_MODE=${4:-track}  # track | gt-box | detector
+VW_MODE=${4:-gt-box}  # gt-box | track | detector
 PY=${PYTHON:-}
 if [[ -z "$PY" ]]; then
   if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi

@@ -277,6 +277,6 @@ def test_300vw_tab_with_the_shipped_model(qtbot, make_window, clip_300vw):
     qtbot.waitUntil(lambda: not ev.running(), timeout=60000)
     assert ev.outcome is not None, ev.status.text()
     nme68 = float(ev.category_table.item(0, 4).text())
-    assert 0.0 < nme68 < 0.2  # a trained model on a real face, from the ground-truth box
+    assert 0.0 < nme68 < 0.3  # a trained model on a real face from its ground-truth box (swapped x/y: > 1)
     preds = ev.outcome.predictions["401"]
     assert sorted(preds) == [1, 2] and all(p is not None and p.shape == (68, 2) for p in preds.values())
