@@ -508,7 +508,9 @@ def test_tracks_real_face_under_known_motion(face, model):
             return [Det(box_of(self.gt), 1.0)]
 
     det = GtBox()
-    tr = Tracker(TrackerConfig(model=model, detect_every=100), detector=det)
+    # 0.3, not the default 0.5: this test is about following the face; the confidence heads of
+    # the first trained models are not calibrated (an AAN fit at NME 0.069 scored 0.45)
+    tr = Tracker(TrackerConfig(model=model, detect_every=100, confidence_threshold=0.3), detector=det)
     errs, frozen = [], []
     for frame, gt in _moving_sequence(gray, shape):
         det.gt = gt
