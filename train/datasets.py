@@ -184,20 +184,28 @@ def _box_fit(s: FaceSample) -> float:
 def split_train_val(samples: Iterable[FaceSample], val_fraction: float = 0.1, seed: int = 0) -> tuple[list[FaceSample], list[FaceSample]]:
     """Seeded hold-out of ``val_fraction`` of the *human-labelled* training images.
 
-    Whole images are held out (no face of a validation image is trained on); pseudo-labelled
+    Whole images are held out (no face of a validation image is trained on; a 300W-LP render
+    goes with its AFW source picture); pseudo-labelled
     and test faces never go to validation. Returns ``(train, val)``; ``val`` has at least one
     image when there are two or more human images.
     """
     items = list(samples)
-    human_imgs = sorted({str(s.image) for s in items if s.source == HUMAN and s.split == "train"})
+    human_imgs = sorted({_identity(s) for s in items if s.source == HUMAN and s.split == "train"})
     n_val = int(round(val_fraction * len(human_imgs)))
     if len(human_imgs) >= 2:
         n_val = max(1, n_val)
     rng = np.random.default_rng(seed)
     val_imgs = set(np.asarray(human_imgs)[rng.permutation(len(human_imgs))[:n_val]].tolist()) if n_val else set()
-    train = [s for s in items if str(s.image) not in val_imgs]
-    val = [s for s in items if str(s.image) in val_imgs]
+    train = [s for s in items if _identity(s) not in val_imgs]
+    val = [s for s in items if _identity(s) in val_imgs]
     return train, val
+
+
+def _identity(s: FaceSample) -> str:
+    """The picture a face comes from: 300W-LP renders (``AFW_<stem>_<k>``) count as their AFW source."""
+    if s.subset == "300wlp" and s.image.stem.startswith("AFW_"):
+        return str(s.image.parent.parent / "afw" / (s.image.stem[4:].rsplit("_", 1)[0] + ".jpg"))
+    return str(s.image)
 
 
 class PtsImageDataset:

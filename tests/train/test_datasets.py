@@ -77,6 +77,12 @@ def test_split_train_val_holds_out_whole_human_images(data_dir: Path) -> None:
     assert len(va) == 3 and all(s.source == "human" for s in va)
     assert not {str(s.image) for s in tr} & {str(s.image) for s in va}
     assert len(tr) + len(va) == len(samples)
+    for seed in range(12):  # a 300W-LP render never sits on the other side of its AFW source
+        tr_s, va_s = split_train_val(samples, 0.1, seed=seed)
+        va_names = {s.image.stem for s in va_s}
+        for s in tr_s:
+            if s.subset == "300wlp":
+                assert s.image.stem[4:-2] not in va_names, (seed, s.image.name)
     _, va3 = split_train_val(samples, 0.1, seed=4)
     assert {s.key for s in va3} != {s.key for s in va}
 
