@@ -40,6 +40,7 @@ class LiveTab(QWidget):
         self.info: SourceInfo | None = None
         self.backend_text = ""
         self.frames_shown = 0
+        self._error_shown = False
 
         # source row
         self.camera_box = QComboBox()
@@ -131,7 +132,7 @@ class LiveTab(QWidget):
         p.capture.opened.connect(self._opened)
         p.capture.position.connect(self._position)
         p.capture.playing_changed.connect(lambda on: self.play_button.setText("Pause" if on else "Play"))
-        p.capture.ended.connect(lambda: self.show_message("end of video"))
+        p.capture.ended.connect(lambda: self.show_message("end of video", error=False))
         p.capture.error.connect(self.show_message)
         p.inference.error.connect(self.show_message)
         p.inference.result.connect(self._result)
@@ -154,7 +155,7 @@ class LiveTab(QWidget):
 
     def open_camera(self, index: int) -> None:
         self.pipeline.stop_recording()  # a recording belongs to one source
-        self.show_message(f"opening camera {index}...", error=False)
+        self.show_message(f"opening camera {index}...", error=False, user=True)
         self.pipeline.open_camera(index)
 
     def _choose_file(self) -> None:
@@ -164,7 +165,7 @@ class LiveTab(QWidget):
 
     def open_file(self, path: str) -> None:
         self.pipeline.stop_recording()  # a recording belongs to one source
-        self.show_message(f"opening {Path(path).name}...", error=False)
+        self.show_message(f"opening {Path(path).name}...", error=False, user=True)
         self.pipeline.open_file(path)
 
     def _toggle_play(self) -> None:
@@ -212,6 +213,7 @@ class LiveTab(QWidget):
         return self._custom_model if text == OTHER_MODEL and self._custom_model else text
 
     def _rebuild_tracker(self) -> None:
+        self.show_message(f"loading model {self.current_model()}...", error=False, user=True)
         self.pipeline.configure(TrackerSpec(model=self.current_model(), backend=self.backend, smooth=self.smooth.isChecked()))
 
     def _record_toggled(self, on: bool) -> None:
@@ -264,9 +266,14 @@ class LiveTab(QWidget):
         if text:
             self.show_message(text, error=False)
 
-    def show_message(self, text: str, error: bool = True) -> None:
-        self.message_label.setStyleSheet("color: #c03030;" if error else "color: #408040;")
-        self.message_label.setText(text)
+    def show_message(self, text: str, error: bool = True, user: bool = False) -> None:
+        """Show ``text`` in the message label and the status bar. An error stays in the label
+        until the user's next action (``user=True``) or the next error: a later information
+        message (model ready, source opened) goes to the status bar only."""
+        if error or user or not self._error_shown:
+            self.message_label.setStyleSheet("color: #c03030;" if error else "color: #408040;")
+            self.message_label.setText(text)
+            self._error_shown = error
         if error:
             log.warning("%s", text)
         self.message.emit(text)

@@ -49,27 +49,27 @@ def test_pause_step_and_seek_change_the_frame_index_as_expected(qtbot, make_wind
     win = make_window(trk)
     _open(qtbot, win, data_dir / VIDEO)
     win.pipeline.pause()
-    qtbot.waitUntil(lambda: win.live.play_button.text() == "Play", timeout=3000)
+    qtbot.waitUntil(lambda: win.live.play_button.text() == "Play", timeout=10000)
     qtbot.wait(200)  # a frame in flight may still arrive
     index = win.live.latest.index
     qtbot.wait(300)
     assert win.live.latest.index == index  # paused: nothing new
 
     win.live.step_button.click()
-    qtbot.waitUntil(lambda: win.live.latest.index == index + 1, timeout=3000)
+    qtbot.waitUntil(lambda: win.live.latest.index == index + 1, timeout=10000)
 
     resets = trk.resets
     win.pipeline.seek(200)
-    qtbot.waitUntil(lambda: win.live.latest.index == 200, timeout=5000)
+    qtbot.waitUntil(lambda: win.live.latest.index == 200, timeout=10000)
     assert trk.resets == resets + 1  # a seek is a cut: the tracker starts over
     assert win.live.slider.value() == 200 and win.live.position_label.text() == "201/275"
 
     win.live.step_back.click()
-    qtbot.waitUntil(lambda: win.live.latest.index == 199, timeout=5000)
+    qtbot.waitUntil(lambda: win.live.latest.index == 199, timeout=10000)
     assert win.live.latest.timestamp == pytest.approx(199 / 29.97, abs=1e-3)
 
     win.live.play_button.click()  # play again from 199
-    qtbot.waitUntil(lambda: win.live.latest.index > 201, timeout=5000)
+    qtbot.waitUntil(lambda: win.live.latest.index > 201, timeout=10000)
 
 
 def test_missing_camera_gives_a_message_not_a_crash(qtbot, make_window):
@@ -85,9 +85,11 @@ def test_unreadable_file_gives_a_message_naming_it(qtbot, make_window, tmp_path)
     bad.write_bytes(b"this is not a video" * 100)
     win = make_window()
     win.live.open_file(str(bad))
-    qtbot.waitUntil(lambda: "broken.mp4" in win.live.message_label.text(), timeout=10000)
+    qtbot.waitUntil(lambda: "broken.mp4: not a video" in win.live.message_label.text(), timeout=20000)
+    qtbot.wait(300)  # later information (model ready) must not hide the error
+    assert "broken.mp4: not a video" in win.live.message_label.text()
     win.live.open_file(str(tmp_path / "missing.mp4"))
-    qtbot.waitUntil(lambda: "missing.mp4: no such file" in win.live.message_label.text(), timeout=10000)
+    qtbot.waitUntil(lambda: "missing.mp4: no such file" in win.live.message_label.text(), timeout=20000)
 
 
 def test_missing_model_gives_a_message(qtbot, make_window, tmp_path):
@@ -149,15 +151,15 @@ def test_recording_writes_the_cli_csv_and_the_overlay_video(qtbot, make_window, 
     qtbot.wait(200)
     assert win.live.latest.index > 0
     win.pipeline.seek(0)
-    qtbot.waitUntil(lambda: win.live.latest.index == 0, timeout=5000)
+    qtbot.waitUntil(lambda: win.live.latest.index == 0, timeout=10000)
     csv_path, video_path = tmp_path / "out.csv", tmp_path / "out.avi"
     win.live.start_recording(str(csv_path), str(video_path))
-    qtbot.waitUntil(lambda: win.live.record_button.text() == "Stop recording", timeout=3000)
+    qtbot.waitUntil(lambda: win.live.record_button.text() == "Stop recording", timeout=10000)
     for i in range(1, 6):
         win.live.step_button.click()
-        qtbot.waitUntil(lambda i=i: win.live.latest.index == i, timeout=3000)
+        qtbot.waitUntil(lambda i=i: win.live.latest.index == i, timeout=10000)
     win.live.record_button.click()  # stop
-    qtbot.waitUntil(lambda: win.live.record_button.text() == "Record CSV...", timeout=3000)
+    qtbot.waitUntil(lambda: win.live.record_button.text() == "Record CSV...", timeout=10000)
     table = read_landmarks_csv(csv_path)
     assert list(table.frame) == [2, 3, 4, 5, 6]  # 1-based, as the CLI writes
     assert table.success.all()
@@ -210,7 +212,7 @@ def test_300vw_tab_cancel_and_bad_root(qtbot, make_window, clip_300vw, tmp_path)
     assert not ev.start() and "nowhere: no such folder" in ev.status.text()
     ev.root_edit.setText(str(clip_300vw))
     assert ev.start()
-    qtbot.waitUntil(lambda: ev.cancel_button.isEnabled(), timeout=3000)
+    qtbot.waitUntil(lambda: ev.cancel_button.isEnabled(), timeout=10000)
     ev.cancel_button.click()
     qtbot.waitUntil(lambda: not ev.running(), timeout=10000)
     assert "cancelled" in ev.status.text()
@@ -258,10 +260,10 @@ def test_play_at_the_end_starts_over(qtbot, make_window, data_dir):
     win = make_window()
     _open(qtbot, win, data_dir / VIDEO)
     win.pipeline.seek(274)
-    qtbot.waitUntil(lambda: "end of video" in win.live.message_label.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "end of video" in win.live.message_label.text(), timeout=10000)
     assert win.live.latest.index == 274 and win.live.play_button.text() == "Play"
     win.live.play_button.click()
-    qtbot.waitUntil(lambda: win.live.latest.index < 10, timeout=5000)
+    qtbot.waitUntil(lambda: win.live.latest.index < 10, timeout=10000)
 
 
 def test_300vw_tab_with_the_shipped_model(qtbot, make_window, clip_300vw):
