@@ -105,7 +105,7 @@ def test_missing_model_gives_a_message(qtbot, make_window, tmp_path):
 
 def test_slow_tracker_on_a_live_source_drops_and_counts_then_unplug_is_a_message(qtbot, make_window, data_dir,
                                                                                    monkeypatch):
-    """A camera feeds 30 fps whatever the model does; with a 60 ms model the one-slot queue must
+    """A camera feeds 30 fps whatever the model does; with a 150 ms model the one-slot queue must
     drop stale frames, count them, and the window must show the count. Then the 'camera' stops
     delivering (unplugged) and the window says so."""
     import gui.workers
@@ -130,14 +130,14 @@ def test_slow_tracker_on_a_live_source_drops_and_counts_then_unplug_is_a_message
             self.video.close()
 
     monkeypatch.setattr(gui.workers, "CameraSource", RecordedCamera)
-    win = make_window(FakeTracker(delay=0.06))
+    win = make_window(FakeTracker(delay=0.15))
     win.live.open_camera(0)
     qtbot.waitUntil(lambda: "unplugged" in win.live.message_label.text(), timeout=15000)
     qtbot.wait(200)
     q = win.pipeline.queue
     processed = win.pipeline.inference.processed
     assert q.put_count == 60
-    assert q.dropped > 10  # 60 frames in 2 s against ~16 processed per second
+    assert q.dropped > 10  # 60 frames in ~2 s against <7 processed per second
     assert q.dropped + processed == 60
     assert win.live.latest.dropped > 0 and f"dropped {win.live.latest.dropped}" in win.live.stats_label.text()
 
