@@ -50,9 +50,9 @@ def test_pause_step_and_seek_change_the_frame_index_as_expected(qtbot, make_wind
     _open(qtbot, win, data_dir / VIDEO)
     win.pipeline.pause()
     qtbot.waitUntil(lambda: win.live.play_button.text() == "Play", timeout=10000)
-    qtbot.wait(200)  # a frame in flight may still arrive
+    qtbot.wait(500)  # a frame in flight may still arrive
     index = win.live.latest.index
-    qtbot.wait(300)
+    qtbot.wait(500)
     assert win.live.latest.index == index  # paused: nothing new
 
     win.live.step_button.click()
