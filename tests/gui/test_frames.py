@@ -96,6 +96,8 @@ def test_info_lines_report_fps_latency_drops_backend_and_state():
     for part in ("frame 10", "29.9 fps", "12.5 ms", "5.5 ms", "dropped 3", "ONNX Runtime CPU", "re-detecting", "0.75"):
         assert part in text
     assert state_label("lost") == "lost" and state_label("tracking") == "tracking"
+    staged = TrackedFrame(0, 0.0, frame.image, (), {"detect": 1.0, "infer": 2.0, "total": 3.25})
+    assert "tracker 3.2 ms" in "\n".join(info_lines(staged))  # "total" is not added to its own stages
 
 
 def test_render_comparison_draws_both_shapes():
