@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_bad_inputs import CLIP, CLIP_FRAMES, facetrack, identity_mdm_onnx
 from tracker.output import COLUMNS, HEADER
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # pytest runs with --import-mode=importlib
+from test_bad_inputs import CLIP, CLIP_FRAMES, facetrack, identity_mdm_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
