@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit-images", type=int, default=0, help="train on only the first N human-labelled faces (overfit checks)")
     parser.add_argument("--augment", choices=("full", "none"), default="full",
                         help="full: geometric + photometric + 20%% negatives; none: the plain crop from the shape (overfit checks)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="warm start from this checkpoint's weights (same architecture); new optimiser and schedule")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(arch=args.arch, data=str(args.data), out=str(args.out), steps=args.steps, batch=args.batch, lr=args.lr,
                         seed=args.seed, val_every=args.val_every, resume=args.resume, device=args.device, pseudo=not args.no_pseudo,
                         threads=args.threads, limit_images=args.limit_images, output_lr_scale=args.output_lr_scale, progress=not args.quiet, command=command,
+                        init_from=str(args.init_from) if args.init_from else "",
                         augment=NO_AUGMENT if args.augment == "none" else AugmentConfig())
     try:
         metrics = train(opts)

@@ -25,8 +25,12 @@ from tracker.geometry import template
 
 log = logging.getLogger(__name__)
 
-#: Largest allowed |PyTorch - ONNX Runtime| on float32 outputs.
+#: Largest allowed |PyTorch - ONNX Runtime| on float32 outputs of unit scale (confidence, hidden).
 PARITY_TOL = 1e-4
+#: ... and on ``landmarks``, which are crop pixels (up to ~112): float32 carries ~7 significant
+#: digits, and a trained 4-step MDM compounds rounding to ~2e-4 px. 1e-3 px is 1/40,000 of the
+#: inter-ocular distance in the crop.
+PARITY_TOL_LANDMARKS = 1e-3
 
 CHECKPOINT_KEYS = ("state_dict", "config")
 
@@ -121,7 +125,8 @@ def metadata_for(model: Any, training: dict[str, Any] | None) -> dict[str, str]:
 
 
 def check_parity(model: Any, onnx_path: str | Path, batch: int = 3, seed: int = 1) -> dict[str, float]:
-    """Max |PyTorch - ONNX Runtime| per output on random inputs; raises if any exceeds ``PARITY_TOL``."""
+    """Max |PyTorch - ONNX Runtime| per output on random inputs; raises if one exceeds its tolerance
+    (``PARITY_TOL_LANDMARKS`` for ``landmarks``, ``PARITY_TOL`` for the others)."""
     import onnxruntime as ort
     import torch
 
@@ -136,9 +141,10 @@ def check_parity(model: Any, onnx_path: str | Path, batch: int = 3, seed: int = 
         if r.shape != o.shape:
             raise RuntimeError(f"{onnx_path}: output {name!r} shape {o.shape} != PyTorch {r.shape}")
         diffs[name] = float(np.abs(r - o).max())
-    bad = {k: v for k, v in diffs.items() if not v <= PARITY_TOL}
+    tol = {k: PARITY_TOL_LANDMARKS if k == names.LANDMARKS else PARITY_TOL for k in diffs}
+    bad = {k: v for k, v in diffs.items() if not v <= tol[k]}
     if bad:
-        raise RuntimeError(f"{onnx_path}: ONNX Runtime differs from PyTorch beyond {PARITY_TOL}: {bad}")
+        raise RuntimeError(f"{onnx_path}: ONNX Runtime differs from PyTorch beyond tolerance {tol}: {bad}")
     return diffs
 
 
@@ -154,7 +160,7 @@ def export_onnx(
     ``training``: JSON-able facts stored under ``names.TRAINING``; by default, from a
     checkpoint, its ``arch``/``step``/``metrics`` (and ``command``/``data``/``seed`` if present).
     The graph holds only the inference path (AAN's intermediate heads are not in it).
-    Raises ``RuntimeError`` if ONNX Runtime disagrees with PyTorch by more than ``PARITY_TOL``.
+    Raises ``RuntimeError`` if ONNX Runtime disagrees with PyTorch beyond :func:`check_parity`'s tolerances.
     """
     import onnx
     import torch

@@ -70,6 +70,7 @@ class TrainOptions:
     p_template: float = 0.5  # MDM: share of face crops initialised from the template (else perturbed truth)
     output_lr_scale: float = 0.0  # lr factor of the coordinate-emitting layers; 0: default_output_lr_scale
     stop_at: int = 0  # stop (checkpointed) after this step though the schedule runs to ``steps``; 0: no stop
+    init_from: str = ""  # warm start: weights of this checkpoint (same architecture), fresh optimiser and schedule
 
 
 def pick_device(name: str) -> torch.device:
@@ -362,6 +363,12 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         history = list(ck["metrics"].get("history", []))
         log.info("resumed %s at step %d", last, step)
     else:
+        if opts.init_from:
+            ck = torch.load(opts.init_from, map_location=device, weights_only=True)
+            if ck.get("config") != config_to_dict(cfg):
+                raise ValueError(f"{opts.init_from}: checkpoint's architecture differs from the current {opts.arch!r} configuration")
+            model.load_state_dict(ck["state_dict"])
+            log.info("warm start from %s (step %s of its run)", opts.init_from, ck.get("step"))
         (out / "metrics.jsonl").unlink(missing_ok=True)
     (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=1), encoding="utf-8")
     record = {"command": opts.command, "seed": opts.seed, "data": _data_record(opts, train_s, val_s),
