@@ -399,6 +399,21 @@ def export_untrained(folder: Path) -> dict[str, str]:
     return resolve_models(folder)
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _git_head() -> str:
+    """The checkout's commit (``git rev-parse HEAD``) or ``""``."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=str(REPO), capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, CPUs, load average, versions."""
     info: dict[str, Any] = {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -437,6 +452,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     info = machine_info()
     info["load_average_start"] = list(os.getloadavg())
     info["models"] = models
+    info["model_sha256"] = {k: _sha256(Path(v))[:16] for k, v in models.items()}
+    info["git_head"] = _git_head()
     info["untrained_weights"] = untrained
     from tracker.detect import box_calibration
 
@@ -454,7 +471,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
     # speed + stability: rounds interleaved across methods
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {v.name: {m: [] for m in ours + peers} for v in videos}
+    round_load: list[float] = []
     for r in range(args.runs):
+        round_load.append(os.getloadavg()[0])
         for v in videos:
             for m in ours + peers:
                 if r > 0 and raw[v.name][m] and raw[v.name][m][0].get("status") != "ok":
@@ -488,6 +507,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 entry["detector"] = res.get("detector")
             accuracy[m] = entry
             log.info("accuracy %s done", m)
+    info["load_average_per_round"] = round_load
     info["load_average_end"] = list(os.getloadavg())
     info["wall_s"] = time.perf_counter() - t_start
     if tmpdir is not None:
@@ -515,9 +535,11 @@ def markdown(res: dict[str, Any]) -> str:
     s = res["setup"]
     la0, la1 = s.get("load_average_start", [math.nan] * 3), s.get("load_average_end", [math.nan] * 3)
     lines = [f"Machine: {s.get('cpu')}, {s.get('cpus')} CPUs; load average (1 min) {_f(la0[0], '.2f')} at the start, "
-             f"{_f(la1[0], '.2f')} at the end; nice {s.get('nice')}; {s.get('date')}; onnxruntime {s.get('onnxruntime')}, "
+             f"{_f(la1[0], '.2f')} at the end (at each round's start: "
+             f"{', '.join(_f(x, '.2f') for x in s.get('load_average_per_round', []))}); nice {s.get('nice')}; {s.get('date')}; onnxruntime {s.get('onnxruntime')}, "
              f"{s.get('threads')} threads; {s.get('runs')} interleaved rounds, {s.get('warmup')} warm-up frames; "
-             f"tracker detect_every={s.get('detect_every')}; dlib upsample {s.get('dlib_upsample_video')} (video) / "
+             f"tracker detect_every={s.get('detect_every')}; git {s.get('git_head', '?')}, models sha256 "
+             f"{', '.join(f'{k} {v}' for k, v in s.get('model_sha256', {}).items())}; dlib upsample {s.get('dlib_upsample_video')} (video) / "
              f"{s.get('dlib_upsample_images')} (images)."]
     if s.get("untrained_weights"):
         lines.append("**UNTRAINED (freshly initialised) facetrack weights: speed only; accuracy and stability are meaningless.**")
