@@ -241,24 +241,48 @@ def _arr(landmarks: Sequence[list | None]) -> np.ndarray:
     return out
 
 
-def stability(landmarks: Sequence[list | None]) -> dict[str, float]:
+def shot_cuts(frames: Sequence[np.ndarray], threshold: float = 0.5) -> list[int]:
+    """0-based indices of frames that start a new shot, by the tracker's own
+    :class:`tracker.tracker.CutDetector` (the same cuts are used for every method)."""
+    from tracker.geometry import to_gray
+    from tracker.tracker import CutDetector
+
+    det = CutDetector(threshold)
+    return [i for i, f in enumerate(frames) if det(to_gray(f))]
+
+
+def stability(landmarks: Sequence[list | None], cuts: Sequence[int] = ()) -> dict[str, float]:
     """Frames with a face, and :func:`tracker.metrics.jitter` (no ground truth) on 68 and on
-    the 49 points (normalised by the outer-eye distance of the 68-point shape)."""
+    the 49 points (normalised by the outer-eye distance of the 68-point shape), over pairs of
+    consecutive frames that both have a face and are not split by a shot cut (``cuts``: 0-based
+    indices of the first frame of each new shot)."""
     from tracker.markup import SUBSET_49
     from tracker.metrics import jitter, normaliser
 
     p = _arr(landmarks)
-    found = int(np.isfinite(p).all(axis=(1, 2)).sum())
-    pairs = int((np.isfinite(p[1:]).all(axis=(1, 2)) & np.isfinite(p[:-1]).all(axis=(1, 2))).sum())
-    with np.errstate(invalid="ignore"):
-        j68 = jitter(p)
-        j49 = jitter(p[:, list(SUBSET_49)], norm=normaliser(p))
-    return {"found": found, "consecutive_pairs": pairs, "jitter68": j68, "jitter49": j49}
+    ok = np.isfinite(p).all(axis=(1, 2))
+    found = int(ok.sum())
+    bounds = [0, *sorted(c for c in set(cuts) if 0 < c < len(p)), len(p)]
+    s68 = s49 = 0.0
+    pairs = 0
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        seg = p[a:b]
+        n = int((ok[a + 1:b] & ok[a:b - 1]).sum())
+        if n == 0:
+            continue
+        with np.errstate(invalid="ignore"):
+            s68 += n * jitter(seg)
+            s49 += n * jitter(seg[:, list(SUBSET_49)], norm=normaliser(seg))
+        pairs += n
+    nan = float("nan")
+    return {"found": found, "consecutive_pairs": pairs, "jitter68": s68 / pairs if pairs else nan,
+            "jitter49": s49 / pairs if pairs else nan}
 
 
-def summarize_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize_rounds(rounds: list[dict[str, Any]], cuts: Sequence[int] = ()) -> dict[str, Any]:
     """Worker results of one (method, video) over rounds -> summary figures (ms per frame,
-    fps, CPU ms per frame, stage means, memory, stability of the last round)."""
+    fps, CPU ms per frame, stage means, memory, stability of the last round; ``cuts`` as in
+    :func:`stability`)."""
     ok = [r for r in rounds if r.get("status") == "ok"]
     if not ok:
         bad = rounds[0] if rounds else {"status": "failed", "error": "no rounds"}
@@ -288,7 +312,7 @@ def summarize_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
          "rss_loaded_mib": max(float(r.get("rss_loaded_mib", float("nan"))) for r in ok),
          "version": ok[0].get("version", ""),
          "round_track_ms_mean": [float(t.mean()) for t in tot]}
-    s.update(stability(ok[-1]["landmarks"]))
+    s.update(stability(ok[-1]["landmarks"], cuts))
     s["found_per_round"] = [int(sum(p is not None for p in r["landmarks"])) for r in ok]
     if "detector_runs" in ok[-1]:
         s["detector_runs"] = ok[-1]["detector_runs"]
@@ -487,7 +511,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                              float(np.mean(res["total_ms"])), sum(p is not None for p in res["landmarks"]), res["frames"])
                 else:
                     log.info("round %d %s %s: %s (%s)", r + 1, v.name, m, res.get("status"), res.get("error"))
-    speed = {v: {m: summarize_rounds(rs) for m, rs in by_m.items()} for v, by_m in raw.items()}
+    cuts = {v.name: shot_cuts(decode_video(v, args.max_frames)[0]) for v in videos}
+    speed = {v: {m: summarize_rounds(rs, cuts[v]) for m, rs in by_m.items()} for v, by_m in raw.items()}
 
     # accuracy on the 300-W test faces
     accuracy: dict[str, Any] = {}
@@ -516,7 +541,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                       "detect_every": args.detect_every, "dlib_upsample_video": args.dlib_upsample,
                       "dlib_upsample_images": args.dlib_upsample_images, "max_frames": args.max_frames,
                       "peers_python": str(args.peers_python), "videos": [str(v) for v in videos]},
-            "speed": speed, "ratios": ratios(speed, ours, peers), "accuracy": accuracy}
+            "shot_cuts": cuts, "speed": speed, "ratios": ratios(speed, ours, peers), "accuracy": accuracy}
 
 
 # =============================================================================================
@@ -544,7 +569,9 @@ def markdown(res: dict[str, Any]) -> str:
     if s.get("untrained_weights"):
         lines.append("**UNTRAINED (freshly initialised) facetrack weights: speed only; accuracy and stability are meaningless.**")
     for video, by_m in res["speed"].items():
-        lines += ["", f"### Speed, memory, stability: {video}", "",
+        cut_list = res.get("shot_cuts", {}).get(video)
+        cut_note = "" if cut_list is None else f" (shot cuts before frames {', '.join(str(c) for c in cut_list) or 'none'}, 0-based; jitter pairs across them left out)"
+        lines += ["", f"### Speed, memory, stability: {video}{cut_note}", "",
                   "| method | frames with face | track ms/frame median | mean | p90 | CPU ms/frame | fps (track) | "
                   "fps (decode+track+write) | decode ms | CSV write ms | peak RSS MiB (without the decoded video) | RSS after loading MiB | jitter 68 | jitter 49 |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -132,3 +132,19 @@ def test_short_real_run_facetrack_only(tmp_path: Path, data_dir: Path) -> None:
     assert res["setup"]["cpus"] >= 1 and res["setup"]["cpu"]
     text = md.read_text()
     assert "| mediapipe | not installed |" in text and "| aan | 300-W box |" in text
+
+
+def test_stability_leaves_out_pairs_across_a_shot_cut() -> None:
+    base = mean_shape().astype(np.float64)
+    d = float(np.linalg.norm(base[36] - base[45]))
+    seq = [(base + [i * 2.0, 0.0]).tolist() for i in range(4)] + [(base + [300.0 + i * 2.0, 0.0]).tolist() for i in range(4)]
+    assert bench.stability(seq)["jitter68"] == pytest.approx((7 * 2 + 292) / 7 / d)  # the jump counts without the cut
+    st = bench.stability(seq, cuts=[4])
+    assert st["consecutive_pairs"] == 6 and st["jitter68"] == pytest.approx(2.0 / d)
+
+
+def test_shot_cuts_on_the_real_clip(data_dir: Path) -> None:
+    frames, _ = peers.decode_video(data_dir / "videos_unlabelled" / "short_hamilton_clip.mp4", 90)
+    cuts = bench.shot_cuts(frames)
+    assert 20 in cuts and 82 in cuts  # the clip's known cuts (tests/tracker/test_tracker.py)
+    assert len(cuts) < 6
