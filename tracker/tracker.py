@@ -188,7 +188,9 @@ class CutDetector:
 
     def __call__(self, gray: np.ndarray) -> bool:
         """True when ``gray`` (``uint8`` ``(H, W)``) starts a new shot."""
-        t = cv2.resize(gray, (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
+        # a strided subsample first: the area filter over a whole HD frame costs more than the rest of the check
+        step = max(1, min(gray.shape[:2]) // (4 * self.SIZE))
+        t = cv2.resize(gray[::step, ::step], (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
         mean = float(t.mean())
         v = t - mean
         norm = float(np.linalg.norm(v))
@@ -231,7 +233,8 @@ class Tracker:
                 lm = Landmarker(resolve_model(key), backend=self.config.backend, threads=self.config.threads)
                 self._owned.append(lm)
                 lms[key] = lm
-        self.init_chain: list[LandmarkerLike] = [lms[k] for k in init_keys]
+        self._warned_init = False
+        self._track_fit_cache: tuple[Any, Any, Any] | None = None
         self.track_model: LandmarkerLike = lms[track_key]
         self._warned_init = False
         if detector is None:
@@ -331,7 +334,17 @@ class Tracker:
         return FrameResult(index, ts, faces, timings, detector_ran, cut)
 
     def _track_fit(self) -> Any:
-        """``track_model.fit_shapes`` with the configured ``init`` when it takes one."""
+        """``track_model.fit_shapes`` with the configured ``init`` when it takes one (bound once
+        per tracking model: the signature look-up is too slow for every frame)."""
+        key = (id(self.track_model), self.config.track_init)
+        cached = self._track_fit_cache
+        if cached is not None and cached[0] == key and cached[2] is self.track_model:
+            return cached[1]
+        fn = self._bind_track_fit()
+        self._track_fit_cache = (key, fn, self.track_model)
+        return fn
+
+    def _bind_track_fit(self) -> Any:
         fn = self.track_model.fit_shapes
         if self.config.track_init == "shape":
             return fn
