@@ -233,10 +233,10 @@ class Tracker:
                 lm = Landmarker(resolve_model(key), backend=self.config.backend, threads=self.config.threads)
                 self._owned.append(lm)
                 lms[key] = lm
-        self._warned_init = False
-        self._track_fit_cache: tuple[Any, Any, Any] | None = None
+        self.init_chain: list[LandmarkerLike] = [lms[k] for k in init_keys]
         self.track_model: LandmarkerLike = lms[track_key]
         self._warned_init = False
+        self._track_fit_cache: tuple[Any, Any, Any] | None = None
         if detector is None:
             from tracker.detect import default_detector
 
@@ -336,12 +336,11 @@ class Tracker:
     def _track_fit(self) -> Any:
         """``track_model.fit_shapes`` with the configured ``init`` when it takes one (bound once
         per tracking model: the signature look-up is too slow for every frame)."""
-        key = (id(self.track_model), self.config.track_init)
         cached = self._track_fit_cache
-        if cached is not None and cached[0] == key and cached[2] is self.track_model:
-            return cached[1]
+        if cached is not None and cached[0] is self.track_model and cached[1] == self.config.track_init:
+            return cached[2]
         fn = self._bind_track_fit()
-        self._track_fit_cache = (key, fn, self.track_model)
+        self._track_fit_cache = (self.track_model, self.config.track_init, fn)
         return fn
 
     def _bind_track_fit(self) -> Any:
