@@ -140,6 +140,8 @@ def decode_video(path: str | os.PathLike, max_frames: int | None = None) -> tupl
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    # Same as tracker.detect.box_iou: this script runs under the peers' interpreter, which has
+    # no facetrack installed (it may import only numpy, cv2, dlib and mediapipe).
     """IoU of two ``(x0, y0, x1, y1)`` boxes."""
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -16,24 +15,9 @@ pytest.importorskip("PySide6", reason="PySide6 (the [gui] extra) is not installe
 from tracker.markup import mean_shape  # noqa: E402
 
 
-@dataclass(frozen=True)
-class FakeFace:
-    face_id: int
-    landmarks: np.ndarray
-    confidence: float
-    success: bool
-    box: np.ndarray
-    state: str
-
-
-@dataclass(frozen=True)
-class FakeResult:
-    index: int
-    timestamp: float
-    faces: tuple
-    timings: dict = field(default_factory=dict)
-    detector_ran: bool = False
-    cut: bool = False
+# The tracker's own result types: the GUI must consume exactly what the tracker produces.
+from tracker.tracker import FaceResult as FakeFace  # noqa: E402
+from tracker.tracker import FrameResult as FakeResult  # noqa: E402
 
 
 class FakeTracker:
@@ -56,7 +40,7 @@ class FakeTracker:
         box = np.concatenate([m.min(0), m.max(0)])
         state = "detected" if not self.calls else "tracking"
         self.calls.append(timestamp)
-        return FakeResult(len(self.calls) - 1, timestamp, (FakeFace(0, m, 0.9, True, box, state),), {"landmarks": 1.0})
+        return FakeResult(len(self.calls) - 1, timestamp, (FakeFace(0, m, 0.9, True, box, state),), {"landmarks": 1.0}, False, False)
 
     def reset(self) -> None:
         self.resets += 1
