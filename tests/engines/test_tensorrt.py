@@ -509,8 +509,11 @@ def test_build_and_run_through_the_tensorrt_api_surface(monkeypatch: pytest.Monk
     assert build[1] == (1 << 0 if fp16 else 0)  # STRONGLY_TYPED only for fp16 on TensorRT >= 10.12
     assert build[2] == []  # no BuilderFlag.FP16 on 10.13; TF32 cleared for fp32
     assert (("clear_flag", "tf32") in calls) is (not fp16) and ("workspace", 64 << 20) in calls
+    from train.models import config_for
+
+    hidden = config_for("mdm-rt").hidden_size  # the profile follows the exported model's state width
     assert build[3] == [{n: ([1] + s, [1] + s, [4] + s) for n, s in
-                         {"image": [1, 112, 112], "init_shape": [68, 2], "hidden": [256]}.items()}]
+                         {"image": [1, 112, 112], "init_shape": [68, 2], "hidden": [hidden]}.items()}]
     meta = read_engine_header(out)
     assert meta[names.TRT_GPU] == "Fake GPU" and meta[names.TRT_COMPUTE_CAPABILITY] == "8.6"
     assert meta[names.KIND] == "mdm" and json.loads(meta[names.TRT_BUILD])["fp16_mode"].startswith(
@@ -520,7 +523,7 @@ def test_build_and_run_through_the_tensorrt_api_surface(monkeypatch: pytest.Monk
     calls.clear()
     with OnnxRuntimeBackend(exported["mdm-rt"]) as ref, TensorRTBackend(out) as eng:
         assert eng.max_faces == 4 and eng.profile == (1, 1, 4) and eng.device == "TensorRT " + meta[names.TRT_PRECISION] + " (Fake GPU)"
-        assert [c[1] for c in calls if c[0] == "mem_alloc"] == [4 * 4 * n for n in (112 * 112, 68 * 2, 256, 68 * 2, 1, 256)]
+        assert [c[1] for c in calls if c[0] == "mem_alloc"] == [4 * 4 * n for n in (112 * 112, 68 * 2, hidden, 68 * 2, 1, hidden)]
         feed = real_feed(data_dir, ref, 6)
         want = {k: v.copy() for k, v in ref.infer(feed).items()}
         got = eng.infer(feed)
