@@ -521,7 +521,10 @@ def test_tracks_real_face_under_known_motion(face, model):
             first = r.faces[0].landmarks
         frozen.append(float(nme(first, gt)))  # the error of not tracking at all
     tr.close()
-    # Measured with the shipped mdm-rt (1000 steps): 0.079 mean, 0.078 last, frozen 0.110.
-    # The bound: under 0.1 on average, no drift (the last frame within 0.02 of the first), and
-    # better than leaving the first fit where it was.
-    assert np.mean(errs) < 0.10 and errs[-1] < errs[0] + 0.02 and np.mean(errs) < np.mean(frozen), (errs, frozen)
+    # Measured with the shipped weights on this face: mdm 0.065 mean (first 0.059, last 0.066),
+    # aan+mdm 0.065, aan 0.071 (frame to frame it swings between 0.052 and 0.087, no trend);
+    # frozen 0.10-0.12. The bound: under 0.1 on average, no drift (the last 5 frames' mean within
+    # 0.02 of the first 5 tracked frames' mean: single frames would measure AAN's swing, not a
+    # drift), and better than leaving the first fit where it was.
+    drift = np.mean(errs[-5:]) - np.mean(errs[1:6])
+    assert np.mean(errs) < 0.10 and drift < 0.02 and np.mean(errs) < np.mean(frozen), (errs, frozen)
