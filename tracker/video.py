@@ -39,7 +39,31 @@ class VideoReadError(VideoError):
         self.expected = expected
 
 
-class VideoFile:
+class _Capture:
+    """What every frame source shares around its ``read()`` and ``cv2.VideoCapture``
+    (``self._cap``): iteration until ``read()`` returns ``None``, ``close()`` and ``with``."""
+
+    _cap: cv2.VideoCapture
+
+    def read(self) -> tuple[int, float, np.ndarray] | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        while (item := self.read()) is not None:
+            yield item
+
+    def close(self) -> None:
+        """Release the capture device or file."""
+        self._cap.release()
+
+    def __enter__(self) -> "_Capture":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VideoFile(_Capture):
     """A video file opened with ``cv2.VideoCapture``.
 
     Raises :class:`VideoError` for a missing file, a directory, an unreadable file, a file
@@ -124,22 +148,8 @@ class VideoFile:
         self._next += 1
         return i, i / self.fps, frame
 
-    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
-        while (item := self.read()) is not None:
-            yield item
 
-    def close(self) -> None:
-        """Release the capture."""
-        self._cap.release()
-
-    def __enter__(self) -> "VideoFile":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Camera:
+class Camera(_Capture):
     """A camera by index (``cv2.VideoCapture(index)``); timestamps are seconds since opening.
 
     Raises :class:`VideoError` ("camera N: cannot be opened") when there is no such camera.
@@ -181,20 +191,6 @@ class Camera:
         i = self._next
         self._next += 1
         return i, time.monotonic() - self._t0, frame
-
-    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
-        while (item := self.read()) is not None:
-            yield item
-
-    def close(self) -> None:
-        """Release the camera."""
-        self._cap.release()
-
-    def __enter__(self) -> "Camera":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def open_source(video: str | os.PathLike | None = None, camera: int | None = None) -> VideoFile | Camera:
