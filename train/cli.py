@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: CUDA when present")
     parser.add_argument("--no-pseudo", action="store_true", help="leave out the dlib pseudo-labelled faces")
+    parser.add_argument("--pseudo-v2", action="store_true", help="add the pseudo_v2 teacher-labelled faces (6%% of their groups validate)")
+    parser.add_argument("--human-weight", type=float, default=2.0, help="sampling weight of a human-labelled face against a teacher-labelled one (default 2)")
     parser.add_argument("--threads", type=int, default=0, help="PyTorch CPU threads (default: PyTorch's choice)")
     parser.add_argument("--output-lr-scale", type=float, default=0.0,
                         help="learning-rate factor of the layers that emit crop-pixel coordinates (default 0: 8 for aan, input size / 2 for mdm)")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     command = "facetrack train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1 :]) if "train" in sys.argv else ""
     opts = TrainOptions(arch=args.arch, data=str(args.data), out=str(args.out), steps=args.steps, batch=args.batch, lr=args.lr,
-                        seed=args.seed, val_every=args.val_every, resume=args.resume, device=args.device, pseudo=not args.no_pseudo,
+                        seed=args.seed, val_every=args.val_every, resume=args.resume, device=args.device, pseudo=not args.no_pseudo, pseudo_v2=args.pseudo_v2, human_weight=args.human_weight,
                         threads=args.threads, limit_images=args.limit_images, output_lr_scale=args.output_lr_scale, progress=not args.quiet, command=command,
                         init_from=str(args.init_from) if args.init_from else "",
                         augment=NO_AUGMENT if args.augment == "none" else AugmentConfig())

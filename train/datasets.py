@@ -47,6 +47,7 @@ BOX_FOLDERS: dict[str, str] = {
 #: ``FaceSample.source`` values.
 HUMAN = "human"
 PSEUDO_DLIB = "pseudo_dlib"
+PSEUDO_V2 = "pseudo_v2"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class FaceSample:
     split: str = "train"
     source: str = HUMAN
     frame: int | None = None
+    group: str = ""  # the source video or photo folder (pseudo_v2): validation splits keep a group whole
 
     @property
     def key(self) -> str:
@@ -167,6 +169,36 @@ def load_pseudo_dlib(data_dir: str | os.PathLike) -> list[FaceSample]:
             best[k] = s
     kept = [s for s in out if best[(str(s.image), f"{s.landmarks[0, 0]:.3f},{s.landmarks[0, 1]:.3f}")] is s]
     return kept
+
+
+def load_pseudo_v2(data_dir: str | os.PathLike) -> list[FaceSample]:
+    """The teacher-labelled faces of ``pseudo_v2/manifest.csv`` (training only, never evaluation).
+
+    ``source`` is ``"pseudo_v2"``, ``subset`` is ``"pseudo_v2"`` and ``group`` the manifest's
+    group (one per source video or photo folder); no box (the crops are the landmark box
+    grown 2.2x, so the landmarks' own box is the face).
+    """
+    root = Path(data_dir) / "pseudo_v2"
+    manifest = root / "manifest.csv"
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest}: no such file")
+    out: list[FaceSample] = []
+    with manifest.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            out.append(FaceSample(root / row["image"], read_pts(root / row["pts"]), None, PSEUDO_V2, "train", PSEUDO_V2,
+                                  group=row["group"]))
+    return out
+
+
+def split_groups(samples: Iterable[FaceSample], val_fraction: float, seed: int = 0) -> tuple[list[FaceSample], list[FaceSample]]:
+    """Seeded hold-out of ``val_fraction`` of the *groups* (whole videos or photo folders):
+    no frame of a held-out video is trained on. Returns ``(train, val)``."""
+    items = list(samples)
+    groups = sorted({s.group for s in items})
+    n_val = int(round(val_fraction * len(groups)))
+    rng = np.random.default_rng(seed)
+    val_groups = set(np.asarray(groups)[rng.permutation(len(groups))[:n_val]].tolist()) if n_val else set()
+    return [s for s in items if s.group not in val_groups], [s for s in items if s.group in val_groups]
 
 
 def _box_fit(s: FaceSample) -> float:
@@ -412,6 +444,6 @@ def build_cache_from_frames(frames: Iterable[tuple[FaceSample, np.ndarray]], fac
 
 __all__ = [
     "FaceSample", "CachedFace", "PtsImageDataset", "Video300VWDataset", "LandmarkFileError",
-    "load_images68", "load_pseudo_dlib", "find_300w_box", "split_train_val", "load_broken_frames",
+    "load_images68", "load_pseudo_dlib", "load_pseudo_v2", "split_groups", "PSEUDO_V2", "find_300w_box", "split_train_val", "load_broken_frames",
     "build_cache", "build_cache_from_frames", "cache_face", "read_image", "HUMAN", "PSEUDO_DLIB",
 ]

@@ -32,7 +32,7 @@ from tracker.markup import OUTER_EYE_CORNERS
 from tracker.metrics import THRESHOLD
 
 from train.augment import AugmentConfig, augment, mdm_init
-from train.datasets import CachedFace, FaceSample, build_cache, load_images68, load_pseudo_dlib, split_train_val
+from train.datasets import CachedFace, FaceSample, build_cache, load_images68, load_pseudo_dlib, load_pseudo_v2, split_groups, split_train_val
 from train.models import build_model, config_for, config_to_dict
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ class TrainOptions:
     resume: bool = False
     device: str = "auto"
     pseudo: bool = True
+    pseudo_v2: bool = False  # add pseudo_v2's faces (a seeded share of its groups goes to validation)
+    val_groups_fraction: float = 0.06
     threads: int = 0
     val_fraction: float = 0.1
     human_weight: float = 2.0
@@ -229,6 +231,9 @@ def load_faces(opts: TrainOptions) -> tuple[list[FaceSample], list[FaceSample]]:
         train = train[: opts.limit_images]
     elif opts.pseudo:
         train = train + load_pseudo_dlib(opts.data)
+    if opts.pseudo_v2 and not opts.limit_images:
+        v2_train, v2_val = split_groups(load_pseudo_v2(opts.data), opts.val_groups_fraction, opts.seed)
+        train, val = train + v2_train, val + v2_val
     return train, val
 
 
@@ -314,7 +319,8 @@ def _data_record(opts: TrainOptions, train: list[FaceSample], val: list[FaceSamp
     for s in train:
         subsets[s.subset] = subsets.get(s.subset, 0) + 1
     return {"train_faces": len(train), "val_faces": len(val), "subsets": subsets, "pseudo_dlib": any(s.source == "pseudo_dlib" for s in train),
-            "val_images": sorted({Path(s.image).name for s in val}), "test_images_used": False}
+            "pseudo_v2": sum(s.source == "pseudo_v2" for s in train),
+            "val_images": sorted({Path(s.image).name for s in val if not s.group}), "val_groups": sorted({s.group for s in val if s.group}), "test_images_used": False}
 
 
 def train(opts: TrainOptions) -> dict[str, Any]:
