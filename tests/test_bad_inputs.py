@@ -1,4 +1,4 @@
-"""Bad inputs through the real command line (``python -m tracker.cli ...`` in a subprocess).
+"""Bad inputs through the real command line (``python -m facetrack.cli ...`` in a subprocess).
 
 Every case must end with a non-zero exit code, one clear line ``facetrack...: <file>: <problem>``
 naming the file, no traceback and no foreign lines (FFmpeg's or OpenCV's own logging) on
@@ -27,10 +27,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for `python tests/test_bad_inputs.py` (the docs table)
 
-from engines import names  # noqa: E402
-from tracker.geometry import template  # noqa: E402
-from tracker.io import read_pts, write_pts  # noqa: E402
-from tracker.output import COLUMNS  # noqa: E402
+from facetrack.engines import names  # noqa: E402
+from facetrack.tracker.geometry import template  # noqa: E402
+from facetrack.tracker.io import read_pts, write_pts  # noqa: E402
+from facetrack.tracker.output import COLUMNS  # noqa: E402
 
 CLIP = Path("videos_unlabelled") / "short_hamilton_clip.mp4"  # 275 frames, 640x360, 29.97 fps
 CLIP_FRAMES = 275
@@ -88,7 +88,7 @@ def foreign_engine(path: Path, onnx_model: Path) -> Path:
     """A facetrack engine file whose header says it was built on another GPU and TensorRT."""
     import onnx
 
-    from engines.engine_cache import write_engine_file
+    from facetrack.engines.engine_cache import write_engine_file
 
     meta = {p.key: p.value for p in onnx.load(str(onnx_model)).metadata_props}
     meta.update({names.TRT_VERSION: "8.6.1", names.TRT_GPU: "NVIDIA GeForce RTX 3090", names.TRT_COMPUTE_CAPABILITY: "8.6",
@@ -180,10 +180,10 @@ class Ran:
 
 
 def facetrack(args: list[str], cwd: Path, preexec: Callable[[], None] | None = None, timeout: float = 120) -> Ran:
-    """``python -m tracker.cli ARGS`` in ``cwd``; stdout/stderr as text."""
+    """``python -m facetrack.cli ARGS`` in ``cwd``; stdout/stderr as text."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("OPENCV_FFMPEG_LOGLEVEL", None)  # what a user's shell has: nothing
-    p = subprocess.run([sys.executable, "-m", "tracker.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "facetrack.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
                        timeout=timeout, preexec_fn=preexec)
     return Ran(p.returncode, p.stderr, p.stdout)
 
@@ -400,7 +400,7 @@ def test_output_file_size_limit_mid_run_keeps_complete_frames(tmp_path: Path, da
     r = facetrack([_clip(data_dir), "--out", str(out), "--model", str(model), "--end", "60f", "-q"], cwd=tmp_path,
                   preexec=cap_file_size)
     line = assert_one_line_error(r, str(out), "write failed")
-    from tracker.output import read_landmarks_csv
+    from facetrack.tracker.output import read_landmarks_csv
 
     table = read_landmarks_csv(out)
     n = len(table.frame)
@@ -414,9 +414,9 @@ def test_engine_for_another_gpu_is_one_line_through_the_cli(tmp_path: Path, data
                                                            monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """With TensorRT present (faked: the platform probe says H100 / TensorRT 10.13), an engine
     whose header names an RTX 3090 / TensorRT 8.6 is refused before its plan is touched."""
-    import engines.tensorrt_backend as trt_backend
-    from engines.engine_cache import Platform
-    from tracker.cli import main
+    import facetrack.engines.tensorrt_backend as trt_backend
+    from facetrack.engines.engine_cache import Platform
+    from facetrack.cli import main
 
     here = Platform("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
     monkeypatch.setattr(trt_backend, "require_tensorrt", lambda: (object(), object()))

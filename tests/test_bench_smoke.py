@@ -1,4 +1,4 @@
-"""The comparison benchmark's own logic (benchmarks/bench.py, benchmarks/peers.py) with
+"""The comparison benchmark's own logic (facetrack/bench/bench.py, facetrack/bench/peers.py) with
 facetrack only: summaries, ratios, stability and accuracy scoring on hand-made worker results,
 "not installed" peers, and one short real run through the subprocess workers."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import bench, peers
-from tracker.markup import mean_shape
+from facetrack.bench import bench, peers
+from facetrack.tracker.markup import mean_shape
 
 
 def _video_result(total_ms: list[float], found: int, decode: float = 2.0, write: float | None = 0.5,

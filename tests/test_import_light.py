@@ -11,13 +11,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 FORBIDDEN = ("torch", "tensorrt", "pycuda", "PySide6", "onnx", "matplotlib")
-ALWAYS = ("tracker", "tracker.geometry", "tracker.io", "tracker.metrics", "tracker.markup", "tracker.draw", "tracker.cli",
-          "engines", "engines.registry", "engines.onnxrt", "engines.base", "engines.errors", "engines.names",
-          "engines.torch_backend")
+ALWAYS = ("facetrack", "facetrack.tracker", "facetrack.tracker.geometry", "facetrack.tracker.io", "facetrack.tracker.metrics", "facetrack.tracker.markup", "facetrack.tracker.draw", "facetrack.cli",
+          "facetrack.engines", "facetrack.engines.registry", "facetrack.engines.onnxrt", "facetrack.engines.base", "facetrack.engines.errors", "facetrack.engines.names",
+          "facetrack.engines.torch_backend")
 #: checked once they exist (other modules are still being written)
-WHEN_PRESENT = ("tracker.tracker", "tracker.landmarker", "tracker.detect", "tracker.models", "tracker.output", "tracker.video",
-                "tracker.smoothing", "tracker.plots", "tracker.eval300vw", "tracker.track_cli",
-                "engines.tensorrt_backend", "engines.engine_cache", "engines.build", "engines.torch_cuda")
+WHEN_PRESENT = ("facetrack.tracker.tracker", "facetrack.tracker.landmarker", "facetrack.tracker.detect", "facetrack.tracker.models", "facetrack.tracker.output", "facetrack.tracker.video",
+                "facetrack.tracker.smoothing", "facetrack.tracker.plots", "facetrack.tracker.eval300vw", "facetrack.tracker.track_cli",
+                "facetrack.engines.tensorrt_backend", "facetrack.engines.engine_cache", "facetrack.engines.build", "facetrack.engines.torch_cuda")
 
 
 def _exists(module: str) -> bool:
@@ -60,7 +60,7 @@ def test_runtime_packages_import_without_heavy_libraries():
 def test_the_blocker_really_blocks():
     """The check can fail: a module that imports a blocked library is reported."""
     assert importlib.util.find_spec("json") is not None
-    r = _run(["json", "tracker.geometry"], forbidden=("json",))
+    r = _run(["json", "facetrack.tracker.geometry"], forbidden=("json",))
     assert r.returncode == 1 and "FAIL json" in r.stdout
-    r = _run(["tracker.geometry"], forbidden=("numpy",))
-    assert r.returncode == 1 and "FAIL tracker.geometry" in r.stdout and "numpy" in r.stdout
+    r = _run(["facetrack.tracker.geometry"], forbidden=("numpy",))
+    assert r.returncode == 1 and "FAIL facetrack.tracker.geometry" in r.stdout and "numpy" in r.stdout

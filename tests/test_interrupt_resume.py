@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracker.output import COLUMNS, HEADER
+from facetrack.tracker.output import COLUMNS, HEADER
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # pytest runs with --import-mode=importlib
@@ -59,7 +59,7 @@ def parse(path: Path) -> list[int]:
 def start_and_stop(video: Path, out: Path, model: Path, sig: int, after_rows: int = 25) -> tuple[int, str]:
     """Start a run, wait until ``after_rows`` rows are on disk, send ``sig``; (exit code, stderr)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "tracker.cli", str(video), "--out", str(out), "--model", str(model)],
+    proc = subprocess.Popen([sys.executable, "-m", "facetrack.cli", str(video), "--out", str(out), "--model", str(model)],
                             cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:

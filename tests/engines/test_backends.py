@@ -1,5 +1,5 @@
 """Backends on real ONNX files: a tiny hand-built facetrack model (onnx.helper, with the names
-and metadata of engines/names.py) and, where train.export exists, freshly initialised
+and metadata of facetrack/engines/names.py) and, where facetrack.train.export exists, freshly initialised
 mdm-rt / aan exports. Feed validation and metadata verification errors, table-driven."""
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines import names
-from engines.base import TensorSpec, verify_metadata
-from engines.errors import FeedError, ModelFileError
-from engines.onnxrt import OnnxRuntimeBackend
-from engines.registry import open_backend
-from tracker.geometry import template
+from facetrack.engines import names
+from facetrack.engines.base import TensorSpec, verify_metadata
+from facetrack.engines.errors import FeedError, ModelFileError
+from facetrack.engines.onnxrt import OnnxRuntimeBackend
+from facetrack.engines.registry import open_backend
+from facetrack.tracker.geometry import template
 
 onnx = pytest.importorskip("onnx", reason="onnx (the [train] extra) builds the test models")
 from onnx import TensorProto, helper  # noqa: E402
@@ -242,16 +242,16 @@ def test_verify_metadata_accepts_good_and_checks_io_names():
         verify_metadata(_meta("aan"), "a.onnx", ["image"], ["landmarks"])
 
 
-# ---- real exports of freshly initialised models (train.export) -------------------------------------
-HAVE_EXPORT = importlib.util.find_spec("train.export") is not None and importlib.util.find_spec("train.models") is not None
+# ---- real exports of freshly initialised models (facetrack.train.export) -------------------------------------
+HAVE_EXPORT = importlib.util.find_spec("facetrack.train.export") is not None and importlib.util.find_spec("facetrack.train.models") is not None
 
 
-@pytest.mark.skipif(not HAVE_EXPORT, reason="train.export / train.models not written yet (another helper's files)")
+@pytest.mark.skipif(not HAVE_EXPORT, reason="facetrack.train.export / facetrack.train.models not written yet (another helper's files)")
 @pytest.mark.parametrize("arch", ["aan", "mdm-rt"])
 def test_exported_model_runs_in_onnxrt_and_matches_torch(tmp_path, arch):
     torch = pytest.importorskip("torch")
-    from train.export import export_onnx
-    from train.models import build_model
+    from facetrack.train.export import export_onnx
+    from facetrack.train.models import build_model
 
     torch.manual_seed(0)
     model = build_model(arch).eval()
@@ -274,12 +274,12 @@ def test_exported_model_runs_in_onnxrt_and_matches_torch(tmp_path, arch):
     np.testing.assert_allclose(out[names.CONFIDENCE], ref[1].numpy().reshape(-1), rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.skipif(not HAVE_EXPORT, reason="train.models not written yet (another helper's files)")
+@pytest.mark.skipif(not HAVE_EXPORT, reason="facetrack.train.models not written yet (another helper's files)")
 def test_torch_backend_runs_a_checkpoint_like_its_onnx(tmp_path):
     torch = pytest.importorskip("torch")
     import dataclasses
 
-    from train.models import build_model, config_for
+    from facetrack.train.models import build_model, config_for
 
     torch.manual_seed(0)
     cfg = config_for("aan")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engines import names
-from engines.engine_cache import (
+from facetrack.engines import names
+from facetrack.engines.engine_cache import (
     ENGINE_BYTES,
     MAGIC,
     BuildSpec,
@@ -168,7 +168,7 @@ def test_stale_engine_is_rebuilt(onnx_file: Path, tmp_path: Path, caplog: pytest
                                  new_platform: Platform, reason: str) -> None:
     builder = FakeBuilder()
     old = get_or_build(onnx_file, "fp32", 1, builder, lambda: A100, cache_dir=tmp_path)
-    with caplog.at_level(logging.INFO, logger="engines.engine_cache"):
+    with caplog.at_level(logging.INFO, logger="facetrack.engines.engine_cache"):
         new = get_or_build(onnx_file, "fp32", 1, builder, lambda: new_platform, cache_dir=tmp_path)
     assert new == old and len(builder.calls) == 2  # rebuilt in place
     assert builder.calls[1][1] == new_platform
@@ -193,7 +193,7 @@ def test_corrupt_cached_engine_logs_and_rebuilds(onnx_file: Path, tmp_path: Path
     builder = FakeBuilder()
     path = get_or_build(onnx_file, "fp16", 2, builder, lambda: A100, cache_dir=tmp_path)
     path.write_bytes(damage(path.read_bytes()))
-    with caplog.at_level(logging.WARNING, logger="engines.engine_cache"):
+    with caplog.at_level(logging.WARNING, logger="facetrack.engines.engine_cache"):
         again = get_or_build(onnx_file, "fp16", 2, builder, lambda: A100, cache_dir=tmp_path)
     assert again == path and len(builder.calls) == 2
     read_engine_file(again)  # whole again

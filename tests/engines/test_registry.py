@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engines import registry
-from engines.errors import BackendUnavailableError, ModelFileError
-from engines.registry import BACKENDS, SUFFIXES, Probes, available_backends, backend_for_suffix, open_backend, pick_backend
+from facetrack.engines import registry
+from facetrack.engines.errors import BackendUnavailableError, ModelFileError
+from facetrack.engines.registry import BACKENDS, SUFFIXES, Probes, available_backends, backend_for_suffix, open_backend, pick_backend
 
 
 def tiny_model(path: Path, kind: str) -> Path:
@@ -41,7 +41,7 @@ CUDA_ORT = ("CUDAExecutionProvider", "CPUExecutionProvider")
     (fake(), "onnxruntime"),
 ], ids=["all", "trt-no-ort-cuda", "no-gpu", "no-pycuda", "no-trt", "ort-cuda", "ort-gpu-no-gpu", "gpu-cpu-ort", "cpu"])
 def test_pick_backend_order(probes, expected, caplog):
-    with caplog.at_level(logging.INFO, logger="engines.registry"):
+    with caplog.at_level(logging.INFO, logger="facetrack.engines.registry"):
         choice = pick_backend(probes)
     assert choice.name == expected
     assert choice.label == {"tensorrt": "TensorRT", "onnxruntime-cuda": "ONNX Runtime CUDA", "onnxruntime": "ONNX Runtime CPU"}[expected]
@@ -79,7 +79,7 @@ def test_suffix_table(name, expected):
 
 def test_suffix_table_is_a_table_of_known_backends():
     assert set(SUFFIXES.values()) <= set(BACKENDS)
-    assert BACKENDS["tensorrt"].module == "engines.tensorrt_backend" and BACKENDS["tensorrt"].cls == "TensorRTBackend"
+    assert BACKENDS["tensorrt"].module == "facetrack.engines.tensorrt_backend" and BACKENDS["tensorrt"].cls == "TensorRTBackend"
 
 
 @pytest.mark.parametrize("name", ["model.tflite", "weights", "model.onnx.data"])
@@ -114,7 +114,7 @@ def test_auto_on_onnx_follows_the_picker(tmp_path, monkeypatch):
             opened.append((p, kw))
 
     monkeypatch.setattr(registry.BackendEntry, "load", lambda self: FakeTRT if self.cls == "TensorRTBackend" else
-                        __import__("engines.onnxrt", fromlist=["x"]).OnnxRuntimeBackend)
+                        __import__("facetrack.engines.onnxrt", fromlist=["x"]).OnnxRuntimeBackend)
     be = open_backend(path, probes=fake(("tensorrt", "pycuda"), 1))
     assert isinstance(be, FakeTRT) and opened == [(path, {})]
     with open_backend(path, probes=fake(), threads=1) as be2:

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines import names
-from engines.engine_cache import ENGINE_BYTES, Platform, read_engine_header, write_engine_file
-from engines.errors import BackendUnavailableError, ModelFileError
+from facetrack.engines import names
+from facetrack.engines.engine_cache import ENGINE_BYTES, Platform, read_engine_header, write_engine_file
+from facetrack.engines.errors import BackendUnavailableError, ModelFileError
 
 REPO = Path(__file__).resolve().parents[2]
 FP32_TOL, FP16_TOL, FP16_MEAN_TOL = 0.01, 0.5, 0.1
@@ -33,7 +33,7 @@ TRT_MISSING_MSG = "TensorRT backend needs the tensorrt and pycuda packages (pip 
 
 def _trt_reason() -> str | None:
     """Why real TensorRT tests cannot run here, or None."""
-    from engines.build import TensorRTUnavailableError, require_tensorrt
+    from facetrack.engines.build import TensorRTUnavailableError, require_tensorrt
 
     try:
         require_tensorrt()
@@ -54,11 +54,11 @@ def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """aan and mdm-rt with seeded random weights exported by train.export (real facetrack ONNX files)."""
+    """aan and mdm-rt with seeded random weights exported by facetrack.train.export (real facetrack ONNX files)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from train.export import export_onnx
-    from train.models import build_model
+    from facetrack.train.export import export_onnx
+    from facetrack.train.models import build_model
 
     out = tmp_path_factory.mktemp("onnx")
     paths = {}
@@ -75,8 +75,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def real_feed(data_dir: Path, backend, n: int) -> dict[str, np.ndarray]:
     """``n`` real face crops (300-W common test faces, cropped from their landmarks) as a feed."""
-    from tracker.geometry import crop_from_shape, template, to_gray, to_input, warp_crop
-    from tracker.io import read_pts
+    from facetrack.tracker.geometry import crop_from_shape, template, to_gray, to_input, warp_crop
+    from facetrack.tracker.io import read_pts
     import cv2
 
     s = backend.input_size
@@ -98,7 +98,7 @@ def real_feed(data_dir: Path, backend, n: int) -> dict[str, np.ndarray]:
 def test_build_engine_without_tensorrt_exits_with_clear_message(
     no_tensorrt: None, exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from tracker.cli import main
+    from facetrack.cli import main
 
     rc = main(["build-engine", str(exported["aan"]), "--fp16", "--max-faces", "4", "--cache-dir", str(tmp_path)])
     err = capsys.readouterr().err
@@ -113,7 +113,7 @@ def test_build_engine_process_has_no_traceback(tmp_path: Path) -> None:
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"not parsed before TensorRT is found")
     code = ("import sys; sys.modules['tensorrt'] = None; sys.modules['pycuda'] = None; "
-            "from tracker.cli import main; sys.exit(main(sys.argv[1:]))")
+            "from facetrack.cli import main; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, "build-engine", str(onnx), "--cache-dir", str(tmp_path / "c")],
                           cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
@@ -128,7 +128,7 @@ def test_build_engine_process_has_no_traceback(tmp_path: Path) -> None:
     ids=["missing-file", "max-faces", "workspace"],
 )
 def test_build_engine_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
-    from tracker.cli import main
+    from facetrack.cli import main
 
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"x")
@@ -139,7 +139,7 @@ def test_build_engine_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_require_tensorrt_message(no_tensorrt: None) -> None:
-    from engines.build import TensorRTUnavailableError, require_tensorrt
+    from facetrack.engines.build import TensorRTUnavailableError, require_tensorrt
 
     with pytest.raises(TensorRTUnavailableError, match="cannot import tensorrt") as exc:
         require_tensorrt()
@@ -148,7 +148,7 @@ def test_require_tensorrt_message(no_tensorrt: None) -> None:
 
 
 def test_trt_version_tuple() -> None:
-    from engines.build import STRONG_TYPING_FROM, trt_version_tuple
+    from facetrack.engines.build import STRONG_TYPING_FROM, trt_version_tuple
 
     assert trt_version_tuple("10.12.0.36") == (10, 12, 0, 36) >= STRONG_TYPING_FROM
     assert trt_version_tuple("10.9.0.34") < STRONG_TYPING_FROM
@@ -162,8 +162,8 @@ def test_fp16_conversion_keeps_float32_io_and_matches_in_onnxruntime(exported: d
     import onnx
     import onnxruntime as ort
 
-    from engines.build import convert_to_fp16
-    from engines.onnxrt import OnnxRuntimeBackend
+    from facetrack.engines.build import convert_to_fp16
+    from facetrack.engines.onnxrt import OnnxRuntimeBackend
 
     model = onnx.load(str(exported[arch]))
     half = convert_to_fp16(model)
@@ -194,7 +194,7 @@ def test_fp16_conversion_keeps_resize_scales_float32() -> None:
     from onnx import TensorProto, helper, numpy_helper
     import onnxruntime as ort
 
-    from engines.build import convert_to_fp16
+    from facetrack.engines.build import convert_to_fp16
 
     scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
     w = numpy_helper.from_array(np.full((1,), 3.0, np.float32), "w")
@@ -214,7 +214,7 @@ def test_fp16_conversion_keeps_resize_scales_float32() -> None:
 
 # ------------------------------------------------------------------ everywhere: engine header checks
 def _engine_header(onnx_path: Path, **over: str) -> dict[str, str]:
-    from engines.build import read_onnx_metadata
+    from facetrack.engines.build import read_onnx_metadata
 
     meta = read_onnx_metadata(onnx_path)
     meta.update({names.TRT_VERSION: "10.13.0.35", names.TRT_GPU: "NVIDIA A100", names.TRT_COMPUTE_CAPABILITY: "8.0",
@@ -224,7 +224,7 @@ def _engine_header(onnx_path: Path, **over: str) -> dict[str, str]:
 
 
 def test_engine_for_other_gpu_or_tensorrt_is_refused_with_rebuild_hint(exported: dict[str, Path]) -> None:
-    from engines.tensorrt_backend import EngineMismatchError, check_engine_header
+    from facetrack.engines.tensorrt_backend import EngineMismatchError, check_engine_header
 
     meta = _engine_header(exported["aan"])
     check_engine_header(meta, "x.engine", Platform("10.13.0.35", "NVIDIA A100 80GB", "8.0"))  # same kind of GPU: fine
@@ -237,7 +237,7 @@ def test_engine_for_other_gpu_or_tensorrt_is_refused_with_rebuild_hint(exported:
 
 
 def test_engine_header_must_describe_a_facetrack_model(exported: dict[str, Path]) -> None:
-    from engines.tensorrt_backend import check_engine_header
+    from facetrack.engines.tensorrt_backend import check_engine_header
 
     with pytest.raises(ModelFileError, match="unknown model kind"):
         check_engine_header(_engine_header(exported["aan"], **{names.KIND: "yolo"}), "x.engine")
@@ -249,8 +249,8 @@ def test_engine_header_must_describe_a_facetrack_model(exported: dict[str, Path]
 
 def test_backend_without_tensorrt_is_unavailable_not_a_crash(no_tensorrt: None, exported: dict[str, Path],
                                                              tmp_path: Path) -> None:
-    from engines.registry import open_backend
-    from engines.tensorrt_backend import TensorRTBackend
+    from facetrack.engines.registry import open_backend
+    from facetrack.engines.tensorrt_backend import TensorRTBackend
 
     engine = write_engine_file(tmp_path / "aan.engine", _engine_header(exported["aan"]), b"\x00plan" * 100)
     with pytest.raises(BackendUnavailableError) as exc:
@@ -262,7 +262,7 @@ def test_backend_without_tensorrt_is_unavailable_not_a_crash(no_tensorrt: None, 
 
 def test_backend_rejects_corrupt_or_foreign_engine_before_needing_tensorrt(no_tensorrt: None, exported: dict[str, Path],
                                                                            tmp_path: Path) -> None:
-    from engines.tensorrt_backend import TensorRTBackend
+    from facetrack.engines.tensorrt_backend import TensorRTBackend
 
     bad = tmp_path / "bad.engine"
     bad.write_bytes(b"\x00" * 64)
@@ -281,9 +281,9 @@ def test_backend_rejects_corrupt_or_foreign_engine_before_needing_tensorrt(no_te
 @pytest.mark.parametrize("arch", ["aan", "mdm-rt"])
 def test_engine_build_run_and_parity_with_onnxruntime(exported: dict[str, Path], data_dir: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture, arch: str, precision: str) -> None:
-    from engines.onnxrt import OnnxRuntimeBackend
-    from engines.tensorrt_backend import TensorRTBackend
-    from tracker.cli import main
+    from facetrack.engines.onnxrt import OnnxRuntimeBackend
+    from facetrack.engines.tensorrt_backend import TensorRTBackend
+    from facetrack.cli import main
 
     out = tmp_path / f"{arch}-{precision}.engine"
     argv = ["build-engine", str(exported[arch]), "--max-faces", "4", "--out", str(out), "--cache-dir", str(tmp_path)]
@@ -315,7 +315,7 @@ def test_engine_build_run_and_parity_with_onnxruntime(exported: dict[str, Path],
 @pytest.mark.gpu
 @needs_trt
 def test_backend_builds_and_caches_from_onnx(exported: dict[str, Path], tmp_path: Path) -> None:
-    from engines.tensorrt_backend import TensorRTBackend
+    from facetrack.engines.tensorrt_backend import TensorRTBackend
 
     with TensorRTBackend(exported["aan"], precision="fp32", max_faces=2, cache_dir=tmp_path) as b1:
         first = b1.engine_path
@@ -491,9 +491,9 @@ def test_build_and_run_through_the_tensorrt_api_surface(monkeypatch: pytest.Monk
                                                         data_dir: Path, tmp_path: Path, fp16: bool) -> None:
     import types
 
-    from engines.onnxrt import OnnxRuntimeBackend
-    from engines.tensorrt_backend import TensorRTBackend
-    from tracker.cli import main
+    from facetrack.engines.onnxrt import OnnxRuntimeBackend
+    from facetrack.engines.tensorrt_backend import TensorRTBackend
+    from facetrack.cli import main
 
     calls: list = []
     trt, cuda = _fake_trt_modules(calls)
@@ -509,7 +509,7 @@ def test_build_and_run_through_the_tensorrt_api_surface(monkeypatch: pytest.Monk
     assert build[1] == (1 << 0 if fp16 else 0)  # STRONGLY_TYPED only for fp16 on TensorRT >= 10.12
     assert build[2] == []  # no BuilderFlag.FP16 on 10.13; TF32 cleared for fp32
     assert (("clear_flag", "tf32") in calls) is (not fp16) and ("workspace", 64 << 20) in calls
-    from train.models import config_for
+    from facetrack.train.models import config_for
 
     hidden = config_for("mdm-rt").hidden_size  # the profile follows the exported model's state width
     assert build[3] == [{n: ([1] + s, [1] + s, [4] + s) for n, s in

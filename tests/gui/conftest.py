@@ -12,12 +12,12 @@ import pytest
 
 pytest.importorskip("PySide6", reason="PySide6 (the [gui] extra) is not installed")
 
-from tracker.markup import mean_shape  # noqa: E402
+from facetrack.tracker.markup import mean_shape  # noqa: E402
 
 
 # The tracker's own result types: the GUI must consume exactly what the tracker produces.
-from tracker.tracker import FaceResult as FakeFace  # noqa: E402
-from tracker.tracker import FrameResult as FakeResult  # noqa: E402
+from facetrack.tracker.tracker import FaceResult as FakeFace  # noqa: E402
+from facetrack.tracker.tracker import FrameResult as FakeResult  # noqa: E402
 
 
 class FakeTracker:
@@ -47,7 +47,7 @@ class FakeTracker:
 
 
 class FakePredictor:
-    """An evaluation predictor (``tracker.eval300vw.FramePredictor``) returning the ground truth
+    """An evaluation predictor (``facetrack.tracker.eval300vw.FramePredictor``) returning the ground truth
     shifted by ``shift`` px, so the NME is known."""
 
     every_frame = True
@@ -86,7 +86,7 @@ def clip_300vw(tmp_path: Path, data_dir: Path) -> Path:
 @pytest.fixture
 def make_window(qtbot):
     """``make_window(tracker=..., predictor=...)`` -> a shown MainWindow, shut down after the test."""
-    from gui.main_window import MainWindow
+    from facetrack.gui.main_window import MainWindow
 
     windows = []
 

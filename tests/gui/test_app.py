@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from gui.frames import TrackedFrame
+from facetrack.gui.frames import TrackedFrame
 from tests.gui.conftest import FakePredictor, FakeTracker
-from tracker.io import Video300VW
-from tracker.metrics import nme
+from facetrack.tracker.io import Video300VW
+from facetrack.tracker.metrics import nme
 
 pytestmark = pytest.mark.gui
 
@@ -93,7 +93,7 @@ def test_unreadable_file_gives_a_message_naming_it(qtbot, make_window, tmp_path)
 
 
 def test_missing_model_gives_a_message(qtbot, make_window, tmp_path):
-    from gui.workers import default_tracker_factory
+    from facetrack.gui.workers import default_tracker_factory
 
     win = make_window(default_tracker_factory)
     missing = str(tmp_path / "nope.onnx")
@@ -108,10 +108,10 @@ def test_slow_tracker_on_a_live_source_drops_and_counts_then_unplug_is_a_message
     """A camera feeds 30 fps whatever the model does; with a 150 ms model the one-slot queue must
     drop stale frames, count them, and the window must show the count. Then the 'camera' stops
     delivering (unplugged) and the window says so."""
-    import gui.workers
-    from gui.frames import SourceInfo
-    from gui.sources import SourceError
-    from tracker.video import VideoFile
+    import facetrack.gui.workers
+    from facetrack.gui.frames import SourceInfo
+    from facetrack.gui.sources import SourceError
+    from facetrack.tracker.video import VideoFile
 
     class RecordedCamera:
         def __init__(self, index: int) -> None:
@@ -129,7 +129,7 @@ def test_slow_tracker_on_a_live_source_drops_and_counts_then_unplug_is_a_message
         def close(self):
             self.video.close()
 
-    monkeypatch.setattr(gui.workers, "CameraSource", RecordedCamera)
+    monkeypatch.setattr(facetrack.gui.workers, "CameraSource", RecordedCamera)
     win = make_window(FakeTracker(delay=0.15))
     win.live.open_camera(0)
     qtbot.waitUntil(lambda: "unplugged" in win.live.message_label.text(), timeout=15000)
@@ -143,7 +143,7 @@ def test_slow_tracker_on_a_live_source_drops_and_counts_then_unplug_is_a_message
 
 
 def test_recording_writes_the_cli_csv_and_the_overlay_video(qtbot, make_window, data_dir, tmp_path):
-    from tracker.output import read_landmarks_csv
+    from facetrack.tracker.output import read_landmarks_csv
 
     win = make_window(FakeTracker())
     _open(qtbot, win, data_dir / VIDEO, frames=5)
@@ -220,11 +220,11 @@ def test_300vw_tab_cancel_and_bad_root(qtbot, make_window, clip_300vw, tmp_path)
 
 
 def test_real_tracker_on_real_video(qtbot, make_window, data_dir):
-    """The shipped model end to end (needs tracker/weights/mdm-rt.onnx): a frontal selfie video,
+    """The shipped model end to end (needs facetrack/tracker/weights/mdm-rt.onnx): a frontal selfie video,
     the face found on the first frame and tracked after."""
-    from gui.workers import default_tracker_factory
+    from facetrack.gui.workers import default_tracker_factory
 
-    weights = Path(__file__).resolve().parents[2] / "tracker" / "weights" / "mdm-rt.onnx"
+    weights = Path(__file__).resolve().parents[2] / "facetrack" / "tracker" / "weights" / "mdm-rt.onnx"
     if not weights.exists():
         pytest.skip(f"{weights} not shipped yet")
     win = make_window(default_tracker_factory)
@@ -268,7 +268,7 @@ def test_play_at_the_end_starts_over(qtbot, make_window, data_dir):
 
 def test_300vw_tab_with_the_shipped_model(qtbot, make_window, clip_300vw):
     """The real evaluator and model (gt-box mode: 2 crops) through the tab."""
-    weights = Path(__file__).resolve().parents[2] / "tracker" / "weights" / "mdm-rt.onnx"
+    weights = Path(__file__).resolve().parents[2] / "facetrack" / "tracker" / "weights" / "mdm-rt.onnx"
     if not weights.exists():
         pytest.skip(f"{weights} not shipped yet")
     win = make_window()

@@ -1,12 +1,12 @@
 """The Qt binding itself: PySide6 6.12.0 on CPython 3.11 loses a reference to None on every
-void call and aborts the app within minutes (gui/compat.py)."""
+void call and aborts the app within minutes (facetrack/gui/compat.py)."""
 from __future__ import annotations
 
 import sys
 
 import pytest
 
-from gui.compat import binding_problem, refcount_leak_per_call
+from facetrack.gui.compat import binding_problem, refcount_leak_per_call
 
 pytestmark = pytest.mark.gui
 

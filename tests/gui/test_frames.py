@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from gui.frames import DrawOptions, FaceView, OneSlotQueue, TrackedFrame
-from gui.overlay import PRED_COLOR, STATE_COLORS, info_lines, render_comparison, render_tracked, state_label
-from tracker.markup import mean_shape
+from facetrack.gui.frames import DrawOptions, FaceView, OneSlotQueue, TrackedFrame
+from facetrack.gui.overlay import PRED_COLOR, STATE_COLORS, info_lines, render_comparison, render_tracked, state_label
+from facetrack.tracker.markup import mean_shape
 
 pytestmark = pytest.mark.gui
 
@@ -110,7 +110,7 @@ def test_render_comparison_draws_both_shapes():
 
 
 def test_list_cameras_probes_indices_and_keeps_those_that_open(monkeypatch):
-    import gui.sources as sources
+    import facetrack.gui.sources as sources
 
     opened = []
 
@@ -134,7 +134,7 @@ def test_list_cameras_probes_indices_and_keeps_those_that_open(monkeypatch):
 
 
 def test_caption_scales_with_the_frame_width():
-    from gui.overlay import draw_caption
+    from facetrack.gui.overlay import draw_caption
 
     def text_height(width):
         out = draw_caption(np.zeros((400, width, 3), np.uint8), [("ground truth", (0, 255, 0))])

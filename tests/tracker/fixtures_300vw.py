@@ -9,9 +9,9 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
-from tracker.geometry import apply_affine, compose_affine, similarity_matrix
-from tracker.io import read_pts, write_pts
-from tracker.metrics import normaliser
+from facetrack.tracker.geometry import apply_affine, compose_affine, similarity_matrix
+from facetrack.tracker.io import read_pts, write_pts
+from facetrack.tracker.metrics import normaliser
 
 FPS = 25.0
 HELEN_FACE = "images68/helen_test/30542618_1"

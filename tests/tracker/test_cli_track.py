@@ -15,16 +15,16 @@ import cv2
 import numpy as np
 import pytest
 
-from engines import names
-from tracker import models
-from tracker.cli import main
-from tracker.geometry import template
-from tracker.output import COLUMNS, read_landmarks_csv
+from facetrack.engines import names
+from facetrack.tracker import models
+from facetrack.cli import main
+from facetrack.tracker.geometry import template
+from facetrack.tracker.output import COLUMNS, read_landmarks_csv
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = "videos_unlabelled/short_hamilton_clip.mp4"
 
-pytest.importorskip("tracker.detect", reason="the face detector module is not in the tree yet")
+pytest.importorskip("facetrack.tracker.detect", reason="the face detector module is not in the tree yet")
 
 
 def _fake_onnx(path: Path, size: int = 32, hidden: int = 8) -> Path:
@@ -173,7 +173,7 @@ def test_errors_are_one_line(clip, tmp_path, case, problem, capsys):
 def test_ctrl_c_leaves_a_valid_csv_and_exits_130(clip, tmp_path, model_args):
     out = tmp_path / "l.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "tracker.cli", str(clip), "--out", str(out), *model_args],
+    proc = subprocess.Popen([sys.executable, "-m", "facetrack.cli", str(clip), "--out", str(out), *model_args],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 6):
@@ -188,7 +188,7 @@ def test_ctrl_c_leaves_a_valid_csv_and_exits_130(clip, tmp_path, model_args):
 
 
 def test_video_source_seek_is_exact_and_camera_error(clip):
-    from tracker.video import Camera, VideoError, VideoFile
+    from facetrack.tracker.video import Camera, VideoError, VideoFile
 
     with VideoFile(clip) as v:
         assert v.frame_count == 275 and v.fps == pytest.approx(29.97, abs=0.01) and (v.width, v.height) == (640, 360)
@@ -209,7 +209,7 @@ def test_killed_run_leaves_whole_lines(clip, tmp_path, model_args):
     """SIGKILL (no chance to clean up): the file still holds whole frames only."""
     out = tmp_path / "l.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "tracker.cli", str(clip), "--out", str(out), "-q", *model_args],
+    proc = subprocess.Popen([sys.executable, "-m", "facetrack.cli", str(clip), "--out", str(out), "-q", *model_args],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 10):

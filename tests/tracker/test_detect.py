@@ -7,12 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker import detect
-from tracker.detect import (DEFAULT_DETECTOR, DETECTORS, Detection, FaceDetector, HaarDetector, box_calibration,
+from facetrack.tracker import detect
+from facetrack.tracker.detect import (DEFAULT_DETECTOR, DETECTORS, Detection, FaceDetector, HaarDetector, box_calibration,
                             default_detector, merge_detections)
-from tracker.geometry import BoxCalibration, apply_affine, box_of, crop_from_box, invert_affine, template
-from tracker.io import read_box_pts, read_pts
-from tracker.metrics import nme
+from facetrack.tracker.geometry import BoxCalibration, apply_affine, box_of, crop_from_box, invert_affine, template
+from facetrack.tracker.io import read_box_pts, read_pts
+from facetrack.tracker.metrics import nme
 
 TEST_FACES = ["helen_test/30427236_2", "helen_test/30542618_1", "lfpw_test/image_0002", "lfpw_test/image_0003"]
 

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker import draw
-from tracker.geometry import template
-from tracker.io import read_pts
-from tracker.markup import DRAW_EDGES
+from facetrack.tracker import draw
+from facetrack.tracker.geometry import template
+from facetrack.tracker.io import read_pts
+from facetrack.tracker.markup import DRAW_EDGES
 
 
 def _face(size: int = 300) -> np.ndarray:

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from tests.tracker.fixtures_300vw import OffsetPredictor, moving_face_clip, real_401_clip
-from tracker import eval300vw as ev
-from tracker.io import read_pts
+from facetrack.tracker import eval300vw as ev
+from facetrack.tracker.io import read_pts
 
 T = 0.08
 
@@ -195,7 +195,7 @@ def test_ced_png_with_published_references(clips: dict, tmp_path: Path, data_dir
 
 
 def test_reference_labels_and_loading(data_dir: Path) -> None:
-    from tracker.plots import load_reference_errors, reference_label
+    from facetrack.tracker.plots import load_reference_errors, reference_label
 
     assert reference_label("tracking_mdnet_cfss_category1.txt") == "MDNET + CFSS (Chrysos et al. 2017)"
     assert reference_label("tracking_mdnet_dlibERT_category1.txt") == "MDNET + ERT (dlib) (Chrysos et al. 2017)"
@@ -206,7 +206,7 @@ def test_reference_labels_and_loading(data_dir: Path) -> None:
 
 
 def test_cli_reuses_finished_videos_and_reports_empty_category(clips: dict, tmp_path: Path, capsys) -> None:
-    from tracker.cli import main
+    from facetrack.cli import main
 
     out = tmp_path / "rep"
     ev.evaluate_300vw(clips["root"], [3], predictor=OffsetPredictor(SHIFTS), out_dir=out, mode="gt-box",
@@ -236,14 +236,14 @@ def test_bad_inputs_name_the_problem(clips: dict, tmp_path: Path, data_dir: Path
 
 
 def _real_runtime_missing() -> str | None:
-    for mod in ("tracker.tracker", "tracker.landmarker", "tracker.detect", "tracker.models"):
+    for mod in ("facetrack.tracker.tracker", "facetrack.tracker.landmarker", "facetrack.tracker.detect", "facetrack.tracker.models"):
         try:
             importlib.import_module(mod)
         except ImportError as e:
             return f"{mod} not in the tree yet ({e})"
-    from tracker.models import available
+    from facetrack.tracker.models import available
 
-    return None if "mdm" in available() else "shipped weights missing: mdm-rt (tracker/weights/mdm-rt.onnx)"
+    return None if "mdm" in available() else "shipped weights missing: mdm-rt (facetrack/tracker/weights/mdm-rt.onnx)"
 
 
 @pytest.mark.parametrize("mode", ev.MODES)

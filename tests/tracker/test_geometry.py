@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker import geometry as g
-from tracker.io import read_pts
-from tracker.markup import mean_shape
-from tracker.metrics import nme
+from facetrack.tracker import geometry as g
+from facetrack.tracker.io import read_pts
+from facetrack.tracker.markup import mean_shape
+from facetrack.tracker.metrics import nme
 
 RNG = np.random.default_rng(1234)
 

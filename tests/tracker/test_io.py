@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker import io
-from tracker.io import LandmarkFileError
-from tracker.geometry import box_of
+from facetrack.tracker import io
+from facetrack.tracker.io import LandmarkFileError
+from facetrack.tracker.geometry import box_of
 
 
 def _all_pts(data_dir: Path) -> list[Path]:

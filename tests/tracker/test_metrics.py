@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracker import metrics as mt
-from tracker.io import read_pts
+from facetrack.tracker import metrics as mt
+from facetrack.tracker.io import read_pts
 
 
 def _face() -> np.ndarray:

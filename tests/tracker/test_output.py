@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from tracker.io import read_pts
-from tracker.output import COLUMNS, CsvWriter, JsonLinesWriter, OutputFileError, open_writer, read_landmarks_csv, truncate_to_complete
+from facetrack.tracker.io import read_pts
+from facetrack.tracker.output import COLUMNS, CsvWriter, JsonLinesWriter, OutputFileError, open_writer, read_landmarks_csv, truncate_to_complete
 
 
 @dataclass(frozen=True)

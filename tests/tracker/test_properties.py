@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tracker import geometry as g
-from tracker import io
-from tracker import metrics as mt
-from tracker.markup import mean_shape, mirror_landmarks
+from facetrack.tracker import geometry as g
+from facetrack.tracker import io
+from facetrack.tracker import metrics as mt
+from facetrack.tracker.markup import mean_shape, mirror_landmarks
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

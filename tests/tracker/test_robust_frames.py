@@ -13,17 +13,17 @@ import cv2
 import numpy as np
 import pytest
 
-from engines import names
-from tracker import models
-from tracker.geometry import template
-from tracker.io import read_pts
-from tracker.landmarker import Fit, Landmarker
-from tracker.metrics import nme
-from tracker.tracker import FrameResult, Tracker, TrackerConfig
+from facetrack.engines import names
+from facetrack.tracker import models
+from facetrack.tracker.geometry import template
+from facetrack.tracker.io import read_pts
+from facetrack.tracker.landmarker import Fit, Landmarker
+from facetrack.tracker.metrics import nme
+from facetrack.tracker.tracker import FrameResult, Tracker, TrackerConfig
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx", reason="onnx (the [train] extra) builds the stand-in models")
-detect = pytest.importorskip("tracker.detect", reason="the face detector module is not in the tree yet")
+detect = pytest.importorskip("facetrack.tracker.detect", reason="the face detector module is not in the tree yet")
 
 FACE = "images68/helen_test/30542618_1"  # 640x427, one frontal face
 SIZE, HIDDEN = 32, 8
@@ -289,7 +289,7 @@ def test_every_result_path_checks_finiteness():
     tracker on every fit (tracking and detection), the writers on every row."""
     import inspect
 
-    from tracker import landmarker, output, tracker
+    from facetrack.tracker import landmarker, output, tracker
 
     fit_src = inspect.getsource(landmarker.Landmarker._fit)
     assert "np.isfinite(pts).all()" in fit_src and "np.isfinite(c)" in fit_src

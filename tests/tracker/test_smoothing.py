@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracker.io import read_pts
-from tracker.smoothing import OneEuroFilter, face_size
+from facetrack.tracker.io import read_pts
+from facetrack.tracker.smoothing import OneEuroFilter, face_size
 
 FPS = 30.0
 

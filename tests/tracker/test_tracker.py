@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from engines import names
-from tracker import models
-from tracker.geometry import BoxCalibration, apply_affine, box_of, similarity_matrix, template
-from tracker.io import read_pts
-from tracker.landmarker import Fit, Landmarker
-from tracker.markup import mean_shape
-from tracker.metrics import nme
-from tracker.tracker import CutDetector, Tracker, TrackerConfig
+from facetrack.engines import names
+from facetrack.tracker import models
+from facetrack.tracker.geometry import BoxCalibration, apply_affine, box_of, similarity_matrix, template
+from facetrack.tracker.io import read_pts
+from facetrack.tracker.landmarker import Fit, Landmarker
+from facetrack.tracker.markup import mean_shape
+from facetrack.tracker.metrics import nme
+from facetrack.tracker.tracker import CutDetector, Tracker, TrackerConfig
 
 VIDEO = "videos_unlabelled/short_hamilton_clip.mp4"
 
@@ -352,7 +352,7 @@ def test_tracker_redetects_at_each_cut_of_the_real_clip(data_dir, tmp_path):
     """The clip's first 90 frames (cuts at 20 and 82) with the real detector and runtime
     (stand-in model): at a cut nothing is carried over; every face there is a new detection."""
     pytest.importorskip("onnxruntime")
-    detect = pytest.importorskip("tracker.detect")
+    detect = pytest.importorskip("facetrack.tracker.detect")
     lm = Landmarker(_fake_onnx(tmp_path / "m.onnx", "mdm"))
     tr = Tracker(TrackerConfig(model="mdm", confidence_threshold=0.1), landmarkers={"mdm": lm}, detector=detect.default_detector())
     cap = cv2.VideoCapture(str(data_dir / VIDEO))
@@ -436,7 +436,7 @@ def test_odd_frames_with_fakes_never_raise(face):
 
 def test_odd_frames_with_real_runtime_and_detector(face, tmp_path):
     pytest.importorskip("onnxruntime")
-    detect = pytest.importorskip("tracker.detect")
+    detect = pytest.importorskip("facetrack.tracker.detect")
     gray, shape = face
     bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     lms = {"mdm": Landmarker(_fake_onnx(tmp_path / "m.onnx", "mdm")), "aan": Landmarker(_fake_onnx(tmp_path / "a.onnx", "aan"))}
@@ -455,7 +455,7 @@ def test_odd_frames_with_real_runtime_and_detector(face, tmp_path):
 def test_real_face_removed_and_back_is_redetected(face, tmp_path):
     """Real detector, real runtime (stand-in model), a real face: black frames in between."""
     pytest.importorskip("onnxruntime")
-    detect = pytest.importorskip("tracker.detect")
+    detect = pytest.importorskip("facetrack.tracker.detect")
     gray, shape = face
     lm = Landmarker(_fake_onnx(tmp_path / "m.onnx", "mdm"))
     tr = Tracker(TrackerConfig(model="mdm", max_faces=2, confidence_threshold=0.05, detect_every=100), landmarkers={"mdm": lm},

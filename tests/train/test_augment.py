@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker.geometry import template
-from tracker.markup import mean_shape
-from tracker.metrics import nme
-from train.augment import GEOMETRY_ONLY, AugmentConfig, augment, face_size, mdm_init, photometric
-from train.datasets import CachedFace, FaceSample, build_cache, load_images68
+from facetrack.tracker.geometry import template
+from facetrack.tracker.markup import mean_shape
+from facetrack.tracker.metrics import nme
+from facetrack.train.augment import GEOMETRY_ONLY, AugmentConfig, augment, face_size, mdm_init, photometric
+from facetrack.train.datasets import CachedFace, FaceSample, build_cache, load_images68
 
 S = 112
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker.geometry import box_of
-from tracker.io import write_pts
-from train.datasets import (
+from facetrack.tracker.geometry import box_of
+from facetrack.tracker.io import write_pts
+from facetrack.train.datasets import (
     PtsImageDataset,
     Video300VWDataset,
     build_cache,

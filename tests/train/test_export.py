@@ -12,12 +12,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from engines import names
-from tracker.geometry import crop_from_shape, template, to_input, warp_crop
-from tracker.io import read_pts
-from train import export as export_mod
-from train.export import PARITY_TOL, check_parity, export_onnx
-from train.models import build_model, config_from_dict, config_to_dict
+from facetrack.engines import names
+from facetrack.tracker.geometry import crop_from_shape, template, to_input, warp_crop
+from facetrack.tracker.io import read_pts
+from facetrack.train import export as export_mod
+from facetrack.train.export import PARITY_TOL, check_parity, export_onnx
+from facetrack.train.models import build_model, config_from_dict, config_to_dict
 
 S = 112
 

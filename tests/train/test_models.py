@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from tracker.geometry import crop_from_shape, template, to_input, warp_crop
-from tracker.io import read_pts
-from train.aan import AAN
-from train.mdm import MDM, extract_patches
-from train.models import ARCHS, build_model, config_for, config_from_dict, config_to_dict
+from facetrack.tracker.geometry import crop_from_shape, template, to_input, warp_crop
+from facetrack.tracker.io import read_pts
+from facetrack.train.aan import AAN
+from facetrack.train.mdm import MDM, extract_patches
+from facetrack.train.models import ARCHS, build_model, config_for, config_from_dict, config_to_dict
 
 S = 112
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from train.augment import NO_AUGMENT
-from train.datasets import build_cache, load_images68
-from train.export import load_checkpoint
-from train.models import build_model, config_for, config_to_dict
-from train.trainer import TrainOptions, forward_loss, load_faces, lr_at, make_batch, normalised_error, train
+from facetrack.train.augment import NO_AUGMENT
+from facetrack.train.datasets import build_cache, load_images68
+from facetrack.train.export import load_checkpoint
+from facetrack.train.models import build_model, config_for, config_to_dict
+from facetrack.train.trainer import TrainOptions, forward_loss, load_faces, lr_at, make_batch, normalised_error, train
 
 
 def _opts(data_dir: Path, out: Path, arch: str = "mdm-rt", **kw) -> TrainOptions:
@@ -92,7 +92,7 @@ def test_resume_is_bit_for_bit(data_dir: Path, tmp_path: Path) -> None:
 def test_resume_without_checkpoint_and_cli_errors(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(FileNotFoundError, match="last.pt"):
         train(_opts(data_dir, tmp_path / "none", resume=True))
-    from tracker.cli import main
+    from facetrack.cli import main
 
     assert main(["train", "aan", "--data", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "no images68/" in capsys.readouterr().err

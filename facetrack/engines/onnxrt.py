@@ -1,0 +1,118 @@
+"""ONNX Runtime backend: the CPU default everywhere, CUDA when asked for and present.
+
+The model's facetrack metadata is read from the ONNX ``metadata_props``
+(``InferenceSession.get_modelmeta().custom_metadata_map``), so no side file is needed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Literal, Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+from facetrack.engines import names
+from facetrack.engines.base import Backend, TensorSpec, check_model_path, looks_like_text, order_specs, verify_metadata
+from facetrack.engines.errors import BackendUnavailableError, ModelFileError
+
+log = logging.getLogger(__name__)
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+_ORT_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16), "tensor(double)": np.dtype(np.float64),
+               "tensor(int64)": np.dtype(np.int64), "tensor(int32)": np.dtype(np.int32)}
+
+
+def default_threads() -> int:
+    """Intra-op threads for the CPU provider: ``min(2, cores)`` (the tracker runs beside
+    capture, drawing and the GUI, and a 1-face batch does not scale past 2 threads)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def cuda_provider_available() -> bool:
+    """Whether this ONNX Runtime build lists the CUDA execution provider (``onnxruntime-gpu``);
+    says nothing about a GPU being present."""
+    return CUDA_PROVIDER in ort.get_available_providers()
+
+
+def _spec(arg: "ort.NodeArg") -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else (d or None) for d in (arg.shape or ()))
+    return TensorSpec(arg.name, shape, _ORT_DTYPES.get(arg.type, np.dtype(object)))
+
+
+class OnnxRuntimeBackend(Backend):
+    """A facetrack ``.onnx`` model in an ``onnxruntime.InferenceSession``.
+
+    ``device``: ``"cpu"`` or ``"cuda"`` (raises :class:`BackendUnavailableError` when the CUDA
+    provider is missing or fails to load: no silent fallback to the CPU).
+    ``threads``: intra-op threads on the CPU (default :func:`default_threads`).
+    Raises :class:`ModelFileError` naming the file for a missing, empty, text or non-ONNX file,
+    or an ONNX model that is not a facetrack model.
+    """
+
+    name = "onnxruntime"
+    suffixes = (".onnx",)
+
+    def __init__(self, path: str | os.PathLike, *, device: Literal["cpu", "cuda"] = "cpu", threads: int | None = None) -> None:
+        super().__init__(path)
+        p = check_model_path(path, "ONNX model")
+        if looks_like_text(p):
+            raise ModelFileError(f"{p}: a text file, not an ONNX model")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = int(threads) if threads else default_threads()
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # errors only; ORT's warnings go to stderr otherwise
+        if device == "cuda":
+            if not cuda_provider_available():
+                raise BackendUnavailableError(
+                    f"{p}: ONNX Runtime CUDA asked for, but this onnxruntime has no {CUDA_PROVIDER} (install onnxruntime-gpu)"
+                )
+            providers = [CUDA_PROVIDER, CPU_PROVIDER]
+        else:
+            providers = [CPU_PROVIDER]
+        try:
+            self._session = ort.InferenceSession(str(p), sess_options=opts, providers=providers)
+        except Exception as e:  # ORT raises its own pybind exception types (InvalidProtobuf, Fail, ...)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelFileError(f"{p}: not a loadable ONNX model ({first})") from None
+        if device == "cuda" and CUDA_PROVIDER not in self._session.get_providers():
+            raise BackendUnavailableError(f"{p}: ONNX Runtime could not start {CUDA_PROVIDER} (no GPU or CUDA libraries)")
+        self._device = device
+        meta = self._session.get_modelmeta().custom_metadata_map
+        ins = [_spec(a) for a in self._session.get_inputs()]
+        outs = [_spec(a) for a in self._session.get_outputs()]
+        verify_metadata(meta, p, [s.name for s in ins], [s.name for s in outs])
+        self._metadata = {k: v for k, v in meta.items() if k.startswith("facetrack.")}
+        io = names.MODEL_IO[self._metadata[names.KIND]]
+        self._inputs = order_specs(ins, io.inputs)
+        self._outputs = order_specs(outs, io.outputs)
+        bad = [str(s) for s in self._inputs + self._outputs if s.dtype != np.float32]
+        if bad:
+            raise ModelFileError(f"{p}: facetrack tensors are float32, the file has {', '.join(bad)}")
+        image = self._inputs[0]
+        size = self.input_size
+        if any(isinstance(d, int) and d != size for d in image.shape[2:]):
+            raise ModelFileError(f"{p}: input {image} does not match metadata input_size {size}")
+        self._output_names = [s.name for s in self._outputs]
+        log.info("%s: %s model (%s), %s, %d thread(s)", p.name, self.arch, self.kind, self.device, opts.intra_op_num_threads)
+
+    @property
+    def device(self) -> str:
+        return "ONNX Runtime CUDA" if self._device == "cuda" else "ONNX Runtime CPU"
+
+    @property
+    def providers(self) -> list[str]:
+        """The session's execution providers, in priority order."""
+        return list(self._session.get_providers())
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self._session.run(self._output_names, dict(feed))
+        return dict(zip(self._output_names, results))
+
+    def _close(self) -> None:
+        self._session = None  # type: ignore[assignment]

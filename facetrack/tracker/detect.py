@@ -1,0 +1,271 @@
+"""Face detection for (re)initialising the tracker, with no model download.
+
+A :class:`FaceDetector` returns face boxes in image pixels, best first; its
+:attr:`~FaceDetector.calibration` maps its boxes to an estimate of the tight box of the 68
+landmarks (:class:`facetrack.tracker.geometry.BoxCalibration`), so ``crop_from_box(calibration(box))``
+gives the crop the models were trained on. Calibrations are fitted by ``facetrack/train/calibrate.py``
+on training faces and stored in ``facetrack/tracker/data/calibration.json``.
+
+Detectors: OpenCV's Haar cascades (shipped inside ``opencv-python`` 4.x, ``cv2.data.haarcascades``;
+frontal cascades, optionally the profile cascade on the image and its mirror) run on a
+downscaled copy; dlib's HOG detector when ``dlib`` happens to be installed (not a dependency).
+``default_detector()`` returns the one chosen by ``facetrack/bench/detectors.py`` (recall on the
+real faces, ms per frame).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from facetrack.tracker.geometry import BoxCalibration
+
+log = logging.getLogger(__name__)
+
+#: detector name used by ``default_detector()`` (chosen in facetrack/bench/detectors.py).
+DEFAULT_DETECTOR = "haar-alt2"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: ``box`` ``(x0, y0, x1, y1)`` float32 image pixels, ``score`` (larger is
+    surer; the scale depends on the detector)."""
+
+    box: np.ndarray
+    score: float
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """Finds faces in a grey frame."""
+
+    name: str
+    calibration: BoxCalibration
+
+    def detect(self, gray: np.ndarray) -> list[Detection]:
+        """``gray``: ``uint8`` ``(H, W)``. Returns detections sorted best first."""
+        ...
+
+
+# ---- box calibration ----------------------------------------------------------------------
+def _calibration_path() -> Path:
+    return Path(str(resources.files("facetrack.tracker") / "data" / "calibration.json"))
+
+
+@lru_cache(maxsize=4)
+def _load_calibrations(path: str) -> dict[str, BoxCalibration]:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        sources = data["sources"]
+        return {k: BoxCalibration(float(v["sx"]), float(v["sy"]), float(v["dx"]), float(v["dy"])) for k, v in sources.items()}
+    except FileNotFoundError:
+        log.warning("%s: no box calibration file (run facetrack/train/calibrate.py); using identity calibrations", p)
+        return {}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{p}: not a box calibration file ({e!r})") from None
+
+
+def box_calibration(source: str, path: str | Path | None = None) -> BoxCalibration:
+    """The calibration of a box source: ``"detector:<name>"``, ``"300w"`` (the 300-W / MDM
+    initialisation boxes) or ``"gt"`` (a tight landmark box: identity).
+
+    Read from ``facetrack/tracker/data/calibration.json`` (or ``path``). Raises ``ValueError`` naming the
+    known sources for an unknown one; a detector with no fitted entry gets the identity
+    (logged), so a new detector still runs before it is calibrated.
+    """
+    if source == "gt":
+        return BoxCalibration()
+    table = _load_calibrations(str(path or _calibration_path()))
+    if source in table:
+        return table[source]
+    if source.startswith("detector:"):
+        log.warning("no box calibration for %s; using the identity (run facetrack/train/calibrate.py)", source)
+        return BoxCalibration()
+    raise ValueError(f"unknown box source {source!r} (known: gt, {', '.join(sorted(table)) or 'none fitted'})")
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def merge_detections(dets: list[Detection], iou: float = 0.3) -> list[Detection]:
+    """Greedy merge of overlapping detections (best score first): a box overlapping a kept one
+    by more than ``iou``, or lying mostly inside it, is dropped. Returns best first."""
+    kept: list[Detection] = []
+    for d in sorted(dets, key=lambda d: (-d.score, -float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))):
+        area = float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+        dup = False
+        for k in kept:
+            ov = box_iou(d.box, k.box)
+            iw = max(0.0, min(d.box[2], k.box[2]) - max(d.box[0], k.box[0]))
+            ih = max(0.0, min(d.box[3], k.box[3]) - max(d.box[1], k.box[1]))
+            if ov > iou or (area > 0 and iw * ih / area > 0.7):
+                dup = True
+                break
+        if not dup:
+            kept.append(d)
+    return kept
+
+
+def _check_gray(gray: np.ndarray) -> np.ndarray:
+    g = np.asarray(gray)
+    if g.ndim != 2 or g.dtype != np.uint8:
+        raise ValueError(f"detect() needs a uint8 (H, W) grey image, got {g.dtype} {g.shape}")
+    return g
+
+
+def _downscale(gray: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """``gray`` shrunk (area filter) so its long side is at most ``max_side``; returns the
+    image and the factor ``f`` (small = f * original)."""
+    h, w = gray.shape
+    f = min(1.0, max_side / max(h, w))
+    if f >= 1.0:
+        return gray, 1.0
+    small = cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    return small, small.shape[1] / w
+
+
+# ---- OpenCV Haar cascades ------------------------------------------------------------------
+HAAR_FILES: dict[str, str] = {
+    "default": "haarcascade_frontalface_default.xml",
+    "alt": "haarcascade_frontalface_alt.xml",
+    "alt2": "haarcascade_frontalface_alt2.xml",
+    "profile": "haarcascade_profileface.xml",
+}
+
+
+def _load_cascade(key: str) -> "cv2.CascadeClassifier":
+    if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+        raise RuntimeError(f"OpenCV {cv2.__version__} has no Haar cascades (facetrack needs opencv-python 4.x)")
+    path = Path(cv2.data.haarcascades) / HAAR_FILES[key]
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        raise RuntimeError(f"{path}: cannot load the Haar cascade (is opencv-python 4.x installed?)")
+    return cascade
+
+
+class HaarDetector:
+    """OpenCV Haar cascade(s) on a downscaled, histogram-equalised copy of the frame.
+
+    ``frontal``: cascade key(s) of :data:`HAAR_FILES`; ``profile``: also run the profile
+    cascade on the image and on its mirror (faces turned either way); ``"fallback"``: only when
+    the frontal cascades find nothing (same cost as frontal-only on frontal faces). ``max_side``: the long
+    side of the copy searched (px); ``min_face``: smallest face as a fraction of the copy's
+    short side; ``min_neighbors``: OpenCV's grouping threshold. Score: the number of raw
+    detections grouped into the box (OpenCV's ``numDetections``).
+    """
+
+    def __init__(self, frontal: tuple[str, ...] = ("alt2",), profile: bool | str = False, max_side: int = 640,
+                 min_face: float = 1 / 12, min_neighbors: int = 3, scale_factor: float = 1.1, name: str | None = None,
+                 calibration: BoxCalibration | None = None) -> None:
+        if profile not in (True, False, "fallback"):
+            raise ValueError(f"profile must be True, False or 'fallback', not {profile!r}")
+        self.name = name or "haar-" + "+".join(frontal) + {True: "+profile", False: "", "fallback": "+profile-fallback"}[profile]
+        self._profile_mode = profile
+        self._frontal = [_load_cascade(k) for k in frontal]
+        self._profile = _load_cascade("profile") if profile else None
+        self.max_side, self.min_face = int(max_side), float(min_face)
+        self.min_neighbors, self.scale_factor = int(min_neighbors), float(scale_factor)
+        self.calibration = calibration if calibration is not None else box_calibration(f"detector:{self.name}")
+
+    def _run(self, cascade: "cv2.CascadeClassifier", img: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
+        rects, counts = cascade.detectMultiScale2(img, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                                  minSize=(min_px, min_px))
+        if len(rects) == 0:
+            return np.zeros((0, 4), np.float64), np.zeros(0)
+        return np.asarray(rects, np.float64), np.asarray(counts, np.float64).reshape(-1)
+
+    def detect(self, gray: np.ndarray) -> list[Detection]:
+        """Faces in ``gray`` (``uint8`` ``(H, W)``), boxes in its pixels, best first."""
+        g = _check_gray(gray)
+        small, f = _downscale(g, self.max_side)
+        small = cv2.equalizeHist(small)
+        min_px = max(20, int(round(min(small.shape) * self.min_face)))
+        dets: list[Detection] = []
+
+        def add(rects: np.ndarray, counts: np.ndarray, mirrored: bool) -> None:
+            w = small.shape[1]
+            for (x, y, rw, rh), c in zip(rects, counts):
+                x0 = (w - x - rw) if mirrored else x
+                box = np.array([x0, y, x0 + rw, y + rh], np.float64) / f
+                dets.append(Detection(box.astype(np.float32), float(c)))
+
+        for cascade in self._frontal:
+            add(*self._run(cascade, small, min_px), mirrored=False)
+        if self._profile is not None and (self._profile_mode is True or not dets):
+            add(*self._run(self._profile, small, min_px), mirrored=False)
+            add(*self._run(self._profile, np.ascontiguousarray(small[:, ::-1]), min_px), mirrored=True)
+        return merge_detections(dets)
+
+
+# ---- dlib HOG (optional) --------------------------------------------------------------------
+def dlib_available() -> bool:
+    """Whether ``dlib`` is importable (it is not a facetrack dependency)."""
+    import importlib.util
+
+    return importlib.util.find_spec("dlib") is not None
+
+
+class DlibHogDetector:
+    """dlib's HOG + linear SVM frontal face detector, on a copy with long side ``max_side``
+    (upsampled once when the copy is small). Score: dlib's detection score."""
+
+    def __init__(self, max_side: int = 640, name: str = "dlib-hog", calibration: BoxCalibration | None = None) -> None:
+        import dlib
+
+        self.name = name
+        self.max_side = int(max_side)
+        self._det = dlib.get_frontal_face_detector()
+        self.calibration = calibration if calibration is not None else box_calibration(f"detector:{self.name}")
+
+    def detect(self, gray: np.ndarray) -> list[Detection]:
+        """Faces in ``gray`` (``uint8`` ``(H, W)``), boxes in its pixels, best first."""
+        g = _check_gray(gray)
+        small, f = _downscale(g, self.max_side)
+        upsample = 1 if max(small.shape) < 480 else 0
+        rects, scores, _ = self._det.run(np.ascontiguousarray(small), upsample, 0.0)
+        dets = [Detection((np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64) / f).astype(np.float32),
+                          float(s)) for r, s in zip(rects, scores)]
+        return merge_detections(dets)
+
+
+#: detector name -> factory; facetrack/bench/detectors.py measures every entry.
+DETECTORS: dict[str, Callable[..., FaceDetector]] = {
+    "haar-default": lambda **kw: HaarDetector(("default",), min_neighbors=5, **kw),
+    "haar-alt": lambda **kw: HaarDetector(("alt",), **kw),
+    "haar-alt2": lambda **kw: HaarDetector(("alt2",), **kw),
+    "haar-alt2-fast": lambda **kw: HaarDetector(("alt2",), scale_factor=1.2, name="haar-alt2-fast", **kw),
+    "haar-alt2+profile": lambda **kw: HaarDetector(("alt2",), profile=True, **kw),
+    "haar-alt2+profile-fallback": lambda **kw: HaarDetector(("alt2",), profile="fallback", **kw),
+    "haar-default+alt2+profile": lambda **kw: HaarDetector(("default", "alt2"), profile=True, **kw),
+}
+if dlib_available():
+    DETECTORS["dlib-hog"] = lambda **kw: DlibHogDetector(**kw)
+
+
+def make_detector(name: str, **options: object) -> FaceDetector:
+    """A detector of :data:`DETECTORS` by name; ``ValueError`` listing the names otherwise."""
+    try:
+        factory = DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown face detector {name!r} (known: {', '.join(DETECTORS)})") from None
+    return factory(**options)
+
+
+def default_detector() -> FaceDetector:
+    """The detector the tracker uses to (re)find faces: :data:`DEFAULT_DETECTOR`."""
+    return make_detector(DEFAULT_DETECTOR)

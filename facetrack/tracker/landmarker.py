@@ -1,0 +1,202 @@
+"""One landmark model (MDM or AAN kind) behind one small interface: the only place that
+turns image crops into model feeds and model outputs back into image landmarks.
+
+Crops follow the convention of :mod:`facetrack.tracker.geometry`: a box or a shape defines an
+image -> crop similarity ``M``; the model sees ``to_input(warp_crop(gray, M, S))`` and its
+landmarks (crop pixels) are mapped back with ``invert_affine(M)``.
+
+- MDM kind: inputs ``image``, ``init_shape`` (crop px) and ``hidden`` (zeros: every fit starts
+  a fresh recurrent state). ``fit_box`` starts from the template; ``fit_shape`` starts from
+  the given shape mapped into the crop (the tracking use).
+- AAN kind: input ``image`` only; it predicts directly in either crop.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, MutableMapping, Sequence
+
+import numpy as np
+
+from facetrack.engines import names
+from facetrack.tracker.geometry import apply_affine, crop_from_box, crop_from_shape, invert_affine, template, to_input, warp_crop
+
+log = logging.getLogger(__name__)
+
+Timings = MutableMapping[str, float]
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One fitted face.
+
+    ``landmarks``: ``(68, 2)`` float32, (x, y) image pixels, always finite.
+    ``confidence``: the model's confidence in [0, 1] (0 when the output was unusable).
+    ``valid``: False when the model gave non-finite output (``landmarks`` are then the
+    starting shape, ``confidence`` 0).
+    """
+
+    landmarks: np.ndarray
+    confidence: float
+    valid: bool = field(default=True)
+
+
+def _add(timings: Timings | None, key: str, t0: float) -> float:
+    t1 = time.perf_counter()
+    if timings is not None:
+        timings[key] = timings.get(key, 0.0) + (t1 - t0) * 1000.0
+    return t1
+
+
+class Landmarker:
+    """Wraps one model file; kind (``"mdm"`` or ``"aan"``) and input size from its metadata.
+
+    ``model``: a model file (``.onnx``, ``.pt``, ``.engine``; opened by
+    ``facetrack.engines.registry.open_backend``) or an already open backend object with ``infer``,
+    ``metadata`` (and optionally ``kind`` / ``input_size``).
+    ``threads``: CPU threads for the runtime (``None``: its default).
+    """
+
+    def __init__(self, model: str | os.PathLike | Any, backend: str = "auto", threads: int | None = None) -> None:
+        if isinstance(model, (str, os.PathLike)):
+            from facetrack.engines.registry import open_backend
+
+            kwargs: dict[str, Any] = {} if threads is None else {"threads": threads}
+            self.path: Path | None = Path(model)
+            self.backend = open_backend(self.path, backend=backend, **kwargs)
+        else:
+            self.path = None
+            self.backend = model
+        meta: dict[str, str] = dict(getattr(self.backend, "metadata", {}) or {})
+        self.metadata = meta
+        kind = meta.get(names.KIND) or getattr(self.backend, "kind", None)
+        if kind not in names.MODEL_IO:
+            raise ValueError(f"{self._name()}: unknown model kind {kind!r} (metadata '{names.KIND}')")
+        self.kind: str = str(kind)
+        size = meta.get(names.INPUT_SIZE) or getattr(self.backend, "input_size", None)
+        try:
+            self.input_size: int = int(size)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"{self._name()}: bad or missing input size (metadata '{names.INPUT_SIZE}': {size!r})") from None
+        self.arch: str = meta.get(names.ARCH, self.kind)
+        self.hidden_size: int = int(meta.get(names.HIDDEN_SIZE, "0") or 0)
+        if self.kind == "mdm" and self.hidden_size <= 0:
+            raise ValueError(f"{self._name()}: MDM model without '{names.HIDDEN_SIZE}' metadata")
+        self.template: np.ndarray = self._mean_shape()
+
+    def _name(self) -> str:
+        return str(self.path) if self.path is not None else type(self.backend).__name__
+
+    def _mean_shape(self) -> np.ndarray:
+        text = self.metadata.get(names.MEAN_SHAPE)
+        if text:
+            try:
+                ms = np.asarray(json.loads(text), np.float32)
+                if ms.shape == (68, 2) and np.isfinite(ms).all():
+                    return ms
+            except (ValueError, TypeError):
+                pass
+            log.warning("%s: unusable '%s' metadata; using the geometry template", self._name(), names.MEAN_SHAPE)
+        return np.array(template(self.input_size), np.float32)
+
+    def __repr__(self) -> str:
+        return f"Landmarker({self._name()!r}, kind={self.kind!r}, arch={self.arch!r}, input_size={self.input_size})"
+
+    def close(self) -> None:
+        """Release the runtime session if it has a ``close``."""
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
+    # --- public fits -------------------------------------------------------------------
+    def fit_box(self, gray: np.ndarray, box: np.ndarray, timings: Timings | None = None) -> Fit:
+        """Fit one face from a *landmark-equivalent* box ``(x0, y0, x1, y1)`` image px
+        (already calibrated). ``gray``: ``uint8`` ``(H, W)``."""
+        return self.fit_boxes(gray, [box], timings)[0]
+
+    def fit_boxes(self, gray: np.ndarray, boxes: Sequence[np.ndarray], timings: Timings | None = None) -> list[Fit]:
+        """Batched :meth:`fit_box`: one model call for all boxes. Empty boxes give invalid fits."""
+        s = self.input_size
+        mats, keep = [], []
+        for i, b in enumerate(boxes):
+            try:
+                mats.append(crop_from_box(np.asarray(b, np.float64), s))
+                keep.append(i)
+            except ValueError:
+                log.debug("skipping empty box %s", b)
+        inits = [self.template] * len(mats)
+        fits = self._fit(gray, mats, inits, timings)
+        out = [Fit(np.zeros((68, 2), np.float32), 0.0, False) for _ in boxes]
+        for i, f in zip(keep, fits):
+            out[i] = f
+        return out
+
+    def fit_shape(self, gray: np.ndarray, shape: np.ndarray, timings: Timings | None = None, init: str = "shape") -> Fit:
+        """Fit one face in the crop defined by ``shape`` (``(68, 2)`` image px).
+
+        ``init`` (MDM only): ``"shape"``: start from ``shape`` itself mapped into the crop (the
+        300VW tracking protocol); ``"template"``: start from the template, so the crop's
+        similarity alignment is all that is carried over from ``shape``.
+        """
+        return self.fit_shapes(gray, [shape], timings, init)[0]
+
+    def fit_shapes(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Timings | None = None,
+                   init: str = "shape") -> list[Fit]:
+        """Batched :meth:`fit_shape`: one model call for N faces."""
+        if init not in ("shape", "template"):
+            raise ValueError(f"init must be 'shape' or 'template', not {init!r}")
+        s = self.input_size
+        mats, inits, keep = [], [], []
+        out = [Fit(np.nan_to_num(np.asarray(sh, np.float32)), 0.0, False) for sh in shapes]
+        for i, sh in enumerate(shapes):
+            sh = np.asarray(sh, np.float64)
+            if sh.shape != (68, 2) or not np.isfinite(sh).all():
+                continue
+            try:
+                m = crop_from_shape(sh, s)
+            except ValueError:  # all points coincide
+                continue
+            if not np.isfinite(m).all():
+                continue
+            mats.append(m)
+            inits.append(apply_affine(m, sh) if init == "shape" else self.template)
+            keep.append(i)
+        for i, f in zip(keep, self._fit(gray, mats, inits, timings)):
+            out[i] = f
+        return out
+
+    # --- the one place that builds feeds ------------------------------------------------
+    def _fit(self, gray: np.ndarray, mats: list[np.ndarray], inits: list[np.ndarray], timings: Timings | None) -> list[Fit]:
+        if not mats:
+            return []
+        t0 = time.perf_counter()
+        s = self.input_size
+        n = len(mats)
+        image = np.empty((n, 1, s, s), np.float32)
+        for k, m in enumerate(mats):
+            image[k] = to_input(warp_crop(gray, m, s))[0]
+        feed: dict[str, np.ndarray] = {names.IMAGE: image}
+        if self.kind == "mdm":
+            feed[names.INIT_SHAPE] = np.ascontiguousarray(np.stack(inits).astype(np.float32))
+            feed[names.HIDDEN] = np.zeros((n, self.hidden_size), np.float32)
+        t0 = _add(timings, "crop", t0)
+        result = self.backend.infer(feed)
+        t0 = _add(timings, "infer", t0)
+        lm = np.array(result[names.LANDMARKS], np.float64, copy=True).reshape(n, 68, 2)
+        conf = np.array(result[names.CONFIDENCE], np.float64, copy=True).reshape(n)
+        fits = []
+        for k, m in enumerate(mats):
+            with np.errstate(invalid="ignore", over="ignore"):  # non-finite output is handled below
+                pts = apply_affine(invert_affine(m), lm[k])
+            c = float(conf[k])
+            if np.isfinite(pts).all() and np.isfinite(c) and np.abs(pts).max() < 1e7:
+                fits.append(Fit(pts, float(np.clip(c, 0.0, 1.0)), True))
+            else:
+                start = apply_affine(invert_affine(m), inits[k])
+                fits.append(Fit(np.nan_to_num(start, nan=0.0, posinf=0.0, neginf=0.0), 0.0, False))
+        _add(timings, "post", t0)
+        return fits

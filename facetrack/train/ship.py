@@ -1,0 +1,147 @@
+"""Export trained checkpoints as the shipped models, score them on the held-out 300-W faces,
+and record command, data and figures inside each ONNX file (``facetrack.training``).
+
+    python -m facetrack.train.ship --data ../shared/data \\
+        --model mdm-rt=runs/mdm-rt-final/last.pt --model aan=runs/aan-final/last.pt \\
+        --command mdm-rt="facetrack train mdm-rt ..." --command aan="facetrack train aan ..." \\
+        --out facetrack/tracker/weights
+
+Scores (mean NME, outer eye corners, 68 points) are computed through the runtime path the
+tracker uses (:class:`facetrack.tracker.landmarker.Landmarker` on ONNX Runtime) on the 300-W test faces in
+the shared data (``common`` = helen_test + lfpw_test, ``challenging`` = ibug), from three boxes:
+the ground truth's tight box, the 300-W initialisation box (``300w`` calibration) and the
+default detector's box (its calibration; a face the detector misses counts as a failure and is
+reported, not scored). They are information for users: no figure here selects a checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from facetrack.engines import names
+from facetrack.tracker.geometry import box_of, to_gray
+from facetrack.tracker.metrics import nme
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("common", "challenging")
+BOXES = ("gt", "300w", "detector")
+
+
+def _fitters(models: dict[str, Path]) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """Method name -> ``fit(gray, landmark_box) -> (68, 2)`` for the shipped model choices."""
+    from facetrack.tracker.landmarker import Landmarker
+
+    lms = {k: Landmarker(v, backend="onnxruntime") for k, v in models.items()}
+    out: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {}
+    for k, lm in lms.items():
+        out[k] = lambda g, b, lm=lm: lm.fit_box(g, b).landmarks
+    mdm = next((k for k in lms if k.startswith("mdm")), None)
+    if mdm and "aan" in lms:
+        out[f"aan+{mdm}"] = lambda g, b: lms[mdm].fit_shape(g, lms["aan"].fit_box(g, b).landmarks, init="shape").landmarks
+    return out
+
+
+def score_300w(models: dict[str, Path], data_dir: Path) -> dict[str, Any]:
+    """``{method: {split: {box: {"nme": mean, "faces": n, "missed": n}}}}`` on the 300-W test faces."""
+    import cv2
+
+    from facetrack.tracker.detect import box_calibration, box_iou, default_detector
+    from facetrack.train.datasets import load_images68, read_image
+
+    det = default_detector()
+    cal300 = box_calibration("300w")
+    fitters = _fitters(models)
+    res: dict[str, Any] = {m: {} for m in fitters}
+    for split in SPLITS:
+        errs: dict[str, dict[str, list[float]]] = {m: {b: [] for b in BOXES} for m in fitters}
+        missed = {b: 0 for b in BOXES}
+        for s in load_images68(data_dir, split):
+            gray = to_gray(read_image(s.image))
+            gt_box = box_of(s.landmarks)
+            boxes: dict[str, np.ndarray | None] = {"gt": gt_box, "300w": None if s.box is None else cal300(s.box)}
+            dets = det.detect(gray)
+            best = max(dets, key=lambda d: box_iou(d.box, gt_box), default=None)
+            boxes["detector"] = det.calibration(best.box) if best is not None and box_iou(best.box, gt_box) > 0.2 else None
+            for b, box in boxes.items():
+                if box is None:
+                    missed[b] += 1
+                    continue
+                for m, fit in fitters.items():
+                    errs[m][b].append(float(nme(fit(gray, box), s.landmarks)))
+        for m in fitters:
+            res[m][split] = {b: {"nme": round(float(np.mean(e)), 4) if e else None, "faces": len(e), "missed": missed[b]}
+                             for b, e in errs[m].items()}
+    return res
+
+
+def set_training_record(onnx_path: Path, record: dict[str, Any]) -> None:
+    """Replace ``facetrack.training`` in an exported model (weights and checksum untouched)."""
+    import onnx
+
+    proto = onnx.load(str(onnx_path))
+    for p in proto.metadata_props:
+        if p.key == names.TRAINING:
+            p.value = json.dumps(record)
+            break
+    else:
+        proto.metadata_props.add(key=names.TRAINING, value=json.dumps(record))
+    onnx.save(proto, str(onnx_path))
+
+
+def markdown(scores: dict[str, Any]) -> str:
+    """The score table as Markdown (mean NME, 68 points, outer-eye normalised)."""
+    rows = ["| model | split | GT box | 300-W box | detector box (missed) |", "|---|---|---|---|---|"]
+    for m, per in scores.items():
+        for split, b in per.items():
+            def cell(k: str) -> str:
+                v = b[k]["nme"]
+                return "-" if v is None else f"{v:.4f}"
+            rows.append(f"| {m} | {split} ({b['gt']['faces']}) | {cell('gt')} | {cell('300w')} | {cell('detector')} ({b['detector']['missed']}) |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from facetrack.train.export import _training_from_checkpoint, export_onnx, load_checkpoint
+
+    p = argparse.ArgumentParser(prog="python -m facetrack.train.ship", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--model", action="append", default=[], metavar="ARCH=CHECKPOINT")
+    p.add_argument("--command", action="append", default=[], metavar="ARCH=COMMANDS", help="training command(s) to record")
+    p.add_argument("--note", action="append", default=[], metavar="ARCH=TEXT", help="free text to record")
+    p.add_argument("--out", type=Path, default=Path("facetrack/tracker/weights"))
+    p.add_argument("--json", type=Path, default=None, help="also write the records here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="ship: %(message)s")
+    kv = lambda items: dict(i.split("=", 1) for i in items)  # noqa: E731
+    ckpts, commands, notes = kv(args.model), kv(args.command), kv(args.note)
+    paths, records = {}, {}
+    for arch, ck in ckpts.items():
+        _, ckpt = load_checkpoint(ck)
+        rec = _training_from_checkpoint(ckpt)
+        rec.update({"commands": commands.get(arch, ""), "note": notes.get(arch, ""), "checkpoint": str(ck),
+                    "license": "trained on 300-W / iBUG images and dlib pseudo-labels: iBUG non-commercial research terms"})
+        paths[arch] = export_onnx(ck, args.out / f"{arch}.onnx", training=rec)
+        records[arch] = rec
+    scores = score_300w(paths, args.data)
+    for arch, path in paths.items():
+        records[arch]["test_300w_nme"] = {k: v for k, v in scores.items() if arch in k.split("+")}
+        records[arch]["test_protocol"] = ("mean NME (outer eye corners, 68 points) on the 300-W test faces in the shared data "
+                                          "(common = helen_test + lfpw_test, challenging = ibug), via facetrack.tracker.landmarker on ONNX Runtime; "
+                                          "boxes: ground-truth tight box, 300-W box (300w calibration), default detector (its calibration)")
+        set_training_record(path, records[arch])
+        print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
+    print(markdown(scores))
+    if args.json:
+        args.json.write_text(json.dumps({"records": records, "scores": scores}, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
