@@ -165,7 +165,8 @@ def worker_images(spec: dict[str, Any]) -> dict[str, Any]:
     """facetrack on still images: from the 300-W box (``300w`` calibration) and from the
     default detector's box (detection with the best IoU > 0.3 with the ground-truth box;
     else the 300-W box, counted as a fallback)."""
-    from facetrack.tracker.detect import box_calibration, box_iou, default_detector
+    from facetrack.tracker.detect import box_calibration, default_detector
+    from facetrack.tracker.geometry import box_iou
     from facetrack.tracker.geometry import to_gray
     from facetrack.train.datasets import read_image
 

@@ -25,7 +25,7 @@ from typing import Callable, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from facetrack.tracker.geometry import BoxCalibration
+from facetrack.tracker.geometry import BoxCalibration, box_iou
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +93,6 @@ def box_calibration(source: str, path: str | Path | None = None) -> BoxCalibrati
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def merge_detections(dets: list[Detection], iou: float = 0.3) -> list[Detection]:
     """Greedy merge of overlapping detections (best score first): a box overlapping a kept one
     by more than ``iou``, or lying mostly inside it, is dropped. Returns best first."""

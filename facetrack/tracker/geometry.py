@@ -89,6 +89,22 @@ def box_of(points: np.ndarray) -> np.ndarray:
     return np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (same frame, any units)."""
+    iw = max(0.0, min(float(a[2]), float(b[2])) - max(float(a[0]), float(b[0])))
+    ih = max(0.0, min(float(a[3]), float(b[3])) - max(float(a[1]), float(b[1])))
+    inter = iw * ih
+    union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def face_size(points: np.ndarray) -> float:
+    """Geometric-mean side of the tight box of ``(N, 2)`` points, px: the size the crop
+    convention normalises (0 for a degenerate shape)."""
+    b = box_of(points).astype(np.float64)
+    return float(np.sqrt(max(float((b[2] - b[0]) * (b[3] - b[1])), 0.0)))
+
+
 @lru_cache(maxsize=8)
 def _template(size: int) -> np.ndarray:
     ms = mean_shape().astype(np.float64)

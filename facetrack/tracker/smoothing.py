@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from facetrack.tracker.geometry import face_size as geometry_face_size
+
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
     tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff, np.float64))
@@ -19,10 +21,8 @@ def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
 
 
 def face_size(landmarks: np.ndarray) -> float:
-    """Geometric mean of the tight box sides of ``(68, 2)`` landmarks, pixels (>= 1)."""
-    pts = np.asarray(landmarks, np.float64)
-    w, h = pts.max(0) - pts.min(0)
-    return float(max(1.0, math.sqrt(max(w, 0.0) * max(h, 0.0))))
+    """:func:`facetrack.tracker.geometry.face_size`, at least 1 px (the filter divides by it)."""
+    return max(1.0, geometry_face_size(landmarks))
 
 
 class OneEuroFilter:

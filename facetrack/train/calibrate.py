@@ -108,7 +108,7 @@ def load_pseudo_dlib(data: Path) -> list[Face]:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    from facetrack.tracker.detect import box_iou as iou
+    from facetrack.tracker.geometry import box_iou as iou
 
     return iou(a, b)
 

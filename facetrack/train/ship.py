@@ -52,7 +52,8 @@ def score_300w(models: dict[str, Path], data_dir: Path) -> dict[str, Any]:
     """``{method: {split: {box: {"nme": mean, "faces": n, "missed": n}}}}`` on the 300-W test faces."""
     import cv2
 
-    from facetrack.tracker.detect import box_calibration, box_iou, default_detector
+    from facetrack.tracker.detect import box_calibration, default_detector
+    from facetrack.tracker.geometry import box_iou
     from facetrack.train.datasets import load_images68, read_image
 
     det = default_detector()

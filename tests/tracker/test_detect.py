@@ -10,7 +10,7 @@ import pytest
 from facetrack.tracker import detect
 from facetrack.tracker.detect import (DEFAULT_DETECTOR, DETECTORS, Detection, FaceDetector, HaarDetector, box_calibration,
                             default_detector, merge_detections)
-from facetrack.tracker.geometry import BoxCalibration, apply_affine, box_of, crop_from_box, invert_affine, template
+from facetrack.tracker.geometry import BoxCalibration, apply_affine, box_iou, box_of, crop_from_box, invert_affine, template
 from facetrack.tracker.io import read_box_pts, read_pts
 from facetrack.tracker.metrics import nme
 
@@ -26,7 +26,7 @@ def _load(data_dir, stem):
 def _hit(dets, shape) -> bool:
     gt = box_of(shape)
     c = (gt[:2] + gt[2:]) / 2
-    return any(d.box[0] <= c[0] <= d.box[2] and d.box[1] <= c[1] <= d.box[3] and detect.box_iou(d.box, gt) > 0.3 for d in dets)
+    return any(d.box[0] <= c[0] <= d.box[2] and d.box[1] <= c[1] <= d.box[3] and box_iou(d.box, gt) > 0.3 for d in dets)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_300w_box_calibration_maps_a_real_box_near_the_landmarks(data_dir):
         box = read_box_pts(data_dir / "bboxes" / "mdm_bbs" / box_path)
         mapped = cal(box)
         assert mapped.dtype == np.float32 and mapped.shape == (4,)
-        assert detect.box_iou(mapped, box_of(shape)) > 0.75
+        assert box_iou(mapped, box_of(shape)) > 0.75
 
 
 def test_box_calibration_from_another_file(tmp_path):
