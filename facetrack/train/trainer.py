@@ -32,6 +32,7 @@ from facetrack.tracker.markup import OUTER_EYE_CORNERS
 from facetrack.tracker.metrics import THRESHOLD
 
 from facetrack.train.augment import AugmentConfig, augment, mdm_init
+from facetrack.train.checkpoint import load_checkpoint, save_checkpoint
 from facetrack.train.datasets import CachedFace, FaceSample, build_cache, load_images68, load_pseudo_dlib, load_pseudo_v2, split_groups, split_train_val
 from facetrack.train.models import build_model, config_for, config_to_dict
 
@@ -355,7 +356,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     if opts.resume:
         if not last.exists():
             raise FileNotFoundError(f"{last}: nothing to resume")
-        ck = torch.load(last, map_location=device, weights_only=True)
+        ck = load_checkpoint(last, map_location=device).as_dict()
         if ck["arch"] != opts.arch:
             raise ValueError(f"{last}: checkpoint is {ck['arch']!r}, not {opts.arch!r}")
         if ck["config"] != config_to_dict(cfg):
@@ -370,7 +371,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         log.info("resumed %s at step %d", last, step)
     else:
         if opts.init_from:
-            ck = torch.load(opts.init_from, map_location=device, weights_only=True)
+            ck = load_checkpoint(opts.init_from, map_location=device).as_dict()
             if ck.get("config") != config_to_dict(cfg):
                 raise ValueError(f"{opts.init_from}: checkpoint's architecture differs from the current {opts.arch!r} configuration")
             model.load_state_dict(ck["state_dict"])
@@ -382,12 +383,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
               "optimizer": "AdamW (decoupled weight decay)"}
 
     def save(path: Path, metrics: dict[str, Any]) -> None:
-        ck = {"state_dict": model.state_dict(), "config": config_to_dict(cfg), "arch": opts.arch, "step": step,
-              "optimizer": opt.state_dict(), "rng": _rng_state(rng), "metrics": metrics,
-              "command": opts.command, "seed": opts.seed, "data": record["data"]}
-        tmp = path.with_suffix(".tmp")
-        torch.save(ck, tmp)
-        os.replace(tmp, path)
+        save_checkpoint(path, model.state_dict(), config_to_dict(cfg), arch=opts.arch, step=step,
+                        optimizer=opt.state_dict(), rng=_rng_state(rng), metrics=metrics,
+                        command=opts.command, seed=opts.seed, data=record["data"])
 
     model.train()
     bar = Progress(opts.steps, step, opts.progress)

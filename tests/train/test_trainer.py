@@ -11,9 +11,15 @@ import torch
 
 from facetrack.train.augment import NO_AUGMENT
 from facetrack.train.datasets import build_cache, load_images68
-from facetrack.train.export import load_checkpoint
+from facetrack.train.checkpoint import load_checkpoint as _load_checkpoint
 from facetrack.train.models import build_model, config_for, config_to_dict
 from facetrack.train.trainer import TrainOptions, forward_loss, load_faces, lr_at, make_batch, normalised_error, train
+
+
+def load_checkpoint(path: Path) -> tuple:
+    """(model, checkpoint dict) of a checkpoint file, through the one checkpoint module."""
+    ck = _load_checkpoint(path)
+    return ck.build_model(), ck.as_dict()
 
 
 def _opts(data_dir: Path, out: Path, arch: str = "mdm-rt", **kw) -> TrainOptions:
