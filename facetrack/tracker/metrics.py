@@ -148,3 +148,29 @@ def jitter(pred: np.ndarray, gt: np.ndarray | None = None, norm: np.ndarray | No
         per_step = step / scale
     per_step = per_step[np.isfinite(per_step)]
     return float(per_step.mean()) if per_step.size else float("nan")
+
+
+def flicker(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Normalised mean flicker: how much the *error* changes from one frame to the next.
+
+    ``pred``, ``gt``: ``(T, 68, 2)`` consecutive frames. With ``e[t] = pred[t] - gt[t]`` (per point,
+    a vector), each step contributes the root mean square over points of ``|e[t] - e[t-1]|``
+    over the outer-eye distance (the mean of its two frames'); the result is the mean over steps.
+    A constant error (a fit that is off but steady) has no flicker; so has an exact fit. It is
+    :func:`jitter` with ground truth, but squared per point before averaging, so a few points
+    that jump weigh more than all points creeping, as the eye sees flicker.
+    Frame pairs with a non-finite value (a lost frame) are left out; NaN when none is left.
+    """
+    p = np.asarray(pred, np.float64)
+    g = np.asarray(gt, np.float64)
+    if p.shape != g.shape:
+        raise ValueError(f"flicker needs pred and gt of one shape, got {p.shape} and {g.shape}")
+    if len(p) < 2:
+        return float("nan")
+    change = np.diff(p - g, axis=0)
+    rms = np.sqrt((change**2).sum(-1).mean(-1))
+    d = normaliser(g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_step = rms / ((d[1:] + d[:-1]) / 2)
+    per_step = per_step[np.isfinite(per_step)]
+    return float(per_step.mean()) if per_step.size else float("nan")

@@ -179,3 +179,34 @@ def test_jitter_skips_lost_frames() -> None:
 def test_nme_rejects_an_unknown_subset() -> None:
     with pytest.raises(ValueError, match="points must be one of"):
         mt.nme(_face(), _face(), points=66)
+
+
+def test_flicker_is_zero_for_a_steady_error_and_counts_error_changes() -> None:
+    gt = _moving(6, (3.0, 4.0))
+    assert mt.flicker(gt, gt) == pytest.approx(0.0, abs=1e-12)
+    off = gt + np.array([2.0, -1.0])  # wrong, but wrong the same way every frame: no flicker
+    assert mt.flicker(off, gt) == pytest.approx(0.0, abs=1e-12)
+    sign = np.array([(-1) ** i for i in range(6)], float)[:, None, None]
+    zig = gt + sign * np.array([0.5, 0.0])  # the error flips by 1 px every frame
+    assert mt.flicker(zig, gt) == pytest.approx(1.0 / 26)
+
+
+def test_flicker_weighs_a_few_jumping_points_more_than_jitter() -> None:
+    gt = _moving(3, (0.0, 0.0))
+    pred = gt.copy()
+    pred[1, :4] += [4.0, 0.0]  # 4 of 68 points jump 4 px in frame 1, then back
+    step = math.sqrt(4 * 16 / 68) / 26  # RMS over points, per step; both steps alike
+    assert mt.flicker(pred, gt) == pytest.approx(step)
+    assert mt.jitter(pred, gt) == pytest.approx(4 * 4 / 68 / 26)
+    assert mt.flicker(pred, gt) > mt.jitter(pred, gt)
+
+
+def test_flicker_skips_lost_frames_and_checks_shapes() -> None:
+    gt = _moving(6, (0.0, 0.0))
+    sign = np.array([(-1) ** i for i in range(6)], float)[:, None, None]
+    pred = gt + sign * np.array([0.5, 0.0])
+    pred[3] = np.nan
+    assert mt.flicker(pred, gt) == pytest.approx(1.0 / 26)
+    assert math.isnan(mt.flicker(pred[:1], gt[:1]))
+    with pytest.raises(ValueError, match="one shape"):
+        mt.flicker(pred[:3], gt)
