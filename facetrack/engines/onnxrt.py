@@ -2,6 +2,7 @@
 
 The model's facetrack metadata is read from the ONNX ``metadata_props``
 (``InferenceSession.get_modelmeta().custom_metadata_map``), so no side file is needed.
+``onnxruntime`` is imported when a session is made, not when this module is imported.
 """
 from __future__ import annotations
 
@@ -9,35 +10,54 @@ import logging
 import os
 from typing import Literal, Mapping
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-import onnxruntime as ort
 
 from facetrack.engines import names
 from facetrack.engines.base import Backend, TensorSpec, check_model_path, looks_like_text, order_specs, verify_metadata
 from facetrack.engines.errors import BackendUnavailableError, ModelFileError
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 log = logging.getLogger(__name__)
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 
+#: ONNX Runtime's session option for intra-op threads that busy-wait for work ("0": they sleep)
+ALLOW_SPINNING = "session.intra_op.allow_spinning"
+
 _ORT_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16), "tensor(double)": np.dtype(np.float64),
                "tensor(int64)": np.dtype(np.int64), "tensor(int32)": np.dtype(np.int32)}
 
 
+def _ort() -> Any:
+    import onnxruntime
+
+    return onnxruntime
+
+
 def default_threads() -> int:
-    """Intra-op threads for the CPU provider: ``min(2, cores)`` (the tracker runs beside
-    capture, drawing and the GUI, and a 1-face batch does not scale past 2 threads)."""
-    return max(1, min(2, os.cpu_count() or 1))
+    """Intra-op threads for the CPU provider: 1.
+
+    Chosen by CPU time, not wall time: the tracker runs beside decoding, drawing and the GUI,
+    usually on a loaded machine. mdm-rt, batch 1, 2 shared cores (load 7): 1 thread 4.95 ms
+    CPU per call; 2 threads 9.31 ms (ONNX Runtime's idle threads spin); 2 threads with
+    spinning off 4.83 ms (``/work/runs/cpu/ort_threads.py``, docs/DETECTORS.md). More threads
+    can be asked for (``threads=``); they never spin.
+    """
+    return 1
 
 
 def cuda_provider_available() -> bool:
     """Whether this ONNX Runtime build lists the CUDA execution provider (``onnxruntime-gpu``);
     says nothing about a GPU being present."""
-    return CUDA_PROVIDER in ort.get_available_providers()
+    return CUDA_PROVIDER in _ort().get_available_providers()
 
 
-def _spec(arg: "ort.NodeArg") -> TensorSpec:
+def _spec(arg: "onnxruntime.NodeArg") -> TensorSpec:
     shape = tuple(d if isinstance(d, int) else (d or None) for d in (arg.shape or ()))
     return TensorSpec(arg.name, shape, _ORT_DTYPES.get(arg.type, np.dtype(object)))
 
@@ -47,7 +67,8 @@ class OnnxRuntimeBackend(Backend):
 
     ``device``: ``"cpu"`` or ``"cuda"`` (raises :class:`BackendUnavailableError` when the CUDA
     provider is missing or fails to load: no silent fallback to the CPU).
-    ``threads``: intra-op threads on the CPU (default :func:`default_threads`).
+    ``threads``: intra-op threads on the CPU (default :func:`default_threads`); they sleep
+    when idle instead of spinning.
     Raises :class:`ModelFileError` naming the file for a missing, empty, text or non-ONNX file,
     or an ONNX model that is not a facetrack model.
     """
@@ -62,10 +83,13 @@ class OnnxRuntimeBackend(Backend):
             raise ModelFileError(f"{p}: a text file, not an ONNX model")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+        ort = _ort()
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = int(threads) if threads else default_threads()
         opts.inter_op_num_threads = 1
+        # spinning threads doubled the CPU time per frame for the same work (see default_threads)
+        opts.add_session_config_entry(ALLOW_SPINNING, "0")
         opts.log_severity_level = 3  # errors only; ORT's warnings go to stderr otherwise
         if device == "cuda":
             if not cuda_provider_available():
