@@ -13,8 +13,9 @@ import sys
 
 #: subcommand -> (module, one-line help). Imported lazily so torch/Qt/TensorRT load only when needed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "track": ("facetrack.tracker.track_cli", "track faces in a video or camera (the default: `facetrack VIDEO ...`)"),
+    "track": ("facetrack.tracker.track_cli", "track faces in videos, images or a camera (the default: `facetrack VIDEO ...`)"),
     "train": ("facetrack.train.cli", "train mdm, mdm-rt or aan on 300-W style data (needs the [train] extra)"),
+    "train-track": ("facetrack.train.track_train", "fine-tune MDM on its own tracking starts (roll-out over moved faces and video frames)"),
     "export": ("facetrack.train.export", "export a training checkpoint to ONNX with embedded metadata"),
     "eval-300vw": ("facetrack.tracker.eval300vw", "score a model on 300VW: per-category NME, AUC, failure rate, CED plots"),
     "gui": ("facetrack.gui.app", "open the desktop app (needs the [gui] extra)"),
@@ -30,7 +31,10 @@ examples:
   facetrack eval-300vw /data/300VW --category 1 2 3 --out report/
   facetrack train mdm-rt --data ../shared/data --out runs/mdm-rt
   facetrack export runs/mdm-rt/last.pt --out mdm-rt.onnx
+  facetrack a.mp4 b.mp4 --out-dir csv/ --jobs 2  many videos, one CSV each
+  facetrack photos/ --out photos.csv             a folder of images, one row per image and face
   facetrack <subcommand> --help                  options of one job
+  facetrack --version
 """
 
 
@@ -49,6 +53,14 @@ def _top_help() -> str:
     return "\n".join(lines)
 
 
+def register_backends() -> None:
+    """The composition root's wiring: backends that live above ``engines`` join its registry
+    (the PyTorch backend runs training checkpoints, so it lives in ``facetrack.train``)."""
+    from facetrack.train.torch_backend import register
+
+    register()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``facetrack`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -64,19 +76,26 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] in ("-h", "--help"):
         print(_top_help())
         return 0
+    if argv[0] in ("-V", "--version"):
+        from facetrack import __version__
+
+        print(f"facetrack {__version__}")
+        return 0
     name = argv[0] if argv[0] in SUBCOMMANDS else "track"
     rest = argv[1:] if argv[0] in SUBCOMMANDS else argv
     try:
-        parser = _build_parser(name)
-    except ModuleNotFoundError as e:
-        print(f"facetrack {name}: missing dependency '{e.name}' ({SUBCOMMANDS[name][1]})", file=sys.stderr)
-        return 2
-    args = parser.parse_args(rest)
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    try:
+        try:
+            parser = _build_parser(name)
+        except ModuleNotFoundError as e:
+            print(f"facetrack {name}: missing dependency '{e.name}' ({SUBCOMMANDS[name][1]})", file=sys.stderr)
+            return 2
+        args = parser.parse_args(rest)
+        register_backends()
+        module = importlib.import_module(SUBCOMMANDS[name][0])
         return int(module.run(args) or 0)
-    except KeyboardInterrupt:
-        print("facetrack: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # anywhere, also while loading; the newline ends a progress bar's line
+        label = "facetrack" if name == "track" else f"facetrack {name}"
+        print(f"\n{label}: interrupted (exit 130)", file=sys.stderr)
         return 130
 
 

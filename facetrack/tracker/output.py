@@ -13,13 +13,23 @@ the commas so any CSV reader gives clean names)::
   holds no empty cells and no NaN.
 
 Each frame's rows are encoded first and written with one unbuffered write, then flushed to
-the OS: a run killed at any moment leaves whole lines, up to the last completed frame.
+the OS: a run killed at any moment leaves whole lines, up to the last completed frame. A write
+that fails part-way (a full disk accepts part of a frame, then refuses) is cut back to the end of
+the previous frame before the error is raised.
+
+What a CSV was made from (input, model, start/end, the options that change rows) is recorded
+beside it in ``<file>.run.json`` (:class:`RunRecord`), so that ``--resume`` can refuse to
+continue a file made from something else, and a batch can skip finished files.
+
+Image input (:mod:`facetrack.tracker.images`) writes :data:`IMAGE_COLUMNS`: an ``image`` column
+(the file name) before the same columns, ``frame`` being the 1-based position of the image.
 JSON lines: one object per frame ``{"frame", "timestamp", "cut", "faces": [{"face_id",
 "confidence", "success", "state", "box", "landmarks": [[x, y] * 68]}]}``.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -33,6 +43,7 @@ N_POINTS = 68
 COLUMNS: tuple[str, ...] = (("frame", "face_id", "timestamp", "confidence", "success")
                             + tuple(f"x_{i}" for i in range(N_POINTS)) + tuple(f"y_{i}" for i in range(N_POINTS)))
 HEADER = ",".join(COLUMNS) + "\n"
+IMAGE_COLUMNS: tuple[str, ...] = ("image",) + COLUMNS
 
 
 class OutputFileError(ValueError):
@@ -74,7 +85,7 @@ def format_row(row: Row) -> str:
 class _FrameWriter:
     """Shared part of the writers: rows per frame, last-known landmarks, whole-frame writes."""
 
-    def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, append: bool = False, last: dict[int, np.ndarray] | None = None) -> None:
         self.path = Path(path)
         try:
             self._f: IO[bytes] = open(self.path, "ab" if append else "wb", buffering=0)
@@ -88,7 +99,9 @@ class _FrameWriter:
             raise OutputFileError(f"{self.path}: not writable (permission denied)") from None
         except OSError as e:
             raise OutputFileError(f"{self.path}: cannot be written ({e.strerror})") from None
-        self._last: dict[int, np.ndarray] = {}
+        # face id -> last known landmarks; seeded from the file when resuming, so that a no-face
+        # row after a resume repeats them as it would have without the interruption
+        self._last: dict[int, np.ndarray] = {int(k): np.asarray(v, np.float32) for k, v in (last or {}).items()}
         self.frames_written = 0
 
     def rows_for(self, frame: int, timestamp: float, faces: Sequence[_Face]) -> list[Row]:
@@ -110,13 +123,34 @@ class _FrameWriter:
 
     def _write(self, text: str) -> None:
         data = memoryview(text.encode("utf-8"))
+        start = self._tell()
         try:
             while data:
                 n = self._f.write(data)
+                if n is None or n <= 0:
+                    raise OSError(errno.EIO, "the file took no bytes")
                 data = data[n:]
             self._f.flush()
         except OSError as e:  # disk full, quota, I/O error: one line naming the file
+            self._cut_back(start)
             raise OutputFileError(f"{self.path}: write failed ({e.strerror or e})") from None
+
+    def _tell(self) -> int | None:
+        try:
+            return self._f.tell()
+        except OSError:  # a pipe or a character device (/dev/full): no position to return to
+            return None
+
+    def _cut_back(self, offset: int | None) -> None:
+        """Drop the part of a frame a failed write left (truncating frees space on a full disk)."""
+        if offset is None:
+            return
+        try:
+            if self._tell() != offset:
+                self._f.truncate(offset)
+                self._f.seek(offset)
+        except OSError:  # nothing more to do: --resume also cuts a torn last line
+            pass
 
     def close(self) -> None:
         """Close the file (every frame is already on disk)."""
@@ -134,10 +168,12 @@ class CsvWriter(_FrameWriter):
     """OpenFace-layout CSV writer. ``append=True`` continues an existing file (``--resume``)
     without writing the header again; a new file gets the header once."""
 
-    def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
-        super().__init__(path, append=append)
+    header = HEADER
+
+    def __init__(self, path: str | os.PathLike, append: bool = False, last: dict[int, np.ndarray] | None = None) -> None:
+        super().__init__(path, append=append, last=last)
         if not append or self.path.stat().st_size == 0:
-            self._write(HEADER)
+            self._write(self.header)
 
     def write_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], **_: Any) -> None:
         """Write and flush one frame's rows; ``frame`` is 1-based."""
@@ -167,16 +203,41 @@ class JsonLinesWriter(_FrameWriter):
         self.frames_written += 1
 
 
-WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter}
+class ImageCsvWriter(CsvWriter):
+    """CSV of still images (:data:`IMAGE_COLUMNS`): the image's file name, then the rows of
+    :class:`CsvWriter`. Images are independent: an image without a face gets zeros, never the
+    landmarks of the previous image."""
+
+    header = ",".join(IMAGE_COLUMNS) + "\n"
+
+    def write_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], image: str = "", **_: Any) -> None:
+        """Write one image's rows; ``frame`` is the image's 1-based position, ``image`` its name."""
+        self._last.clear()
+        cell = _csv_cell(image)
+        self._write("".join(f"{cell},{format_row(r)}" for r in self.rows_for(frame, timestamp, faces)))
+        self.frames_written += 1
 
 
-def open_writer(path: str | os.PathLike, fmt: str = "csv", append: bool = False) -> _FrameWriter:
-    """A writer for ``fmt`` (``"csv"`` or ``"json"``) on ``path``."""
+def _csv_cell(text: str) -> str:
+    """``text`` as one CSV field (quoted when it holds a comma, quote or line break)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([text])
+    return buf.getvalue()
+
+
+WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "image-csv": ImageCsvWriter}
+
+
+def open_writer(path: str | os.PathLike, fmt: str = "csv", append: bool = False,
+                last: dict[int, np.ndarray] | None = None) -> _FrameWriter:
+    """A writer for ``fmt`` (``"csv"``, ``"json"`` or ``"image-csv"``) on ``path``; ``last``:
+    face id -> last known landmarks ``(68, 2)`` (from :meth:`LandmarkTable.last_landmarks` when
+    resuming)."""
     try:
         cls = WRITERS[fmt]
     except KeyError:
         raise ValueError(f"unknown output format {fmt!r} (choose from {', '.join(WRITERS)})") from None
-    return cls(path, append=append)
+    return cls(path, append=append, last=last)
 
 
 @dataclass(frozen=True)
@@ -196,6 +257,11 @@ class LandmarkTable:
     def last_frame(self) -> int:
         """Last complete frame number (1-based), 0 when there are no rows."""
         return int(self.frame.max()) if len(self.frame) else 0
+
+    def last_landmarks(self) -> dict[int, np.ndarray]:
+        """face id -> landmarks of its last row (a ``success=0`` row already repeats the last
+        known ones), to seed a writer that continues this file."""
+        return {int(fid): self.landmarks[np.flatnonzero(self.face_id == fid)[-1]] for fid in np.unique(self.face_id)}
 
 
 def read_landmarks_csv(path: str | os.PathLike) -> LandmarkTable:
@@ -243,3 +309,108 @@ def truncate_to_complete(path: str | os.PathLike) -> LandmarkTable:
         with open(path, "r+b") as f:
             f.truncate(table.complete_bytes)
     return table
+
+
+# --- what a landmark file was made from ----------------------------------------------------------
+RECORD_SUFFIX = ".run.json"
+#: record keys that must match for ``--resume`` to continue a file. ``end`` need not: the rows
+#: before it are the same whatever the end, and a longer run may continue a shorter one.
+IDENTITY_KEYS: tuple[str, ...] = ("input", "model", "start", "options")
+
+
+def record_path(out: str | os.PathLike) -> Path:
+    """The record beside a landmark file: ``landmarks.csv`` -> ``landmarks.csv.run.json``."""
+    p = Path(out)
+    return p.with_name(p.name + RECORD_SUFFIX)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a landmark file was made from, written beside it (:func:`record_path`).
+
+    ``input``: ``{"name", "bytes", "head_sha256"}`` (content of the first MiB, so a moved
+    video still matches); ``model``: the ``--model`` value and the SHA-256 of each model file;
+    ``start``/``end``: 0-based frames asked for (``end`` exclusive, ``None``: to the end);
+    ``options``: every option that changes the rows; ``complete``: the run reached the end.
+    """
+
+    input: dict[str, Any]
+    model: dict[str, Any]
+    start: int
+    end: int | None
+    options: dict[str, Any]
+    complete: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"input": self.input, "model": self.model, "start": self.start, "end": self.end,
+                "options": self.options, "complete": self.complete}
+
+    def differences(self, other: "RunRecord") -> list[str]:
+        """How ``other`` differs from this record on :data:`IDENTITY_KEYS`, as ``what (this vs
+        other)`` texts; empty when a file made as ``self`` may be continued as ``other``."""
+        out = []
+        same_content = ("bytes", "head_sha256")  # the same video under another name still matches
+        if any(self.input.get(k) != other.input.get(k) for k in same_content):
+            out.append(f"input ({self.input.get('name')} vs {other.input.get('name')})")
+        if self.model.get("sha256") != other.model.get("sha256"):
+            out.append(f"model ({self.model.get('name')} vs {other.model.get('name')})")
+        if self.start != other.start:
+            out.append(f"start frame ({self.start} vs {other.start})")
+        for k in sorted(set(self.options) | set(other.options)):
+            if self.options.get(k) != other.options.get(k):
+                out.append(f"{k} ({self.options.get(k)!r} vs {other.options.get(k)!r})")
+        return out
+
+
+def file_digest(path: str | os.PathLike, limit: int | None = None) -> str:
+    """SHA-256 (hex) of ``path``'s bytes, of the first ``limit`` bytes when given."""
+    import hashlib
+
+    h = hashlib.sha256()
+    left = limit
+    with open(path, "rb") as f:
+        while left is None or left > 0:
+            chunk = f.read(1 << 20 if left is None else min(1 << 20, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+    return h.hexdigest()
+
+
+def input_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"name", "bytes", "head_sha256"}`` of an input file (a folder: its image names)."""
+    p = Path(path)
+    name = os.fsencode(p).decode("utf-8", "backslashreplace")
+    if p.is_dir():
+        import hashlib
+
+        names = sorted(os.fsencode(c.name) for c in p.iterdir())
+        return {"name": name, "bytes": len(names), "head_sha256": hashlib.sha256(b"\0".join(names)).hexdigest()}
+    return {"name": name, "bytes": p.stat().st_size, "head_sha256": file_digest(p, 1 << 20)}
+
+
+def write_record(out: str | os.PathLike, record: RunRecord) -> None:
+    """Write ``record`` beside ``out`` atomically (a temporary file renamed over it)."""
+    dst = record_path(out)
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(record.to_json(), indent=1) + "\n")
+        os.replace(tmp, dst)
+    except OSError as e:
+        raise OutputFileError(f"{dst}: cannot be written ({e.strerror or e})") from None
+
+
+def read_record(out: str | os.PathLike) -> RunRecord | None:
+    """The record beside ``out``; ``None`` when there is none. :class:`OutputFileError` when
+    it is not a record."""
+    src = record_path(out)
+    try:
+        d = json.loads(src.read_text())
+        return RunRecord(d["input"], d["model"], int(d["start"]), None if d["end"] is None else int(d["end"]),
+                         dict(d["options"]), bool(d.get("complete", False)))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise OutputFileError(f"{src}: not a facetrack run record ({e})") from None

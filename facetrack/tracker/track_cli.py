@@ -1,9 +1,12 @@
-"""``facetrack track`` (the default job): track a video file or a camera and write the
-landmarks as an OpenFace-layout CSV (or JSON lines), optionally an overlay video.
+"""``facetrack track`` (the default job): track a video file, still images or a camera and write
+the landmarks as an OpenFace-layout CSV (or JSON lines), optionally an overlay video; many
+inputs at once with ``--out-dir`` (:mod:`facetrack.tracker.batch`).
 
 Rows are flushed after every frame: a killed or interrupted run leaves a valid file up to the
-last completed frame, and ``--resume`` continues after it. Errors are one line,
-``facetrack: <file>: <problem>``, with a non-zero exit code; Ctrl-C exits 130.
+last completed frame, and ``--resume`` continues after it, once the record beside the file
+(``<out>.run.json``) shows it was made from the same input, model, start and options.
+Errors are one line, ``facetrack: <file>: <problem>``, with a non-zero exit code (2 for a
+wrong option); Ctrl-C exits 130.
 """
 from __future__ import annotations
 
@@ -12,16 +15,32 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
+USAGE = """\
+facetrack VIDEO|IMAGE|FOLDER [--out CSV] [options]
+       facetrack VIDEO... --out-dir DIR [--jobs N] [--shard I/N] [options]
+       facetrack --camera N|/dev/videoN [--out CSV] [options]"""
+
 
 class CliError(Exception):
-    """A one-line user-facing error (``<file>: <problem>``)."""
+    """A one-line user-facing error (``<file>: <problem>``; ``usage: ...`` for a wrong option)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run ended: ``status`` (exit code) and the one line to print (``""``: none);
+    ``to_stderr`` for errors and notices, else the summary goes to stdout."""
+
+    status: int
+    line: str = ""
+    to_stderr: bool = True
 
 
 def _time_arg(text: str) -> str:
@@ -45,20 +64,39 @@ def to_frame(value: str | None, fps: float) -> int | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the track job."""
+    from facetrack.tracker.batch import shard_arg
+    from facetrack.tracker.video import OVERLAY_CODECS, camera_arg
+
+    parser.usage = USAGE
     src = parser.add_argument_group("input")
-    src.add_argument("video", nargs="?", help="video file to track")
-    src.add_argument("--camera", type=int, metavar="N", help="track camera N instead of a file")
+    src.add_argument("video", nargs="*", metavar="INPUT",
+                     help="video file, image file, or folder of images (one row per image and face); "
+                          "several inputs need --out-dir")
+    src.add_argument("--camera", type=camera_arg, metavar="N|DEVICE", help="track camera N (or a device such as /dev/video0)")
     src.add_argument("--start", type=_time_arg, metavar="T",
                      help="start at T: seconds (12.5) or a 0-based frame number with an f suffix (300f)")
     src.add_argument("--end", type=_time_arg, metavar="T",
                      help="stop before T (exclusive): seconds or frames with an f suffix; '--end 30f' tracks frames 0-29")
     out = parser.add_argument_group("output")
-    out.add_argument("--out", "-o", metavar="FILE", help="landmark file (default: VIDEO's name with .csv / .jsonl, in the current folder)")
+    out.add_argument("--out", "-o", metavar="FILE", help="landmark file (default: INPUT's name with .csv / .jsonl, in the current folder)")
     out.add_argument("--format", choices=("csv", "json"), default="csv",
-                     help="csv: OpenFace columns frame,face_id,timestamp,confidence,success,x_0..x_67,y_0..y_67; json: one JSON object per frame")
-    out.add_argument("--overlay", metavar="MP4", help="also write a video with the landmarks drawn (mp4v)")
-    out.add_argument("--resume", action="store_true", help="continue after the last complete frame of an existing --out CSV (an --overlay then holds only the new frames)")
-    out.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+                     help="csv: OpenFace columns frame,face_id,timestamp,confidence,success,x_0..x_67,y_0..y_67 "
+                          "(images: an image column first); json: one JSON object per frame")
+    out.add_argument("--overlay", metavar="VIDEO",
+                     help=f"also write a video with the landmarks drawn ({', '.join(OVERLAY_CODECS)}; "
+                          ".mkv and .avi stay playable if the run is killed, .mp4 does not)")
+    out.add_argument("--resume", action="store_true",
+                     help="continue after the last complete frame of an existing --out CSV made from the same input, "
+                          "model, --start and options (an --overlay then holds only the new frames)")
+    out.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
+    many = parser.add_argument_group("many inputs")
+    many.add_argument("--out-dir", metavar="DIR", help="write one CSV per input into DIR (created); finished ones are "
+                                                       "skipped and partial ones resumed on a rerun")
+    many.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                      help="track N inputs at once, in worker processes with one runtime thread each (default 1)")
+    many.add_argument("--shard", type=shard_arg, metavar="I/N",
+                      help="take only the I-th of N shares of the inputs (1 <= I <= N; sorted by name, every N-th), "
+                           "e.g. --shard $SLURM_ARRAY_TASK_ID/8 with --array=1-8")
     mod = parser.add_argument_group("model")
     mod.add_argument("--model", default="mdm",
                      help="mdm (MDM-RT from the detector box, MDM tracks), aan (AAN fits and tracks), "
@@ -71,14 +109,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trk.add_argument("--detect-every", type=int, default=3, metavar="K",
                      help="frames between searches for new faces while fewer than --max-faces are tracked (default 3)")
     trk.add_argument("--confidence", type=float, default=0.5, metavar="C",
-                     help="confidence under which a face is lost / a detection rejected (default 0.5)")
+                     help="confidence under which a face is lost / a detection rejected, in [0, 1] (default 0.5)")
     trk.add_argument("--track-init", choices=("template", "shape"), default="template",
                      help="MDM start on a tracked face, in a crop aligned on its previous landmarks: the template "
                           "(default; no drift with the shipped weights) or the previous landmarks (MDM's 300VW protocol)")
     trk.add_argument("--smooth", action="store_true", help="One Euro smoothing of the output landmarks (off by default)")
-    trk.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ", help="One Euro cutoff at rest, Hz (default 1.0)")
+    trk.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ", help="One Euro cutoff at rest, Hz, > 0 (default 1.0)")
     trk.add_argument("--smooth-beta", type=float, default=10.0, metavar="B",
-                     help="One Euro speed coefficient, Hz per face size per second (default 10)")
+                     help="One Euro speed coefficient, Hz per face size per second, >= 0 (default 10)")
+
+
+#: options that change the rows a run writes, recorded beside the CSV (``--resume`` compares them)
+ROW_OPTIONS: tuple[str, ...] = ("format", "max_faces", "detect_every", "confidence", "track_init", "smooth",
+                                "smooth_min_cutoff", "smooth_beta", "detector")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every option checked before anything is opened or written: :class:`CliError`
+    (``usage: ...``) naming the option and what it accepts."""
+    from facetrack.engines.registry import BACKENDS
+
+    def finite(v: float) -> bool:
+        return bool(np.isfinite(v))
+
+    if args.backend != "auto" and args.backend not in BACKENDS:
+        hint = " (needs the [train] extra: pip install 'facetrack[train]')" if args.backend == "torch" else ""
+        raise CliError(f"usage: --backend {args.backend}: unknown or unavailable runtime{hint} "
+                       f"(choose from auto, {', '.join(BACKENDS)})")
+    if not (finite(args.confidence) and 0.0 <= args.confidence <= 1.0):
+        raise CliError(f"usage: --confidence {args.confidence:g}: must be between 0 and 1")
+    if not (finite(args.smooth_min_cutoff) and args.smooth_min_cutoff > 0):
+        raise CliError(f"usage: --smooth-min-cutoff {args.smooth_min_cutoff:g}: must be a frequency above 0 Hz")
+    if not (finite(args.smooth_beta) and args.smooth_beta >= 0):
+        raise CliError(f"usage: --smooth-beta {args.smooth_beta:g}: must be 0 or more")
+    if args.threads is not None and args.threads < 1:
+        raise CliError(f"usage: --threads {args.threads}: must be at least 1")
+    if args.max_faces < 1 or args.detect_every < 1:
+        raise CliError("usage: --max-faces and --detect-every must be at least 1")
+    if args.jobs < 1:
+        raise CliError(f"usage: --jobs {args.jobs}: must be at least 1")
+    if args.resume and args.format != "csv":
+        raise CliError("usage: --resume needs --format csv")
+    if args.out and args.overlay and _same_path(Path(args.out), Path(args.overlay)):
+        raise CliError(f"usage: --out and --overlay are the same file ({args.out}); give the overlay another name")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return _same_file(a, b) or os.path.abspath(a) == os.path.abspath(b)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -89,54 +166,77 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _check_writable(path: Path, inputs: list[Path]) -> None:
+    from facetrack.tracker.video import display_name
+
+    name = display_name(path)
+    parent = Path(os.path.abspath(path)).parent
+    try:  # first: any stat of a name that is too long fails with ENAMETOOLONG
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    n_bytes = len(os.fsencode(path.name))
+    if n_bytes > name_max:
+        raise CliError(f"{name[:40]}...{name[-10:]}: file name too long ({n_bytes} bytes; this file system allows {name_max})")
     for i in inputs:
         if _same_file(path, i) or path.resolve() == i.resolve():
-            raise CliError(f"{path}: output would overwrite the input {i}")
+            raise CliError(f"{name}: output would overwrite the input {display_name(i)}")
     if path.is_dir():
-        raise CliError(f"{path}: is a directory")
+        raise CliError(f"{name}: is a directory")
     parent = path.resolve().parent
     if not parent.is_dir():
-        raise CliError(f"{path}: folder {parent} does not exist")
+        raise CliError(f"{name}: folder {display_name(parent)} does not exist")
     if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK):
-        raise CliError(f"{path}: not writable (permission denied)")
+        raise CliError(f"{name}: not writable (permission denied)")
 
 
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most 5 times a second."""
+class Progress:
+    """Progress on ``stream`` (stderr): on a terminal a one-line bar redrawn at most 5 times a
+    second; into a pipe or a log file a plain line every ``every_s`` seconds (no ``\\r``)."""
 
-    def __init__(self, total: int | None, enabled: bool) -> None:
+    def __init__(self, total: int | None, enabled: bool, stream: TextIO | None = None, every_s: float = 10.0) -> None:
         self.total, self.enabled = total, enabled
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
+        self.every_s = 0.2 if self.tty else every_s
         self.t0 = time.perf_counter()
-        self._last = 0.0
+        self._last = self.t0
+        self._drawn = False
         self.done = 0
+
+    def _text(self, fps: float) -> str:
+        if self.total:
+            return f"{self.done}/{self.total} frames  {fps:5.1f} fps"
+        return f"{self.done} frames  {fps:5.1f} fps"
 
     def update(self, done: int, force: bool = False) -> None:
         self.done = done
         now = time.perf_counter()
-        if not self.enabled or (not force and now - self._last < 0.2):
+        if not self.enabled or (not force and now - self._last < self.every_s):
             return
         self._last = now
         fps = done / max(now - self.t0, 1e-9)
-        if self.total:
-            frac = min(1.0, done / self.total)
-            bar = "#" * int(frac * 30)
-            sys.stderr.write(f"\r[{bar:<30}] {done}/{self.total} frames  {fps:5.1f} fps")
+        if self.tty:
+            bar = "#" * int(min(1.0, done / self.total) * 30) if self.total else ""
+            self.stream.write(f"\r[{bar:<30}] {self._text(fps)}" if self.total else f"\r{self._text(fps)}")
+            self._drawn = True
         else:
-            sys.stderr.write(f"\r{done} frames  {fps:5.1f} fps")
-        sys.stderr.flush()
+            self.stream.write(f"facetrack: {self._text(fps)}\n")
+        self.stream.flush()
 
     def finish(self) -> None:
-        if self.enabled:
+        """End the bar's line (terminal only; a log gets the summary line instead)."""
+        if self.enabled and self.tty:
             self.update(self.done, force=True)
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+            self.stream.write("\n")
+            self.stream.flush()
 
     @property
     def fps(self) -> float:
         return self.done / max(time.perf_counter() - self.t0, 1e-9)
 
 
-def _draw(frame: np.ndarray, result: Any, fps: float) -> np.ndarray:
+def _draw(frame: np.ndarray, result: Any, fps: float, frame_number: int) -> np.ndarray:
     from facetrack.tracker.draw import GREEN, RED, draw_box, draw_landmarks, draw_text
     from facetrack.tracker.geometry import to_gray
 
@@ -150,136 +250,241 @@ def _draw(frame: np.ndarray, result: Any, fps: float) -> np.ndarray:
         if f.success:
             img = draw_landmarks(img, f.landmarks, color)
         img = draw_box(img, f.box, color, f"face {f.face_id} {f.confidence:.2f}{'' if f.success else ' lost'}")
-    text = [f"{fps:4.1f} fps"] + (["cut"] if result.cut else [])
+    text = [f"frame {frame_number}", f"{fps:4.1f} fps"] + (["cut"] if result.cut else [])
     return draw_text(img, text)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the track job; returns the exit code (0 ok, 1 error, 2 usage, 130 interrupted)."""
     try:
-        return _run(args)
+        check_options(args)
+        inputs = list(args.video or [])
+        if args.out_dir is not None or len(inputs) > 1 or args.shard is not None:
+            from facetrack.tracker.batch import run_batch
+
+            return run_batch(args)
+        outcome = track(args)
     except CliError as e:
-        print(f"facetrack: {e}", file=sys.stderr)
-        return 2 if str(e).startswith("usage") else 1
+        outcome = Outcome(2 if str(e).startswith("usage") else 1, f"facetrack: {e}")
+    if outcome.line and (outcome.to_stderr or not args.quiet):
+        print(outcome.line, file=sys.stderr if outcome.to_stderr else sys.stdout)
+    return outcome.status
 
 
-def _run(args: argparse.Namespace) -> int:
-    from facetrack.engines.errors import BackendUnavailableError, ModelFileError
-    from facetrack.tracker.models import ModelNotFoundError
-    from facetrack.tracker.output import OutputFileError, open_writer, truncate_to_complete
-    from facetrack.tracker.tracker import Tracker, TrackerConfig
-    from facetrack.tracker.video import VideoError, VideoReadError, open_source
+def model_files(model: str) -> list[Path]:
+    """The model files a ``--model`` value loads (``aan+mdm``: two); :class:`CliError` when one is missing."""
+    from facetrack.tracker.models import ModelNotFoundError, resolve_model
+    from facetrack.tracker.tracker import _model_roles
+
+    init_keys, track_key = _model_roles(model)
+    try:
+        return [resolve_model(k) for k in dict.fromkeys(init_keys + [track_key])]
+    except ModelNotFoundError as e:
+        raise CliError(str(e)) from None
+
+
+def _runtime(args: argparse.Namespace, files: list[Path]) -> str:
+    """The runtime every model of this run opens in, decided (and logged) once, so that
+    ``aan+mdm`` says it once; an explicit ``--backend`` must read the model files."""
+    from facetrack.engines.errors import BackendUnavailableError
+    from facetrack.engines.registry import BACKENDS, pick_backend
+
+    if args.backend == "auto":
+        if not all(f.suffix.lower() == ".onnx" for f in files):
+            return "auto"  # by suffix, in the registry
+        try:
+            return pick_backend().name
+        except BackendUnavailableError as e:
+            raise CliError(str(e)) from None
+    reads = getattr(BACKENDS[args.backend], "suffixes", None)
+    for f in files:
+        if reads is not None and f.suffix.lower() not in reads:
+            raise CliError(f"{f}: --backend {args.backend} reads {', '.join(reads)} files, not {f.suffix or 'this file'} "
+                           f"(use --backend auto, or --model with a {reads[0]} file)")
+    return args.backend
+
+
+def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], start: int, end: int | None) -> Any:
+    """The :class:`~facetrack.tracker.output.RunRecord` of this run."""
+    from facetrack.tracker.output import RunRecord, file_digest, input_identity
+
+    options = {k: getattr(args, k, None) for k in ROW_OPTIONS if hasattr(args, k)}
+    if not args.smooth:  # the One Euro settings change nothing without --smooth
+        options.pop("smooth_min_cutoff", None)
+        options.pop("smooth_beta", None)
+    model = {"name": str(args.model), "sha256": [_digest(f, file_digest) for f in files]}
+    return RunRecord(input_identity(source_path), model, int(start), end, options)
+
+
+_DIGESTS: dict[Path, str] = {}
+
+
+def _digest(path: Path, digest: Any) -> str:
+    if path not in _DIGESTS:
+        _DIGESTS[path] = digest(path)
+    return _DIGESTS[path]
+
+
+def covers(old: Any, end: int | None) -> bool:
+    """Whether a complete run recorded as ``old`` reached frame ``end`` (``None``: the video's end)."""
+    return old.complete and (old.end is None or (end is not None and end <= old.end))
+
+
+def track(args: argparse.Namespace) -> Outcome:
+    """Track one input (``args.video[0]`` or ``args.camera``) into ``args.out``; the
+    :class:`Outcome`. Raises :class:`CliError` for what stops it before the first frame."""
+    from facetrack.tracker.images import ImageFiles, is_image_input
+    from facetrack.tracker.output import OutputFileError, read_record, truncate_to_complete, write_record
+    from facetrack.tracker.video import VideoError, VideoReadError, display_name, open_source
 
     if args.quiet:  # errors and warnings only
         logging.getLogger().setLevel(logging.WARNING)
-    if (args.video is None) == (args.camera is None):
-        raise CliError("usage: give a VIDEO file or --camera N (one of them)")
-    if args.resume and args.format != "csv":
-        raise CliError("usage: --resume needs --format csv")
-    if args.max_faces < 1 or args.detect_every < 1:
-        raise CliError("usage: --max-faces and --detect-every must be at least 1")
+    inputs = list(args.video or [])
+    if (not inputs) == (args.camera is None):
+        raise CliError("usage: give a VIDEO file (or images) or --camera N, one of them")
+    video = inputs[0] if inputs else None
+    images = video is not None and is_image_input(video)
+    if images and (args.resume or args.start or args.end or args.overlay or args.format != "csv"):
+        raise CliError(f"usage: {display_name(video)}: images take no --resume, --start, --end, --overlay or --format json")
     ext = ".csv" if args.format == "csv" else ".jsonl"
     if args.out:
         out = Path(args.out)
     else:
-        out = Path((Path(args.video).stem if args.video else f"camera{args.camera}") + ext)
+        stem = Path(video).stem if video and not Path(video).is_dir() else Path(video).resolve().name if video else None
+        out = Path((stem or f"camera{args.camera}".replace("/", "_")) + ext)
     overlay = Path(args.overlay) if args.overlay else None
-    inputs = [Path(args.video)] if args.video else []
+    in_paths = [Path(video)] if video else []
     try:
-        source = open_source(args.video, args.camera)
+        source = ImageFiles(video) if images else open_source(video, args.camera)
     except VideoError as e:
         raise CliError(str(e)) from None
     with source:
-        _check_writable(out, inputs)
+        _check_writable(out, in_paths)
         if overlay is not None:
-            _check_writable(overlay, inputs + [out])
+            _check_writable(overlay, in_paths)
+        files = model_files(args.model)
         start = to_frame(args.start, source.fps) or 0
         end = to_frame(args.end, source.fps)
-        resume_from = 0
-        append = False
+        record = make_record(args, in_paths[0], files, start, end) if in_paths else None
+        resume_from, append, last = 0, False, None
         if args.resume and out.exists() and out.stat().st_size > 0:
+            if record is None:
+                raise CliError(f"usage: {display_name(out)}: a camera run cannot be resumed")
+            try:
+                old = read_record(out)
+            except OutputFileError as e:
+                raise CliError(f"{e} (cannot --resume)") from None
+            if old is None:
+                raise CliError(f"{display_name(out)}: no record of what it was made from ({out.name}.run.json is missing); "
+                               f"not resuming: remove it or choose another --out")
+            diffs = old.differences(record)
+            if diffs:
+                raise CliError(f"{display_name(out)}: made from another run ({'; '.join(diffs)}); "
+                               f"not resuming: remove it or choose another --out")
             try:
                 table = truncate_to_complete(out)
             except OutputFileError as e:
                 raise CliError(f"{e} (cannot --resume)") from None
-            resume_from, append = table.last_frame, True  # 1-based last frame == next 0-based index
+            if covers(old, end):
+                return Outcome(0, "" if args.quiet else f"facetrack: {display_name(out)}: already complete ({table.last_frame} frames)")
+            resume_from, append, last = table.last_frame, True, table.last_landmarks()
             if resume_from > start:
-                log.info("resuming %s after frame %d", out, resume_from)
+                log.info("resuming %s after frame %d", display_name(out), resume_from)
             start = max(start, resume_from)
         if end is not None and end <= start:
-            raise CliError(f"{out}: nothing to do: start frame {start} is not before end frame {end}")
+            raise CliError(f"{display_name(out)}: nothing to do: start frame {start} is not before end frame {end}")
         try:
             source.seek(start)
         except VideoError as e:
             if resume_from and source.total and start >= source.total:
-                if not args.quiet:
-                    print(f"facetrack: {out}: already complete ({resume_from} frames)", file=sys.stderr)
-                return 0
+                write_record(out, replace(record, complete=True))
+                return Outcome(0, "" if args.quiet else f"facetrack: {display_name(out)}: already complete ({resume_from} frames)")
             raise CliError(str(e)) from None
+        return _track_frames(args, source, out, overlay, files, record, start, end, append, last, images)
 
-        config = TrackerConfig(model=args.model, backend=args.backend, threads=args.threads, max_faces=args.max_faces,
-                               smooth=args.smooth, smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
-                               confidence_threshold=args.confidence, detect_every=args.detect_every,
-                               default_fps=source.fps, track_init=args.track_init)
-        try:
-            tracker = Tracker(config)
-        except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:
-            raise CliError(str(e)) from None
-        try:
-            writer = open_writer(out, args.format, append=append)
-        except OutputFileError as e:
-            raise CliError(str(e)) from None
-        total = None
-        if source.total:
-            total = (min(end, source.total) if end is not None else source.total) - start
-        elif end is not None:
-            total = end - start
-        progress = _Progress(total, not args.quiet)
-        video_writer = None
-        n = n_face = 0
-        last_frame = start  # 1-based number of the last frame written
-        status = 0
-        try:
-            while end is None or start + n < end:  # stop before reading past --end
-                item = source.read()
-                if item is None:
-                    break
-                index, ts, frame = item
-                result = tracker.process(frame, ts)
+
+def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Path | None, files: list[Path], record: Any,
+                  start: int, end: int | None, append: bool, last: Any, images: bool) -> Outcome:
+    from facetrack.engines.errors import BackendUnavailableError, ModelFileError
+    from facetrack.tracker.models import ModelNotFoundError
+    from facetrack.tracker.output import OutputFileError, open_writer, write_record
+    from facetrack.tracker.tracker import Tracker, TrackerConfig
+    from facetrack.tracker.video import VideoError, VideoReadError, display_name, open_video_writer
+
+    backend = _runtime(args, files)
+    config = TrackerConfig(model=args.model, backend=backend, threads=args.threads, max_faces=args.max_faces,
+                           smooth=args.smooth, smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
+                           confidence_threshold=args.confidence, detect_every=args.detect_every,
+                           default_fps=source.fps, track_init=args.track_init)
+    try:
+        tracker = Tracker(config)
+    except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:
+        raise CliError(str(e)) from None
+    try:
+        writer = open_writer(out, "image-csv" if images else args.format, append=append, last=last)
+        if record is not None:
+            write_record(out, record)
+    except OutputFileError as e:
+        tracker.close()
+        raise CliError(str(e)) from None
+    name = display_name(out)
+    total = None
+    if source.total:
+        total = (min(end, source.total) if end is not None else source.total) - start
+    elif end is not None:
+        total = end - start
+    progress = Progress(total, not args.quiet)
+    video_writer = None
+    n = n_face = rows = 0
+    last_frame = start  # 1-based number of the last frame written
+    outcome: Outcome | None = None
+    try:
+        while end is None or start + n < end:  # stop before reading past --end
+            item = source.read()
+            if item is None:
+                break
+            index, ts, frame = item
+            if images:
+                tracker.reset()  # images are unrelated: search every one, carry nothing over
+            result = tracker.process(frame, ts)
+            if images:
+                writer.write_frame(index + 1, ts, result.faces, image=display_name(source.current.name))
+            else:
                 writer.write_frame(index + 1, ts, result.faces, cut=result.cut)
-                last_frame = index + 1
-                n += 1
-                n_face += result.success
-                if overlay is not None:
-                    if video_writer is None:
-                        video_writer = _open_overlay(overlay, source.fps, frame.shape[1], frame.shape[0])
-                    video_writer.write(_draw(frame, result, progress.fps))
-                progress.update(n)
-        except (VideoReadError, OutputFileError) as e:  # damaged video mid-stream; disk full
-            progress.finish()
-            print(f"facetrack: {e}; {out} keeps every frame up to {last_frame}", file=sys.stderr)
-            status = 1
-        except KeyboardInterrupt:
-            progress.finish()
-            print(f"facetrack: interrupted; {out} holds frames up to {last_frame} (continue with --resume)", file=sys.stderr)
-            status = 130
-        else:
-            progress.finish()
-        finally:
-            writer.close()
-            if video_writer is not None:
-                video_writer.release()
-            tracker.close()
-        if status == 0 and not args.quiet:
-            pct = 100.0 * n_face / n if n else 0.0
-            print(f"facetrack: {n} frames, {n_face} with a face ({pct:.0f}%), {progress.fps:.1f} fps -> {out}")
-        return status
-
-
-def _open_overlay(path: Path, fps: float, width: int, height: int) -> Any:
-    import cv2
-
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (int(width), int(height)))
-    if not vw.isOpened():
-        raise CliError(f"{path}: cannot open an mp4v video writer")
-    return vw
+            last_frame = index + 1
+            n += 1
+            n_face += result.success
+            rows += max(1, len(result.faces))
+            if overlay is not None:
+                if video_writer is None:
+                    try:
+                        video_writer = open_video_writer(overlay, source.fps, frame.shape[1], frame.shape[0])
+                    except VideoError as e:
+                        raise CliError(str(e)) from None
+                video_writer.write(_draw(frame, result, progress.fps, index + 1))
+            progress.update(n)
+    except (VideoReadError, OutputFileError) as e:  # damaged video mid-stream; disk full
+        progress.finish()
+        outcome = Outcome(1, f"facetrack: {e}; {name} keeps every frame up to {last_frame}")
+    except KeyboardInterrupt:
+        progress.finish()
+        outcome = Outcome(130, f"facetrack: interrupted; {name} holds frames up to {last_frame} (continue with --resume)")
+    else:
+        progress.finish()
+    finally:
+        writer.close()
+        if video_writer is not None:
+            video_writer.release()
+        tracker.close()
+    if outcome is not None:
+        return outcome
+    if record is not None:
+        try:
+            write_record(out, replace(record, complete=True))
+        except OutputFileError as e:
+            return Outcome(1, f"facetrack: {e}")
+    pct = 100.0 * n_face / n if n else 0.0
+    if images:
+        skipped = f", {len(source.skipped)} skipped (not decodable)" if source.skipped else ""
+        return Outcome(0, f"facetrack: {n} images, {n_face} with a face ({pct:.0f}%), {rows} rows{skipped} -> {name}", False)
+    return Outcome(0, f"facetrack: {n} frames, {n_face} with a face ({pct:.0f}%), {progress.fps:.1f} fps -> {name}", False)

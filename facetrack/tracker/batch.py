@@ -1,0 +1,226 @@
+"""Many inputs at once: ``facetrack VIDEO... --out-dir DIR [--jobs N] [--shard I/N]``.
+
+Each input is tracked into ``DIR/<its name>.csv`` by its own worker process (``python -m
+facetrack.tracker.batch``, one runtime thread each when ``--jobs`` is above 1), at most
+``--jobs`` at a time. A separate process per input means a crash in one (a decoder
+segfault) costs that input only; the others go on. Inputs whose CSV is complete for the same
+input, model and options (the record beside it, :class:`~facetrack.tracker.output.RunRecord`)
+are skipped; a partial one is resumed. Each input ends with one line; the exit code is 0 when
+every input succeeded, 1 when any failed, 130 when interrupted.
+
+``--shard I/N`` keeps every N-th input of the name-sorted list, starting at the I-th (1-based),
+so that the tasks of a scheduler's job array (Slurm ``--array=1-N``) split a corpus without a
+coordinator: the same command line on every task, a different ``I``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from facetrack.tracker.track_cli import CliError, covers, make_record, model_files, to_frame
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """``"2/8"`` -> ``(2, 8)``; ``1 <= I <= N``."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give I/N, e.g. 2/8") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: I must be between 1 and N")
+    return i, n
+
+
+def shard(inputs: list[str], i: int, n: int) -> list[str]:
+    """The ``i``-th (1-based) of ``n`` shares of ``inputs``: sorted by name (bytes), every
+    ``n``-th from position ``i - 1``. The shares of ``1..n`` are disjoint and cover ``inputs``."""
+    ordered = sorted(dict.fromkeys(inputs), key=os.fsencode)
+    return ordered[i - 1::n]
+
+
+def output_for(input_path: str, out_dir: Path, ext: str) -> Path:
+    """``DIR/<name>.csv``: the file name without its suffix (a folder: its name)."""
+    p = Path(input_path)
+    stem = p.resolve().name if p.is_dir() else p.stem
+    return out_dir / (stem + ext)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input, its output and the worker's result (``rc``: exit code; ``line``: its last line)."""
+
+    input: str
+    out: Path
+    rc: int | None = None
+    line: str = ""
+
+
+def _complete(args: argparse.Namespace, job: Job) -> bool:
+    """Whether ``job.out`` is already complete for this input, model and options."""
+    from facetrack.tracker.output import OutputFileError, read_record
+    from facetrack.tracker.video import VideoError, VideoFile
+
+    try:
+        old = read_record(job.out)
+        if old is None or not old.complete or not job.out.exists():
+            return False
+        fps = 30.0
+        if any(v is not None and not v.endswith("f") for v in (args.start, args.end)):  # seconds need the video's rate
+            with VideoFile(job.input) as v:
+                fps = v.fps
+        start, end = to_frame(args.start, fps) or 0, to_frame(args.end, fps)
+        new = make_record(args, Path(job.input), model_files(args.model), start, end)
+    except (OutputFileError, VideoError, OSError):
+        return False  # the worker says what is wrong with it
+    return not old.differences(new) and covers(old, end)
+
+
+def _worker_args(args: argparse.Namespace, job: Job, threads: int | None) -> dict:
+    skip = {"out_dir", "jobs", "shard"}
+    d = {k: v for k, v in vars(args).items() if k not in skip}
+    d.update(video=[job.input], out=str(job.out), overlay=None, resume=True, quiet=True, threads=threads, camera=None,
+             out_dir=None, jobs=1, shard=None)
+    return d
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Track every input of ``args.video`` into ``args.out_dir``; the exit code."""
+    from facetrack.tracker.video import display_name
+
+    inputs = list(args.video or [])
+    if args.camera is not None:
+        raise CliError("usage: --camera takes no other inputs and no --out-dir")
+    if args.out_dir is None:
+        raise CliError("usage: several inputs write one CSV each: give --out-dir DIR (not --out)")
+    if args.out:
+        raise CliError("usage: give --out-dir DIR or --out FILE, not both")
+    if args.overlay:
+        raise CliError("usage: --overlay takes one input (not --out-dir)")
+    if not inputs:
+        raise CliError("usage: give the inputs to track into --out-dir")
+    if args.shard is not None:
+        inputs = shard(inputs, *args.shard)
+    out_dir = Path(args.out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"{display_name(out_dir)}: cannot be created ({e.strerror or e})") from None
+    ext = ".csv" if args.format == "csv" else ".jsonl"
+    jobs = [Job(i, output_for(i, out_dir, ext)) for i in dict.fromkeys(inputs)]
+    seen: dict[Path, str] = {}
+    for j in jobs:
+        if j.out in seen:
+            raise CliError(f"{display_name(j.input)}: same output name as {display_name(seen[j.out])} "
+                           f"({display_name(j.out)}); rename one of them")
+        seen[j.out] = j.input
+    model_files(args.model)  # a missing model fails once, here, not once per input
+    threads = 1 if args.jobs > 1 else args.threads
+    n = len(jobs)
+    todo: list[tuple[int, Job]] = []
+    skipped = 0
+    for k, j in enumerate(jobs, 1):
+        if _complete(args, j):
+            skipped += 1
+            if not args.quiet:
+                print(f"facetrack: [{k}/{n}] {display_name(j.input)}: already complete -> {display_name(j.out)}", file=sys.stderr)
+        else:
+            todo.append((k, j))
+    failed = tracked = 0
+    interrupted = False
+    running: dict[int, tuple[subprocess.Popen, Job, float]] = {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if threads == 1 else dict(os.environ)
+    queue = list(todo)
+    t0 = time.perf_counter()
+    try:
+        while queue or running:
+            while queue and len(running) < args.jobs:
+                k, j = queue.pop(0)
+                payload = json.dumps(_worker_args(args, j, threads))
+                proc = subprocess.Popen([sys.executable, "-m", "facetrack.tracker.batch", payload], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+                running[k] = (proc, j, time.perf_counter())
+            done = [k for k, (p, _, _) in running.items() if p.poll() is not None]
+            if not done:
+                time.sleep(0.05)
+                continue
+            for k in done:
+                proc, j, t = running.pop(k)
+                err = proc.stderr.read() if proc.stderr else ""
+                line = _last_line(err)
+                if proc.returncode == 0:
+                    tracked += 1
+                    if not args.quiet:
+                        print(f"facetrack: [{k}/{n}] {display_name(j.input)}: {line or 'done'} "
+                              f"({time.perf_counter() - t:.1f} s)", file=sys.stderr)
+                else:
+                    failed += 1
+                    why = line or _signal_text(proc.returncode)
+                    print(f"facetrack: [{k}/{n}] {display_name(j.input)}: FAILED (exit {proc.returncode}): {why}", file=sys.stderr)
+    except KeyboardInterrupt:  # the workers got the same SIGINT and keep their rows
+        interrupted = True
+        for proc, _, _ in running.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    if interrupted:
+        print(f"facetrack: interrupted; rerun the same command to continue ({len(queue) + len(running)} inputs left)",
+              file=sys.stderr)
+        return 130
+    if not args.quiet or failed:
+        print(f"facetrack: {n} inputs: {tracked} tracked, {skipped} already complete, {failed} failed "
+              f"({time.perf_counter() - t0:.1f} s) -> {display_name(out_dir)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _last_line(err: str) -> str:
+    """The worker's own one-line message, without its ``facetrack: `` prefix."""
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
+    own = [ln for ln in lines if ln.startswith("facetrack")] or lines
+    return own[-1].removeprefix("facetrack: ") if own else ""
+
+
+def _signal_text(rc: int) -> str:
+    if rc < 0:
+        import signal
+
+        try:
+            return f"worker killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"worker killed by signal {-rc}"
+    return "worker failed without a message"
+
+
+def _worker(payload: str) -> int:
+    """One input in this process (the arguments as JSON, from :func:`run_batch`)."""
+    import logging
+
+    from facetrack.tracker.track_cli import Outcome, track
+
+    logging.basicConfig(level=logging.WARNING, format="facetrack: %(message)s")
+    try:
+        from facetrack.cli import register_backends
+
+        register_backends()
+    except ImportError:  # backends above ``engines`` (PyTorch) are optional
+        pass
+    args = argparse.Namespace(**json.loads(payload))
+    try:
+        outcome = track(args)
+    except CliError as e:
+        outcome = Outcome(2 if str(e).startswith("usage") else 1, f"facetrack: {e}")
+    except KeyboardInterrupt:
+        outcome = Outcome(130, "facetrack: interrupted")
+    if outcome.line:
+        print(outcome.line, file=sys.stderr)
+    return outcome.status
+
+
+if __name__ == "__main__":  # pragma: no cover - the worker process
+    sys.exit(_worker(sys.argv[1]))
