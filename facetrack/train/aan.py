@@ -1,18 +1,24 @@
 """Attentional Alignment Network (AAN): direct regression with multi-scale spatial attention.
 
-Wang et al., "Attentional Alignment Networks", BMVC 2018 (text: ``../shared/papers``; no public
-implementation exists, the paper is the specification, see ``../shared/papers/NOTES.md``).
+Yue, Miao, Wang, Zhang, Zhen, Cao, "Attentional Alignment Network", BMVC 2018 (text:
+``../shared/papers``; no public implementation exists, the paper is the specification, see
+``../shared/papers/NOTES.md``).
 
-Layout (paper Sec. 3 and 4.1): a small stem (a stride-2 conv: our crops are 112 px), then four
+Layout (paper Sec. 3.1 and 4.2): a small stem (a stride-2 conv: our crops are 112 px), then four
 building blocks, each a residual bottleneck block (He et al., "Deep Residual Learning for Image
-Recognition", CVPR 2016) followed by an attention block -- ``1x1 conv, BN, ReLU, sigmoid`` giving
-a one-channel map ``M`` in [0, 1]; block output ``(1 + M) * H`` (paper eq. 3) -- with a 2x2
-max-pool after each block (four pooling layers). During training an intermediate head predicts
-the landmarks from each attended map (intermediate supervision, same ground truth); the heads
-are not used by :meth:`AAN.forward`, so they are absent from the exported graph. The last map
-feeds the nonlinear embedding ``cos(W x + b)`` of 256 units (paper eq. 4, learned random
-Fourier features) and a linear layer to the 136 coordinates, its bias set to the template so
-training starts at the mean shape. A confidence head (ours) reads the 256-d embedding.
+Recognition", CVPR 2016) followed by an attention block -- a 1x1 conv with BN giving a
+one-channel map ``M`` normalised by a sigmoid "into the range of [0, 1]"; block output
+``(1 + M) * H`` (paper eq. 1) -- with a 2x2 max-pool after each block (four pooling layers).
+The paper also lists a ReLU in the attention block; a ReLU before the sigmoid would confine
+``M`` to [0.5, 1), against the stated range, so by default the ReLU is left out
+(``AANConfig.attention="sigmoid"``); ``"relu-sigmoid"`` keeps it (the shipped ``aan`` models
+of earlier versions, and any checkpoint whose config lacks the key). During training an
+intermediate head predicts the landmarks from each attended map (intermediate supervision,
+same ground truth); the heads are not used by :meth:`AAN.forward`, so they are absent from
+the exported graph. The last map feeds the nonlinear embedding ``cos(W x + b)`` of 256 units
+(paper eq. 4, learned random Fourier features, Sec. 3.3) and a linear layer to the 136
+coordinates, its bias set to the template so training starts at the mean shape. A confidence
+head (ours) reads the 256-d embedding.
 
 Coordinates: landmarks ``(N, 68, 2)`` float32, (x, y) crop pixels, 0-based, in the crop made by
 :mod:`facetrack.tracker.geometry` (``S`` = ``input_size``).
@@ -36,8 +42,10 @@ class AANConfig:
     ``stem_channels``: channels of the stride-2 3x3 stem conv; ``block_channels``: output
     channels of the four bottleneck blocks (inner width ``out // bottleneck_ratio``);
     ``embed_dim``: units of the cosine embedding (256 in the paper); ``head_pool``: side of
-    the average-pooled map each intermediate head reads. The defaults give ~0.97 M inference
-    weights (plus ~1.2 M in the training-only heads), ~1 ms in ONNX Runtime on 2 CPU threads.
+    the average-pooled map each intermediate head reads; ``attention``: ``"sigmoid"`` (M in
+    (0, 1), the paper's stated range) or ``"relu-sigmoid"`` (M in [0.5, 1)); see the module
+    docstring. The defaults give ~0.97 M inference weights (plus ~1.2 M in the training-only
+    heads), ~1 ms in ONNX Runtime on 2 CPU threads.
     """
 
     arch: str = "aan"
@@ -48,8 +56,11 @@ class AANConfig:
     bottleneck_ratio: int = 4
     embed_dim: int = 256
     head_pool: int = 4
+    attention: str = "sigmoid"
 
     def __post_init__(self) -> None:
+        if self.attention not in ("sigmoid", "relu-sigmoid"):
+            raise ValueError(f"AANConfig.attention must be 'sigmoid' or 'relu-sigmoid', got {self.attention!r}")
         if len(self.block_channels) != 4:
             raise ValueError(f"AANConfig.block_channels needs 4 entries, got {self.block_channels}")
         if self.input_size < 32:
@@ -93,15 +104,18 @@ class Bottleneck(nn.Module):
 
 
 class Attention(nn.Module):
-    """Spatial attention block: ``M = sigmoid(ReLU(BN(conv1x1(H))))``, one channel; returns ``(1 + M) * H``."""
+    """Spatial attention block: ``M = sigmoid(BN(conv1x1(H)))`` (``relu=True``:
+    ``sigmoid(ReLU(BN(conv1x1(H))))``), one channel; returns ``(1 + M) * H`` (paper eq. 1)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, relu: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(1)
+        self.relu = relu
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        m = torch.sigmoid(F.relu(self.bn(self.conv(h))))
+        a = self.bn(self.conv(h))
+        m = torch.sigmoid(F.relu(a) if self.relu else a)
         return (1.0 + m) * h
 
 
@@ -122,7 +136,7 @@ class LandmarkHead(nn.Module):
 
 
 class AAN(nn.Module):
-    """Attentional Alignment Network (Wang et al., BMVC 2018); see the module docstring."""
+    """Attentional Alignment Network (Yue et al., BMVC 2018); see the module docstring."""
 
     def __init__(self, cfg: AANConfig) -> None:
         super().__init__()
@@ -135,7 +149,7 @@ class AAN(nn.Module):
         bias = torch.from_numpy(template(cfg.input_size).copy()).reshape(-1)
         chans = (cfg.stem_channels, *cfg.block_channels)
         self.blocks = nn.ModuleList(Bottleneck(chans[i], chans[i + 1], cfg.bottleneck_ratio) for i in range(4))
-        self.attention = nn.ModuleList(Attention(c) for c in cfg.block_channels)
+        self.attention = nn.ModuleList(Attention(c, relu=cfg.attention == "relu-sigmoid") for c in cfg.block_channels)
         self.heads = nn.ModuleList(LandmarkHead(c, cfg.head_pool, bias) for c in cfg.block_channels)
         n_flat = cfg.block_channels[-1] * cfg.final_side**2
         self.embed = nn.Linear(n_flat, cfg.embed_dim)

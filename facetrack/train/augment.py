@@ -23,6 +23,7 @@ from facetrack.tracker.geometry import (
     compose_affine,
     crop_from_box,
     crop_from_shape,
+    face_size,
     similarity_matrix,
     template,
     warp_crop,
@@ -86,12 +87,6 @@ class FaceCrop:
     matrix: np.ndarray
 
 
-def face_size(shape: np.ndarray) -> float:
-    """Geometric-mean side of the tight box of ``(68, 2)`` points (the crop convention's size)."""
-    b = box_of(shape)
-    return float(np.sqrt(max(float((b[2] - b[0]) * (b[3] - b[1])), 1e-9)))
-
-
 def about_centre(size: int, scale: float, angle_rad: float, tx: float, ty: float) -> np.ndarray:
     """Crop -> crop similarity: rotate and scale about the crop centre, then shift by ``(tx, ty)`` px."""
     c = (size - 1) / 2.0  # pixel-centre convention: the centre of an S-pixel crop
@@ -105,7 +100,7 @@ def _mirror_matrix(width: int) -> np.ndarray:
     return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]])
 
 
-def base_matrix(shape: np.ndarray, box: np.ndarray | None, size: int, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+def base_matrix(shape: np.ndarray, size: int, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
     """Image -> crop transform before the random similarity: from the shape, or (``p_box``)
     from the shape's tight box with each side jittered, as a calibrated detector box would be."""
     if rng.random() < cfg.p_box:
@@ -140,7 +135,7 @@ def _mirrored(face: CachedFace, rng: np.random.Generator, p: float) -> tuple[np.
 def positive_matrix(face: CachedFace, size: int, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
     """``(matrix cached image -> crop, landmarks (68, 2) crop px)`` of a jittered face crop."""
     flip, shape, _ = _mirrored(face, rng, cfg.p_mirror)
-    m = compose_affine(random_similarity(size, rng, cfg.rotation_deg, cfg.scale, cfg.shift), base_matrix(shape, None, size, rng, cfg))
+    m = compose_affine(random_similarity(size, rng, cfg.rotation_deg, cfg.scale, cfg.shift), base_matrix(shape, size, rng, cfg))
     return compose_affine(m, flip), apply_affine(m, shape)
 
 
@@ -178,10 +173,12 @@ def negative_matrix(face: CachedFace, size: int, rng: np.random.Generator, cfg: 
 
 def photometric(crop: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
     """Colour jitter (BGR crops, before the grey conversion), then brightness, contrast,
-    gamma, blur, Gaussian noise and occlusion rectangles. ``uint8`` grey ``(S, S)`` out."""
+    gamma, blur, Gaussian noise and occlusion rectangles. ``uint8`` grey ``(S, S)`` out.
+    With ``cfg.photometric`` off: the plain grey conversion, no random change at all."""
     f = crop.astype(np.float32)
     if f.ndim == 3:
-        f = f * rng.uniform(1 - cfg.colour, 1 + cfg.colour, 3).astype(np.float32)
+        if cfg.photometric:  # no colour gain either when photometric changes are off
+            f = f * rng.uniform(1 - cfg.colour, 1 + cfg.colour, 3).astype(np.float32)
         f = cv2.cvtColor(np.clip(f, 0, 255), cv2.COLOR_BGR2GRAY)
     if not cfg.photometric:
         return np.clip(f + 0.5, 0, 255).astype(np.uint8)

@@ -11,13 +11,19 @@ turns the hidden state into 136 numbers added to the current shape.
 
 Two configurations of one class (:class:`MDMConfig`):
 
-- ``mdm``: faithful. 30x30-px patches sampled at 30x30, two ``3x3x32`` valid convs each
-  followed by ReLU and a 2x2 max-pool, skip connection, 2,304 features per patch, 512 hidden
-  units: about 80.5 M weights in the recurrent layer.
-- ``mdm-rt``: the same algorithm made fast: the 30x30-px patch is sampled at 14x14 (ONNX
-  Runtime's CPU GridSample costs ~15 ns per sample: 30x30 samples for 68 points is ~1.3 ms per
-  step), 8- and 16-channel convs, and a 1x1 conv reducing each patch to 2x2x8 = 32 features
-  before a 256-unit recurrent layer: 0.66 M weights.
+- ``mdm``: faithful. Patches sampled at 30x30, two ``3x3x32`` valid convs each followed by
+  ReLU and a 2x2 max-pool, skip connection, 2,304 features per patch, 512 hidden units: about
+  80.5 M weights, almost all in the recurrent layer. Patch scale: the reference code crops so
+  that the mean shape's diagonal is 200 px and samples 30-px patches, i.e. a patch side of
+  30/200 of the shape diagonal; ``patch_reference_diagonal=200`` (the default) keeps that
+  fraction in our crop (the template's diagonal is about 87 px at ``S = 112``: 13-px patches).
+  ``patch_reference_diagonal=0`` takes ``patch_px`` as crop pixels, which at 30 px covers 2.3
+  times the reference's face fraction (the ``mdm`` of earlier versions).
+- ``mdm-rt``: the same algorithm made fast: a 30x30-crop-px patch (its size chosen by
+  measurement, ``patch_reference_diagonal=0``) sampled at 14x14 (ONNX Runtime's CPU GridSample
+  costs ~15 ns per sample: 30x30 samples for 68 points is ~1.3 ms per step), 8- and 16-channel
+  convs, a 1x1 conv reducing each patch to 2x2x8 = 32 features (68 x 32 = 2,176 inputs) and
+  the paper's 512-unit recurrent layer: about 1.45 M weights in all.
 
 Coordinates: shapes are ``(N, 68, 2)`` float32, (x, y) crop pixels, 0-based, pixel centres at
 integers, in the crop made by :mod:`facetrack.tracker.geometry` (``S`` = ``input_size``).
@@ -48,6 +54,9 @@ class MDMConfig:
     ``grad_through_sampling``: let gradients flow into the sampling positions; the reference
     sampler has none, so by default the shape is detached where the patches are sampled (the
     deltas still add up through the steps, so every step's loss reaches every earlier step).
+    ``patch_reference_diagonal``: if > 0, ``patch_px`` is meant for a crop in which the mean
+    shape's diagonal is this many px (the reference code: 30-px patches at 200 px) and is
+    rescaled to our crop (:attr:`patch_crop_px`); 0 takes ``patch_px`` as crop px.
     """
 
     arch: str = "mdm"
@@ -62,6 +71,7 @@ class MDMConfig:
     steps: int = 4
     update_init_std: float = 1e-3
     grad_through_sampling: bool = False
+    patch_reference_diagonal: float = 200.0
 
     def __post_init__(self) -> None:
         if self.skip_from not in ("conv1", "conv2"):
@@ -75,6 +85,15 @@ class MDMConfig:
     def kind(self) -> str:
         """Model kind for metadata (``facetrack.engines.names.MODEL_IO``)."""
         return "mdm"
+
+    @property
+    def patch_crop_px(self) -> float:
+        """Side of the sampled patch in crop px (see ``patch_reference_diagonal``)."""
+        if self.patch_reference_diagonal <= 0:
+            return float(self.patch_px)
+        t = template(self.input_size)
+        diag = float(((t.max(0) - t.min(0)) ** 2).sum() ** 0.5)
+        return float(self.patch_px) * diag / float(self.patch_reference_diagonal)
 
     @property
     def pooled_side(self) -> int:
@@ -181,7 +200,6 @@ class MDM(nn.Module):
         # Start from init_shape: tiny updates, but not zero (zero would block all gradients).
         nn.init.normal_(self.update.weight, std=cfg.update_init_std)
         nn.init.zeros_(self.update.bias)
-        self.register_buffer("mean_shape", torch.from_numpy(template(cfg.input_size).copy()), persistent=False)
 
     def zero_hidden(self, n: int, device: torch.device | None = None) -> torch.Tensor:
         """``(n, H)`` float32 zeros: the hidden state of a new face."""
@@ -202,7 +220,7 @@ class MDM(nn.Module):
         shapes: list[torch.Tensor] = []
         for _ in range(cfg.steps):
             where = shape if cfg.grad_through_sampling else shape.detach()
-            patches = extract_patches(image, where, cfg.patch_px, cfg.patch_samples, cfg.input_size)
+            patches = extract_patches(image, where, cfg.patch_crop_px, cfg.patch_samples, cfg.input_size)
             feats = self.patch_net(patches).reshape(-1, self.n_features)
             h = torch.tanh(self.recurrent(torch.cat([feats, h], dim=1)))
             shape = shape + self.update(h).reshape(-1, cfg.n_points, 2)

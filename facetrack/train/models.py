@@ -20,9 +20,9 @@ ModelConfig = Union[MDMConfig, AANConfig]
 
 _CONFIGS: dict[str, ModelConfig] = {
     "mdm": MDMConfig(arch="mdm"),
-    # Same algorithm, fast: the 30-px patch sampled at 14x14, 8/16-channel convs, a 1x1 conv to
-    # 8 channels -> 2x2x8 = 32 features per patch; the paper's 512 recurrent units (1.4 M weights,
-    # ~1.4 M multiply-adds per step: the convolutions and the sampler dominate the time).
+    # Same algorithm, fast: a 30-crop-px patch sampled at 14x14, 8/16-channel convs, a 1x1 conv
+    # to 8 channels -> 2x2x8 = 32 features per patch; the paper's 512 recurrent units (1.45 M
+    # weights, ~1.4 M multiply-adds per step: the convolutions and the sampler dominate the time).
     "mdm-rt": MDMConfig(
         arch="mdm-rt",
         patch_px=30.0,
@@ -30,6 +30,7 @@ _CONFIGS: dict[str, ModelConfig] = {
         conv_channels=(8, 16),
         reduce_channels=8,
         hidden_size=512,
+        patch_reference_diagonal=0.0,
     ),
     "aan": AANConfig(arch="aan"),
 }
@@ -52,11 +53,6 @@ def config_for(arch: str) -> ModelConfig:
     return _CONFIGS[_check_arch(arch)]
 
 
-def model_kind(config: ModelConfig) -> str:
-    """``"mdm"`` for mdm and mdm-rt, ``"aan"`` for aan: the key of ``facetrack.engines.names.MODEL_IO``."""
-    return config.kind
-
-
 def build_model(arch_or_config: str | ModelConfig) -> nn.Module:
     """A freshly initialised model from an architecture name or a config."""
     cfg = config_for(arch_or_config) if isinstance(arch_or_config, str) else arch_or_config
@@ -70,8 +66,15 @@ def config_to_dict(config: ModelConfig) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+#: Config fields added after checkpoints were written, with the value that reproduces the model
+#: of a checkpoint that lacks them (the new default may differ: the paper reading).
+LEGACY_VALUES: dict[str, Any] = {"patch_reference_diagonal": 0.0, "attention": "relu-sigmoid"}
+
+
 def config_from_dict(d: dict[str, Any]) -> ModelConfig:
-    """Inverse of :func:`config_to_dict`. Unknown keys are an error (a newer checkpoint)."""
+    """Inverse of :func:`config_to_dict`. Unknown keys are an error (a newer checkpoint); a key
+    missing from an older checkpoint takes its :data:`LEGACY_VALUES` value (the model as it was
+    trained), else the field default."""
     if "arch" not in d:
         raise ValueError("model config has no 'arch' key")
     cfg_cls, _ = _CLASSES[_check_arch(d["arch"])]
@@ -79,4 +82,6 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     unknown = set(d) - fields
     if unknown:
         raise ValueError(f"model config for {d['arch']!r} has unknown keys {sorted(unknown)}")
-    return cfg_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    values = {k: v for k, v in LEGACY_VALUES.items() if k in fields and k not in d}
+    values.update({k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    return cfg_cls(**values)

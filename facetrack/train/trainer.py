@@ -434,30 +434,3 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     bar.close()
     (out / "record.json").write_text(json.dumps({**record, "final": {k: v for k, v in metrics.items() if k != "history"}}, indent=1), encoding="utf-8")
     return metrics
-
-
-@torch.no_grad()
-def evaluate_samples(model: nn.Module, samples: list[FaceSample], face_px: float = 2.0 * FACE_FRACTION * 112) -> np.ndarray:
-    """Per-face NME (outer eye corners, 68 points) of ``model`` on ``samples`` from a crop of the
-    ground truth's tight box (``crop_from_box``, no calibration error), MDM from the template.
-    An idealised box start: a quick figure for a training record, not a benchmark."""
-    import cv2
-
-    from facetrack.tracker.geometry import apply_affine, box_of, crop_from_box, template, warp_crop
-
-    model.eval()
-    size = model.config.input_size
-    faces = build_cache(samples, face_px)
-    errs = []
-    for f in faces:
-        m = crop_from_box(box_of(f.landmarks), size)
-        gray = f.image if f.image.ndim == 2 else cv2.cvtColor(f.image, cv2.COLOR_BGR2GRAY)
-        crop = warp_crop(gray, m, size)
-        gt = torch.from_numpy(apply_affine(m, f.landmarks))[None]
-        image = torch.from_numpy(to_input(crop))
-        if model.config.kind == "mdm":
-            out, _, _ = model(image, torch.from_numpy(template(size).copy())[None], model.zero_hidden(1))
-        else:
-            out, _ = model(image)
-        errs.append(float(normalised_error(out, gt)[0]))
-    return np.array(errs)

@@ -96,8 +96,16 @@ def test_photometric_is_grey_uint8_and_changes_the_crop() -> None:
     colour = np.random.default_rng(1).integers(0, 255, (S, S, 3), dtype=np.uint8)
     out = photometric(colour, rng, AugmentConfig())
     assert out.shape == (S, S) and out.dtype == np.uint8
-    plain = photometric(colour, rng, replace(AugmentConfig(), photometric=False, colour=0.0))
+    # photometric=False with the default colour range: exactly the grey conversion, and no
+    # random draw at all (the colour gain used to be applied even then)
+    state = rng.bit_generator.state
+    plain = photometric(colour, rng, replace(AugmentConfig(), photometric=False))
     assert np.abs(plain.astype(int) - cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)).max() <= 1
+    assert rng.bit_generator.state == state
+    # ... and with only the colour gain switched on, colour crops do change
+    only_colour = replace(AugmentConfig(), contrast=0.0, brightness=0.0, gamma=1.0, p_blur=0.0, p_noise=0.0, p_occlusion=0.0)
+    gained = [photometric(colour, rng, only_colour) for _ in range(5)]
+    assert max(np.abs(g.astype(int) - plain.astype(int)).max() for g in gained) >= 5
     grey = np.full((S, S), 128, np.uint8)
     outs = [photometric(grey, rng, AugmentConfig()) for _ in range(10)]
     assert len({int(o.mean()) for o in outs}) > 3

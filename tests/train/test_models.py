@@ -284,3 +284,30 @@ def test_bad_configs(bad, message):
 def test_unknown_arch():
     with pytest.raises(ValueError, match="unknown model architecture"):
         build_model("hourglass")
+
+
+def test_paper_readings_are_defaults_and_old_checkpoints_keep_their_model() -> None:
+    import dataclasses
+
+    from facetrack.train.aan import Attention
+    from facetrack.train.models import config_for, config_from_dict, config_to_dict
+
+    # AAN: the attention map spans (0, 1) by default; with the ReLU before the sigmoid, [0.5, 1)
+    torch.manual_seed(0)
+    h = torch.randn(2, 8, 6, 6)
+    for relu, lo in ((False, 0.0), (True, 0.5)):
+        att = Attention(8, relu=relu).eval()
+        m = att(h.abs() + 1.0) / (h.abs() + 1.0) - 1.0  # recover M from (1 + M) * H
+        assert float(m.min()) >= lo - 1e-6 and (relu or float(m.min()) < 0.45)
+    assert config_for("aan").attention == "sigmoid"
+    # MDM: the faithful model keeps the reference's patch/shape-diagonal ratio (30/200)
+    mdm = config_for("mdm")
+    assert mdm.patch_crop_px == pytest.approx(30.0 * 87.15 / 200.0, rel=0.01)
+    assert config_for("mdm-rt").patch_crop_px == 30.0
+    # a checkpoint config written before these keys existed rebuilds the model it was trained as
+    for arch, key, legacy in (("aan", "attention", "relu-sigmoid"), ("mdm", "patch_reference_diagonal", 0.0)):
+        d = config_to_dict(config_for(arch))
+        del d[key]
+        assert getattr(config_from_dict(d), key) == legacy
+    assert config_from_dict(config_to_dict(config_for("mdm-rt"))) == config_for("mdm-rt")
+    assert dataclasses.replace(mdm, patch_reference_diagonal=0.0).patch_crop_px == 30.0
