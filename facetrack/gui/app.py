@@ -42,11 +42,17 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"facetrack gui: PySide6 is not installed ({e}); pip install 'facetrack[gui]'", file=sys.stderr)
         return 2
-    from facetrack.gui.main_window import MainWindow
-
     from facetrack.gui.compat import binding_problem
+    from facetrack.gui.main_window import MainWindow
+    from facetrack.gui.platform import platform_problem
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance()
+    if app is None:
+        problem = platform_problem()  # Qt would abort the process (exit 134) in QApplication()
+        if problem:
+            print(f"facetrack gui: {problem}", file=sys.stderr)
+            return 2
+        app = QApplication(sys.argv[:1])
     win = MainWindow(model=args.model, backend=args.backend)
     _route_exceptions_to(win)
     problem = binding_problem()

@@ -8,15 +8,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSlider,
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
                                QVBoxLayout, QWidget)
 
 from facetrack.gui.frames import DrawOptions, SourceInfo, TrackedFrame
 from facetrack.gui.overlay import render_tracked, state_label
 from facetrack.gui.pipeline import LivePipeline
 from facetrack.gui.sources import list_cameras
-from facetrack.gui.views import FrameView
+from facetrack.gui.views import FrameView, SeekSlider
 from facetrack.gui.workers import TrackerSpec
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class LiveTab(QWidget):
         self.backend_text = ""
         self.frames_shown = 0
         self._error_shown = False
+        self._at_end = False
 
         # source row
         self.camera_box = QComboBox()
@@ -59,8 +60,10 @@ class LiveTab(QWidget):
         self.play_button = QPushButton("Pause")
         self.step_back = QPushButton("<")
         self.step_button = QPushButton(">")
-        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider = SeekSlider()
         self.slider.setEnabled(False)
+        for b in (self.play_button, self.step_back, self.step_button):  # nothing to play until a source opens
+            b.setEnabled(False)
         self.position_label = QLabel("-")
         play = QHBoxLayout()
         for w in (self.play_button, self.step_back, self.step_button):
@@ -92,11 +95,14 @@ class LiveTab(QWidget):
         self.backend_label = QLabel("")
         self.message_label = QLabel("")
         self.message_label.setStyleSheet("color: #c03030;")
+        # a long message is cut at the window's edge (full text in the tooltip and the status
+        # bar) instead of widening the window
+        self.message_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.message_label.setMinimumWidth(0)
         stat = QHBoxLayout()
         for w in (self.state_label, self.stats_label, self.backend_label):
             stat.addWidget(w)
-        stat.addStretch(1)
-        stat.addWidget(self.message_label)
+        stat.addWidget(self.message_label, 1)
 
         lay = QVBoxLayout(self)
         lay.addLayout(src)
@@ -123,6 +129,7 @@ class LiveTab(QWidget):
         self.step_button.clicked.connect(lambda: p.step(1))
         self.step_back.clicked.connect(lambda: p.step(-1))
         self.slider.sliderReleased.connect(lambda: p.seek(self.slider.value()))
+        self.slider.jumped.connect(p.seek)
         self.slider.actionTriggered.connect(self._slider_action)
         for c in (self.points, self.lines, self.box):
             c.toggled.connect(self._options_changed)
@@ -130,9 +137,8 @@ class LiveTab(QWidget):
         self.model_box.activated.connect(self._model_chosen)
         self.record_button.toggled.connect(self._record_toggled)
         p.capture.opened.connect(self._opened)
-        p.capture.position.connect(self._position)
         p.capture.playing_changed.connect(lambda on: self.play_button.setText("Pause" if on else "Play"))
-        p.capture.ended.connect(lambda: self.show_message("end of video", error=False))
+        p.capture.ended.connect(self._ended)
         p.capture.error.connect(self.show_message)
         p.inference.error.connect(self.show_message)
         p.inference.result.connect(self._result)
@@ -165,7 +171,9 @@ class LiveTab(QWidget):
 
     def open_file(self, path: str) -> None:
         self.pipeline.stop_recording()  # a recording belongs to one source
-        self.show_message(f"opening {Path(path).name}...", error=False, user=True)
+        from facetrack.tracker.video import display_name
+
+        self.show_message(f"opening {display_name(Path(path).name)}...", error=False, user=True)
         self.pipeline.open_file(path)
 
     def _toggle_play(self) -> None:
@@ -239,10 +247,23 @@ class LiveTab(QWidget):
         self.slider.setEnabled(info.seekable)
         self.slider.setRange(0, max(0, info.frame_count - 1))
         self.step_back.setEnabled(info.seekable)
+        self.play_button.setEnabled(True)
+        self.step_button.setEnabled(True)
+        self._at_end = False
         kind = f"{info.frame_count} frames" if info.seekable else "live"
         self.show_message(f"{info.name}: {info.width}x{info.height} {info.fps:.2f} fps, {kind}", error=False)
 
+    def _ended(self) -> None:
+        self._at_end = True
+        self.show_message("end of video", error=False)
+
     def _position(self, index: int) -> None:
+        """Slider and position label to ``index`` (0-based): the frame on screen, so that they
+        agree with the frame number drawn in the overlay."""
+        if self._at_end and self.info is not None and index < self.info.frame_count - 1:
+            self._at_end = False  # seeked back: the end is no longer where we are
+            if self.message_label.text() == "end of video":
+                self.show_message("", error=False, user=True)
         if not self.slider.isSliderDown():
             self.slider.blockSignals(True)
             self.slider.setValue(index)
@@ -273,6 +294,7 @@ class LiveTab(QWidget):
         if error or user or not self._error_shown:
             self.message_label.setStyleSheet("color: #c03030;" if error else "color: #408040;")
             self.message_label.setText(text)
+            self.message_label.setToolTip(text)
             self._error_shown = error
         if error:
             log.warning("%s", text)
@@ -285,6 +307,7 @@ class LiveTab(QWidget):
             return
         self.shown = frame
         self.view.set_image(render_tracked(frame, self.options(), self.backend_text))
+        self._position(frame.index)
         self.frames_shown += 1
         states = ", ".join(state_label(f.state) for f in frame.faces) or ("no face" if frame.model_loaded
                                                                           else "no model loaded")

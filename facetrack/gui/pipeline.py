@@ -20,7 +20,7 @@ class LivePipeline(QObject):
     """Owns the capture and inference workers. Signals out: see :class:`CaptureWorker` and
     :class:`InferenceWorker` (re-exposed here as attributes ``capture`` and ``inference``)."""
 
-    _open_file = Signal(str)
+    _open_file = Signal(object)  # the path as Python has it: a str through Qt would lose non-UTF-8 bytes
     _open_camera = Signal(int)
     _play = Signal()
     _pause = Signal()
@@ -58,7 +58,7 @@ class LivePipeline(QObject):
         self._running = True
 
     def open_file(self, path: str) -> None:
-        self._open_file.emit(str(path))
+        self._open_file.emit(path)
 
     def open_camera(self, index: int) -> None:
         self._open_camera.emit(int(index))

@@ -27,14 +27,14 @@ class VideoFileSource:
     """A video file (:class:`facetrack.tracker.video.VideoFile`) with a clamped ``seek``."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        from facetrack.tracker.video import VideoError, VideoFile
+        from facetrack.tracker.video import VideoError, VideoFile, display_name
 
         try:
             self._video = VideoFile(path)
         except VideoError as e:
             raise SourceError(str(e)) from None
         v = self._video
-        self.info = SourceInfo(v.path.name, v.width, v.height, v.fps, max(v.frame_count, 1))
+        self.info = SourceInfo(display_name(v.path.name), v.width, v.height, v.fps, max(v.frame_count, 1))
 
     @property
     def position(self) -> int:

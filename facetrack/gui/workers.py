@@ -57,7 +57,7 @@ class CaptureWorker(QObject):
             self._timer.timeout.connect(self._tick)
         return self._timer
 
-    @Slot(str)
+    @Slot(object)
     def open_file(self, path: str) -> None:
         self._open(lambda: VideoFileSource(path))
 

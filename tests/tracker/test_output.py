@@ -128,3 +128,96 @@ def test_json_lines_one_object_per_frame(tmp_path, shape):
     assert a["faces"][0]["box"] == [1, 2, 3, 4]
     np.testing.assert_allclose(np.array(a["faces"][0]["landmarks"]), shape, atol=5e-4)
     assert b["faces"][0]["success"] == 0 and b["faces"][0]["state"] == "lost"
+
+
+# --- issue 14: a full disk never leaves a torn row; resuming carries the last landmarks; records --
+class _FillsUp:
+    """A file object over a real file that takes ``room`` more bytes, then fails with ENOSPC
+    (a short write first, as a full disk gives), like ``FileIO`` with ``buffering=0``."""
+
+    def __init__(self, f, room: int) -> None:
+        self.f, self.room = f, room
+
+    def write(self, data) -> int:
+        import errno
+
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = self.f.write(bytes(data[: self.room]))
+        self.room -= n
+        return n
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+@pytest.mark.parametrize("room", [0, 10, 900, 1500])
+def test_a_full_disk_mid_row_is_cut_back_to_the_last_whole_frame(tmp_path, shape, room):
+    path = tmp_path / "l.csv"
+    w = CsvWriter(path)
+    w.write_frame(1, 0.0, [Face(0, shape, 0.9, True)])
+    complete = path.read_bytes()
+    w._f = _FillsUp(w._f, room)  # the disk has `room` bytes left: part of frame 2's row, not all
+    with pytest.raises(OutputFileError, match="l.csv: write failed .No space left on device"):
+        w.write_frame(2, 1 / 30, [Face(0, shape + 1, 0.9, True), Face(1, shape + 50, 0.8, True)])
+    w.close()
+    assert path.read_bytes() == complete  # no torn row: the file ends on frame 1's newline
+    assert list(read_landmarks_csv(path).frame) == [1]
+
+
+def test_dev_full_gives_one_error_and_no_exception_from_the_cut_back():
+    """/dev/full: every write fails and a character device has no position to cut back to."""
+    with pytest.raises(OutputFileError, match="/dev/full: write failed"):
+        CsvWriter("/dev/full")
+
+
+def test_last_landmarks_of_a_table_seed_a_continuing_writer(tmp_path, shape):
+    path = tmp_path / "l.csv"
+    with CsvWriter(path) as w:
+        w.write_frame(1, 0.0, [Face(0, shape, 0.9, True), Face(1, shape + 40, 0.9, True)])
+        w.write_frame(2, 0.1, [Face(0, shape + 2, 0.9, True)])
+    table = read_landmarks_csv(path)
+    last = table.last_landmarks()
+    assert sorted(last) == [0, 1]
+    np.testing.assert_allclose(last[0], shape + 2, atol=1e-3)
+    np.testing.assert_allclose(last[1], shape + 40, atol=1e-3)
+    with open_writer(path, append=True, last=last) as w:
+        w.write_frame(3, 0.2, [])  # no face: face 0's row repeats its last landmarks, not zeros
+    t = read_landmarks_csv(path)
+    assert not t.success[-1]
+    np.testing.assert_allclose(t.landmarks[-1], shape + 2, atol=1e-3)
+
+
+def test_run_records_compare_content_not_names(tmp_path):
+    from facetrack.tracker.output import RunRecord, input_identity, read_record, record_path, write_record
+
+    a, b, c = tmp_path / "a.mp4", tmp_path / "moved.mp4", tmp_path / "other.mp4"
+    a.write_bytes(b"x" * 5000)
+    b.write_bytes(b"x" * 5000)
+    c.write_bytes(b"y" * 5000)
+    model = {"name": "mdm", "sha256": ["abc"]}
+    rec = RunRecord(input_identity(a), model, 0, None, {"max_faces": 1})
+    write_record(tmp_path / "l.csv", rec)
+    assert record_path(tmp_path / "l.csv").name == "l.csv.run.json"
+    back = read_record(tmp_path / "l.csv")
+    assert back == rec
+    assert back.differences(RunRecord(input_identity(b), model, 0, 50, {"max_faces": 1})) == []  # moved, other end
+    diffs = back.differences(RunRecord(input_identity(c), {"name": "aan", "sha256": ["def"]}, 3, None, {"max_faces": 2}))
+    assert diffs == [f"input ({a} vs {c})", "model (mdm vs aan)", "start frame (0 vs 3)", "max_faces (1 vs 2)"]
+    assert read_record(tmp_path / "none.csv") is None
+    (tmp_path / "bad.csv.run.json").write_text("{not json")
+    with pytest.raises(OutputFileError, match="bad.csv.run.json: not a facetrack run record"):
+        read_record(tmp_path / "bad.csv")
+
+
+def test_image_csv_names_each_image_and_carries_nothing_between_images(tmp_path, shape):
+    from facetrack.tracker.output import IMAGE_COLUMNS, ImageCsvWriter
+
+    path = tmp_path / "l.csv"
+    with ImageCsvWriter(path) as w:
+        w.write_frame(1, 0.0, [Face(0, shape, 0.9, True)], image="a,b.jpg")
+        w.write_frame(2, 0.0, [], image="c.jpg")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == list(IMAGE_COLUMNS) and [r[0] for r in rows[1:]] == ["a,b.jpg", "c.jpg"]
+    assert all(float(v) == 0.0 for v in rows[2][6:])  # c.jpg has no face: zeros, not a.jpg's landmarks
