@@ -7,11 +7,16 @@ with ``backend="auto"`` uses the file's suffix; for an ``.onnx`` file it asks
 GPU) > ONNX Runtime CUDA (``CUDAExecutionProvider`` + a GPU) > ONNX Runtime CPU, and logs
 the choice and the reason. The probes are injectable (:class:`Probes`) so tests can fake
 any machine.
+
+Backends outside ``engines`` join through :func:`register_backend`: the PyTorch backend runs
+training checkpoints and so lives in ``facetrack.train`` (``engines`` imports neither ``train``
+nor ``tracker``); the ``facetrack`` command registers it at start-up.
+Every backend class takes ``(path, *, threads=None, **its own options)``: ``threads`` is the
+caller's CPU budget, which a runtime without CPU threads (TensorRT) accepts and ignores.
 """
 from __future__ import annotations
 
 import ctypes
-import inspect
 import importlib
 import importlib.util
 import logging
@@ -28,34 +33,46 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BackendEntry:
-    """A runtime: where its class lives (imported only when used), fixed constructor options,
-    and the short label the GUI shows."""
+    """A runtime: where its class lives (imported only when used), the short label the GUI
+    shows, fixed constructor options, and the model file suffixes it reads."""
 
     module: str
     cls: str
     label: str
     options: dict[str, Any] = field(default_factory=dict)
+    suffixes: tuple[str, ...] = (".onnx",)
 
     def load(self) -> type[Backend]:
         return getattr(importlib.import_module(self.module), self.cls)
 
 
 BACKENDS: dict[str, BackendEntry] = {
-    "tensorrt": BackendEntry("facetrack.engines.tensorrt_backend", "TensorRTBackend", "TensorRT"),
+    "tensorrt": BackendEntry("facetrack.engines.tensorrt_backend", "TensorRTBackend", "TensorRT",
+                             suffixes=(".engine", ".plan", ".onnx")),
     "onnxruntime-cuda": BackendEntry("facetrack.engines.onnxrt", "OnnxRuntimeBackend", "ONNX Runtime CUDA", {"device": "cuda"}),
     "onnxruntime": BackendEntry("facetrack.engines.onnxrt", "OnnxRuntimeBackend", "ONNX Runtime CPU", {"device": "cpu"}),
-    "torch": BackendEntry("facetrack.engines.torch_backend", "TorchBackend", "PyTorch"),
 }
 
 #: model file suffix -> backend that reads it. ``.onnx`` files may also go to ``tensorrt``
 #: (engine built and cached from the ONNX) or ``onnxruntime-cuda`` by :func:`pick_backend`.
 SUFFIXES: dict[str, str] = {
     ".onnx": "onnxruntime",
-    ".pt": "torch",
-    ".pth": "torch",
     ".engine": "tensorrt",
     ".plan": "tensorrt",
 }
+
+#: suffixes of training checkpoints, read by the PyTorch backend once it is registered
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+
+
+def register_backend(name: str, entry: BackendEntry) -> None:
+    """Add (or replace) backend ``name``; files with ``entry.suffixes`` other than ``.onnx``
+    open in it by default. Called by the composition root for backends that live above
+    ``engines`` (``facetrack.train.torch_backend.register``)."""
+    BACKENDS[name] = entry
+    for suffix in entry.suffixes:
+        if suffix != ".onnx":
+            SUFFIXES[suffix] = name
 
 #: backends that can run an ``.onnx`` file, fastest first: the order ``pick_backend`` tries.
 PREFERENCE: tuple[str, ...] = ("tensorrt", "onnxruntime-cuda", "onnxruntime")
@@ -166,18 +183,20 @@ def backend_for_suffix(path: str | os.PathLike) -> str:
     try:
         return SUFFIXES[suffix]
     except KeyError:
+        if suffix in CHECKPOINT_SUFFIXES:
+            raise _torch_not_registered(path) from None
         raise ModelFileError(f"{path}: unknown model file type '{suffix}' (known: {', '.join(sorted(SUFFIXES))})") from None
 
 
+def _torch_not_registered(path: str | os.PathLike) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"{path}: training checkpoints need the PyTorch backend, which is not registered in this process "
+        f"(the facetrack command registers it; in Python call facetrack.train.torch_backend.register())")
+
+
 def _accepts(name: str, suffix: str) -> bool:
-    """Whether backend ``name`` reads ``suffix`` files (the class's ``suffixes``; importing
-    the class only when its runtime is present)."""
-    if SUFFIXES.get(suffix) == name or (suffix == ".onnx" and name.startswith("onnxruntime")):
-        return True
-    try:
-        return suffix in getattr(BACKENDS[name].load(), "suffixes", ())
-    except ImportError:
-        return False
+    """Whether backend ``name`` reads ``suffix`` files (from its entry, without importing it)."""
+    return suffix in BACKENDS[name].suffixes
 
 
 def open_backend(path: str | os.PathLike, backend: str = "auto", probes: Probes | None = None, **options: Any) -> Backend:
@@ -201,6 +220,8 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", probes: Probes 
                 name = choice.name
     else:
         name = backend
+        if name == "torch" and name not in BACKENDS:
+            raise _torch_not_registered(path)
         if name not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r} (choose from auto, {', '.join(BACKENDS)})")
     entry = BACKENDS[name]
@@ -208,34 +229,4 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", probes: Probes 
         cls = entry.load()
     except ImportError as e:
         raise BackendUnavailableError(f"{path}: backend {name!r} is not available here ({e})") from None
-    return cls(path, **_supported_options(cls, name, {**entry.options, **options}))
-
-
-#: options callers pass whatever runtime is picked (e.g. the tracker's CPU thread budget);
-#: dropped for a runtime that has no such setting (TensorRT has no CPU threads).
-PORTABLE_OPTIONS = frozenset({"threads"})
-
-
-def _supported_options(cls: type, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` minus :data:`PORTABLE_OPTIONS` that ``cls.__init__`` does not take; any
-    other unknown option is a ``TypeError`` naming the backend."""
-    try:
-        params = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return options
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return options
-    out = {}
-    for k, v in options.items():
-        if k in params:
-            out[k] = v
-        elif k in PORTABLE_OPTIONS:
-            log.debug("runtime: %s has no %r option; ignored", name, k)
-        else:
-            raise TypeError(f"backend {name!r} has no option {k!r} (it takes: {', '.join(p for p in params if p not in ('self', 'path'))})")
-    return out
-
-
-def describe(backend: Backend) -> str:
-    """Short label of where ``backend`` runs ("TensorRT", "ONNX Runtime CPU", ...) for the GUI."""
-    return backend.device
+    return cls(path, **{**entry.options, **options})

@@ -79,7 +79,10 @@ class TensorRTBackend(Backend):
         precision: str = "fp16",
         max_faces: int = 8,
         cache_dir: str | os.PathLike | None = None,
+        threads: int | None = None,
     ) -> None:
+        # ``threads``: the CPU budget every backend takes (facetrack.engines.registry); the GPU
+        # runtime has no CPU threads to set, so it is accepted and unused.
         super().__init__(path)
         p = check_model_path(path, "TensorRT engine")
         self._buffers: list[Any] = []

@@ -32,8 +32,6 @@ PARITY_TOL = 1e-4
 #: inter-ocular distance in the crop.
 PARITY_TOL_LANDMARKS = 1e-3
 
-CHECKPOINT_KEYS = ("state_dict", "config")
-
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -44,36 +42,14 @@ def _version() -> str:
         return "0.1.0+source"
 
 
-def load_checkpoint(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """Rebuild the model of a training checkpoint (eval mode) and return ``(model, checkpoint)``.
-
-    The checkpoint is a dict with ``state_dict``, ``config`` (from ``config_to_dict``) and
-    optionally ``arch``, ``step``, ``metrics``; read with ``torch.load(weights_only=True)``.
-    """
-    import torch
-
-    from facetrack.train.models import build_model, config_from_dict
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is one message
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
-        raise ValueError(f"{path}: checkpoint must be a dict with keys {CHECKPOINT_KEYS}")
-    try:
-        model = build_model(config_from_dict(ckpt["config"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (ValueError, RuntimeError, TypeError) as e:
-        raise ValueError(f"{path}: checkpoint does not match its config: {str(e).splitlines()[0]}") from e
-    return model.eval(), ckpt
+#: checkpoint keys recorded under ``names.TRAINING`` in an export (the facts a reader of the
+#: shipped file needs: how it was trained and how far).
+TRAINING_KEYS = ("arch", "step", "metrics", "command", "data", "seed")
 
 
-def _training_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
-    keys = ("arch", "step", "metrics", "command", "data", "seed")
-    return {k: ckpt[k] for k in keys if k in ckpt}
+def training_facts(meta: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`TRAINING_KEYS` of a checkpoint's metadata (``Checkpoint.meta``)."""
+    return {k: meta[k] for k in TRAINING_KEYS if k in meta}
 
 
 def _example_inputs(model: Any, batch: int, seed: int) -> tuple[Any, ...]:
@@ -160,15 +136,24 @@ def export_onnx(
     ``training``: JSON-able facts stored under ``names.TRAINING``; by default, from a
     checkpoint, its ``arch``/``step``/``metrics`` (and ``command``/``data``/``seed`` if present).
     The graph holds only the inference path (AAN's intermediate heads are not in it).
-    Raises ``RuntimeError`` if ONNX Runtime disagrees with PyTorch beyond :func:`check_parity`'s tolerances.
+    The file is built and checked in a temporary folder and only then written to ``out_path``
+    (through a temporary name beside it when ``out_path`` is a regular file or absent), so a
+    failed export never leaves a half-written model behind.
+    Raises ``RuntimeError`` if ONNX Runtime disagrees with PyTorch beyond :func:`check_parity`'s
+    tolerances, ``OSError`` naming ``out_path`` when it cannot be written, ``ImportError`` without onnx.
     """
+    import tempfile
+
     import onnx
     import torch
 
     if isinstance(model_or_checkpoint_path, (str, Path)):
-        model, ckpt = load_checkpoint(model_or_checkpoint_path)
+        from facetrack.train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(model_or_checkpoint_path)
+        model = ckpt.build_model()
         if training is None:
-            training = _training_from_checkpoint(ckpt)
+            training = training_facts(ckpt.meta)
     else:
         model = model_or_checkpoint_path
     if not hasattr(model, "config"):
@@ -180,9 +165,10 @@ def export_onnx(
     was_training = model.training
     model.eval()
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     io = names.MODEL_IO[model.config.kind]
     dynamic = {n: {0: names.BATCH_AXIS} for n in (*io.inputs, *io.outputs)}
+    work = tempfile.TemporaryDirectory(prefix="facetrack-export-")
+    final, out_path = out_path, Path(work.name) / "model.onnx"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -206,11 +192,34 @@ def export_onnx(
         onnx.save(proto, str(out_path))
         del proto
         diffs = check_parity(model, out_path)
+        _deliver(out_path, final)
     finally:
         model.train(was_training)
-    log.info("exported %s (%s, %.1f MB); parity max |diff| %s", out_path, model.config.arch,
-             out_path.stat().st_size / 1e6, {k: f"{v:.2e}" for k, v in diffs.items()})
-    return out_path
+        work.cleanup()
+    log.info("exported %s (%s, %.1f MB); parity max |diff| %s", final, model.config.arch,
+             final.stat().st_size / 1e6, {k: f"{v:.2e}" for k, v in diffs.items()})
+    return final
+
+
+def _deliver(built: Path, out: Path) -> None:
+    """Copy the checked file to ``out``: a regular file (or a new name) through ``out.tmp`` and
+    a rename, anything else (a pipe, a device) by writing into it. ``OSError`` names ``out``."""
+    import os
+    import shutil
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_file():
+            shutil.copyfile(built, out)
+            return
+        tmp = out.with_name(out.name + ".tmp")
+        try:
+            shutil.copyfile(built, tmp)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as e:
+        raise OSError(f"{out}: cannot write the model ({e.strerror or e})") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -227,7 +236,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.checkpoint.with_suffix(".onnx")
     try:
         path = export_onnx(args.checkpoint, out, opset=args.opset)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except ImportError as e:
+        print(f"facetrack export: needs the '{e.name or e}' package (pip install 'facetrack[train]')", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, RuntimeError) as e:
         print(f"facetrack export: {e}", file=sys.stderr)
         return 2
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")

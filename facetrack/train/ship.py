@@ -109,7 +109,8 @@ def markdown(scores: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facetrack.train.export import _training_from_checkpoint, export_onnx, load_checkpoint
+    from facetrack.train.checkpoint import load_checkpoint
+    from facetrack.train.export import export_onnx, training_facts
 
     p = argparse.ArgumentParser(prog="python -m facetrack.train.ship", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True)
@@ -124,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpts, commands, notes = kv(args.model), kv(args.command), kv(args.note)
     paths, records = {}, {}
     for arch, ck in ckpts.items():
-        _, ckpt = load_checkpoint(ck)
-        rec = _training_from_checkpoint(ckpt)
+        rec = training_facts(load_checkpoint(ck).meta)
         rec.update({"commands": commands.get(arch, ""), "note": notes.get(arch, ""), "checkpoint": str(ck),
                     "license": "trained on 300-W / iBUG images and dlib pseudo-labels: iBUG non-commercial research terms"})
         paths[arch] = export_onnx(ck, args.out / f"{arch}.onnx", training=rec)

@@ -2,7 +2,6 @@
 faked machine probes (TensorRT + GPU > ONNX Runtime CUDA > ONNX Runtime CPU)."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -13,12 +12,9 @@ from facetrack.engines.errors import BackendUnavailableError, ModelFileError
 from facetrack.engines.registry import BACKENDS, SUFFIXES, Probes, available_backends, backend_for_suffix, open_backend, pick_backend
 
 
-def tiny_model(path: Path, kind: str) -> Path:
-    """The hand-built facetrack ONNX model of test_backends.py (loaded by path: tests are not a package)."""
-    spec = importlib.util.spec_from_file_location("_facetrack_test_backends", Path(__file__).with_name("test_backends.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.tiny_model(path, kind)
+@pytest.fixture()
+def aan_onnx(tmp_path, onnx_standin) -> Path:
+    return onnx_standin(tmp_path / "aan.onnx", "aan")
 
 
 def fake(modules=(), gpus=0, providers=("CPUExecutionProvider",)) -> Probes:
@@ -70,11 +66,25 @@ def test_available_backends_on_this_machine_has_onnxruntime_cpu():
 
 
 @pytest.mark.parametrize("name,expected", [
-    ("models/aan.onnx", "onnxruntime"), ("x/MDM-RT.ONNX", "onnxruntime"), ("runs/last.pt", "torch"),
-    ("a.pth", "torch"), ("cache/mdm.engine", "tensorrt"), ("cache/mdm.plan", "tensorrt"),
+    ("models/aan.onnx", "onnxruntime"), ("x/MDM-RT.ONNX", "onnxruntime"), ("cache/mdm.engine", "tensorrt"),
+    ("cache/mdm.plan", "tensorrt"),
 ])
 def test_suffix_table(name, expected):
     assert backend_for_suffix(name) == expected
+
+
+def test_registering_a_backend_from_above_adds_its_suffixes(monkeypatch):
+    """The torch backend lives in facetrack.train and joins through register_backend."""
+    from facetrack.train.torch_backend import register
+
+    monkeypatch.setattr(registry, "BACKENDS", dict(BACKENDS))
+    monkeypatch.setattr(registry, "SUFFIXES", dict(SUFFIXES))
+    with pytest.raises(BackendUnavailableError, match="not registered"):
+        registry.backend_for_suffix("runs/last.pt")
+    register()
+    assert registry.backend_for_suffix("runs/last.pt") == "torch" and registry.backend_for_suffix("a.pth") == "torch"
+    assert registry.BACKENDS["torch"].module == "facetrack.train.torch_backend"
+    assert registry.backend_for_suffix("m.onnx") == "onnxruntime"  # .onnx stays with the picker
 
 
 def test_suffix_table_is_a_table_of_known_backends():
@@ -93,18 +103,18 @@ def test_unknown_backend_name():
         open_backend("x.onnx", backend="openvino")
 
 
-def test_explicit_backend_is_never_swapped(tmp_path, monkeypatch):
+def test_explicit_backend_is_never_swapped(aan_onnx, monkeypatch):
     """Asking for ONNX Runtime CUDA where it is missing fails instead of running on the CPU."""
     import onnxruntime
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    path = tiny_model(tmp_path / "aan.onnx", "aan")
+    path = aan_onnx
     with pytest.raises(BackendUnavailableError, match="CUDAExecutionProvider"):
         open_backend(path, backend="onnxruntime-cuda")
 
 
-def test_auto_on_onnx_follows_the_picker(tmp_path, monkeypatch):
-    path = tiny_model(tmp_path / "aan.onnx", "aan")
+def test_auto_on_onnx_follows_the_picker(aan_onnx, monkeypatch):
+    path = aan_onnx
     opened = []
 
     class FakeTRT:
@@ -121,20 +131,19 @@ def test_auto_on_onnx_follows_the_picker(tmp_path, monkeypatch):
         assert be2.device == "ONNX Runtime CPU"
 
 
-def test_options_a_runtime_lacks(tmp_path, monkeypatch):
-    """``threads`` (the tracker's CPU budget) is dropped for a runtime without it; a misspelt
-    option is an error naming the backend."""
-    path = tiny_model(tmp_path / "aan.onnx", "aan")
-    opened = []
+def test_every_backend_takes_the_cpu_budget_and_a_misspelt_option_is_an_error(aan_onnx, monkeypatch):
+    """``threads`` (the tracker's CPU budget) is part of every backend's signature (TensorRT
+    accepts and ignores it); an option no backend has fails in the class's own signature."""
+    import inspect
 
-    class FakeTRT:
-        suffixes = (".engine", ".onnx")
+    from facetrack.engines.onnxrt import OnnxRuntimeBackend
+    from facetrack.engines.tensorrt_backend import TensorRTBackend
+    from facetrack.train.torch_backend import TorchBackend
 
-        def __init__(self, p, *, device: int = 0, precision: str = "fp16"):
-            opened.append((p, device, precision))
-
-    monkeypatch.setattr(registry.BackendEntry, "load", lambda self: FakeTRT)
-    open_backend(path, backend="tensorrt", threads=2, precision="fp32")
-    assert opened == [(path, 0, "fp32")]
-    with pytest.raises(TypeError, match="backend 'tensorrt' has no option 'precison'.*precision"):
-        open_backend(path, backend="tensorrt", precison="fp32")
+    for cls in (OnnxRuntimeBackend, TensorRTBackend, TorchBackend):
+        param = inspect.signature(cls.__init__).parameters.get("threads")
+        assert param is not None and param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is None, cls
+    with pytest.raises(TypeError, match="precison"):
+        open_backend(aan_onnx, backend="onnxruntime", precison="fp32")
+    with open_backend(aan_onnx, backend="onnxruntime", threads=1) as be:
+        assert be.device == "ONNX Runtime CPU"

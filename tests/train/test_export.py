@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,6 +18,7 @@ from facetrack.engines import names
 from facetrack.tracker.geometry import crop_from_shape, template, to_input, warp_crop
 from facetrack.tracker.io import read_pts
 from facetrack.train import export as export_mod
+from facetrack.train.checkpoint import save_checkpoint
 from facetrack.train.export import PARITY_TOL, check_parity, export_onnx
 from facetrack.train.models import build_model, config_from_dict, config_to_dict
 
@@ -131,10 +134,8 @@ def test_parity_check_catches_a_mismatch(tmp_path):
 
 def _checkpoint(tmp_path, arch: str = "aan"):
     model = _trained_like(arch)
-    ckpt = {"state_dict": model.state_dict(), "config": config_to_dict(model.config), "arch": arch, "step": 1234,
-            "metrics": {"val_nme": 0.0512}, "optimizer": {}, "rng": {}}
-    path = tmp_path / f"{arch}.pt"
-    torch.save(ckpt, path)
+    path = save_checkpoint(tmp_path / f"{arch}.pt", model.state_dict(), config_to_dict(model.config), arch=arch,
+                           step=1234, metrics={"val_nme": 0.0512}, optimizer={}, rng={})
     return model, path
 
 
@@ -164,11 +165,11 @@ def test_bad_checkpoints(tmp_path, capsys):
     assert "nope.pt: checkpoint not found" in capsys.readouterr().err
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.pt: not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="junk.pt: a text file, not a training checkpoint"):
         export_onnx(junk, tmp_path / "x.onnx")
     nocfg = tmp_path / "nocfg.pt"
     torch.save({"state_dict": {}}, nocfg)
-    with pytest.raises(ValueError, match="nocfg.pt: checkpoint must be a dict"):
+    with pytest.raises(ValueError, match="nocfg.pt: not a facetrack training checkpoint"):
         export_onnx(nocfg, tmp_path / "x.onnx")
     _, ckpt = _checkpoint(tmp_path)
     wrong = torch.load(ckpt, weights_only=True)
@@ -176,6 +177,30 @@ def test_bad_checkpoints(tmp_path, capsys):
     torch.save(wrong, tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="wrong.pt: checkpoint does not match its config"):
         export_onnx(tmp_path / "wrong.pt", tmp_path / "x.onnx")
+
+
+def _run_export(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    export_mod.add_arguments(parser)
+    return export_mod.run(parser.parse_args(argv))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_export_to_a_full_device_is_one_line(tmp_path, capsys):
+    _, ckpt = _checkpoint(tmp_path)
+    assert _run_export([str(ckpt), "--out", "/dev/full"]) == 2
+    err = capsys.readouterr().err
+    assert err == "facetrack export: /dev/full: cannot write the model (No space left on device)\n", err
+    assert Path("/dev/full").exists() and not Path("/dev/full").is_file()  # the device is left as it was
+
+
+def test_export_without_onnx_says_what_to_install(tmp_path, capsys, monkeypatch):
+    _, ckpt = _checkpoint(tmp_path)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as on a machine without the package
+    assert _run_export([str(ckpt), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err == "facetrack export: needs the 'onnx' package (pip install 'facetrack[train]')\n", err
+    assert not (tmp_path / "m.onnx").exists()
 
 
 @pytest.mark.slow  # 20-40 s on 2 shared cores: writes and reads a 322 MB file

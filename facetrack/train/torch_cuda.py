@@ -13,7 +13,8 @@ freshly built with random weights for timing) and runs it on a CUDA device:
   since graphs are captured here);
 * ``device="cpu"`` with ``cuda_graphs=False`` runs the same plumbing eagerly on the CPU (tests).
 
-torch is imported inside functions, so ``engines`` imports without it.
+It lives in ``train`` beside the models it runs (``engines`` never imports ``train``); torch is
+imported inside functions, so the module imports without it.
 """
 from __future__ import annotations
 
@@ -74,11 +75,12 @@ def model_io(model: Any) -> tuple[str, int, int]:
 
 
 def load_model(checkpoint_or_arch: str | Path, seed: int = 0) -> Any:
-    """A model in eval mode: from a training checkpoint (``.pt`` with ``state_dict`` and
-    ``config``), or an architecture name of ``facetrack.train.models.ARCHS`` with random weights
-    (seeded; for timing only)."""
+    """A model in eval mode: from a training checkpoint (read by
+    :func:`facetrack.train.checkpoint.load_checkpoint`, weights checksum verified), or an
+    architecture name of ``facetrack.train.models.ARCHS`` with random weights (seeded; for timing only)."""
     import torch
-    from facetrack.train.models import ARCHS, build_model, config_from_dict
+    from facetrack.train.checkpoint import load_checkpoint
+    from facetrack.train.models import ARCHS, build_model
 
     if str(checkpoint_or_arch) in ARCHS:
         torch.manual_seed(seed)
@@ -86,13 +88,7 @@ def load_model(checkpoint_or_arch: str | Path, seed: int = 0) -> Any:
     path = Path(checkpoint_or_arch)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (or give an architecture: {', '.join(ARCHS)})")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(config_from_dict(ckpt["config"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as e:
-        raise ValueError(f"{path}: not a facetrack training checkpoint ({e})") from None
-    return model.eval()
+    return load_checkpoint(path).build_model()
 
 
 def random_feed(kind: str, input_size: int, hidden_size: int, n: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ import pytest
 
 from facetrack.engines import names
 from facetrack.engines.errors import BackendUnavailableError
-from facetrack.engines.torch_cuda import graph_batch_for
+from facetrack.train.torch_cuda import graph_batch_for
 
 REPO = Path(__file__).resolve().parents[2]
 torch = pytest.importorskip("torch")
@@ -31,7 +31,7 @@ def test_graph_batch_for_rejects(n: int, captured: tuple[int, ...]) -> None:
 
 
 def test_without_cuda_the_error_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    from facetrack.engines.torch_cuda import CudaGraphRunner, CudaUnavailableError, load_model
+    from facetrack.train.torch_cuda import CudaGraphRunner, CudaUnavailableError, load_model
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(CudaUnavailableError, match="needs an NVIDIA GPU and a CUDA build of torch") as exc:
@@ -43,7 +43,7 @@ def test_without_cuda_the_error_says_so(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.parametrize("arch", ["aan", "mdm-rt"])
 def test_eager_cpu_runner_matches_the_model_and_chunks(arch: str) -> None:
     """The runner's feed/batch plumbing on the CPU (no graphs): same numbers as calling the model."""
-    from facetrack.engines.torch_cuda import CudaGraphRunner, load_model, model_io, random_feed
+    from facetrack.train.torch_cuda import CudaGraphRunner, load_model, model_io, random_feed
 
     model = load_model(arch, seed=1)
     kind, size, hidden = model_io(model)
@@ -61,7 +61,7 @@ def test_eager_cpu_runner_matches_the_model_and_chunks(arch: str) -> None:
 
 
 def test_load_model_rejects_a_non_checkpoint(tmp_path: Path) -> None:
-    from facetrack.engines.torch_cuda import load_model
+    from facetrack.train.torch_cuda import load_model
 
     bad = tmp_path / "x.pt"
     torch.save({"weights": torch.zeros(1)}, bad)
@@ -91,7 +91,7 @@ def test_benchmark_arguments_and_no_gpu_exit(monkeypatch: pytest.MonkeyPatch, ca
 @needs_cuda
 @pytest.mark.parametrize("arch", ["aan", "mdm-rt"])
 def test_cuda_graph_replay_matches_eager(arch: str) -> None:
-    from facetrack.engines.torch_cuda import CudaGraphRunner, load_model, model_io, random_feed
+    from facetrack.train.torch_cuda import CudaGraphRunner, load_model, model_io, random_feed
 
     model = load_model(arch, seed=3)
     kind, size, hidden = model_io(model)
