@@ -9,6 +9,8 @@ each produced is in docs/ROBUSTNESS.md (regenerate it with ``python tests/test_b
 from __future__ import annotations
 
 import csv
+import dataclasses
+import importlib.util
 import json
 import os
 import resource
@@ -30,7 +32,7 @@ sys.path.insert(0, str(REPO))  # for `python tests/test_bad_inputs.py` (the docs
 from facetrack.engines import names  # noqa: E402
 from facetrack.tracker.geometry import template  # noqa: E402
 from facetrack.tracker.io import read_pts, write_pts  # noqa: E402
-from facetrack.tracker.output import COLUMNS  # noqa: E402
+from facetrack.tracker.output import COLUMNS, HEADER  # noqa: E402
 
 CLIP = Path("videos_unlabelled") / "short_hamilton_clip.mp4"  # 275 frames, 640x360, 29.97 fps
 CLIP_FRAMES = 275
@@ -179,21 +181,53 @@ class Ran:
         return [ln for ln in self.err.replace("\r", "\n").splitlines() if ln.strip()]
 
 
-def facetrack(args: list[str], cwd: Path, preexec: Callable[[], None] | None = None, timeout: float = 120) -> Ran:
+#: ``python -c`` program: the facetrack command, sending itself SIGINT (as Ctrl-C does) right
+#: after the first frame of ``eval-300vw``'s progress
+SIGINT_AT_FIRST_PROGRESS = """\
+import os, signal, sys
+import facetrack.tracker.eval300vw as ev
+show = ev._ProgressBar.__call__
+def show_then_ctrl_c(self, event):
+    show(self, event)
+    if event.frame >= 1:
+        os.kill(os.getpid(), signal.SIGINT)
+ev._ProgressBar.__call__ = show_then_ctrl_c
+from facetrack.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def facetrack(args: list[str], cwd: Path, preexec: Callable[[], None] | None = None, timeout: float = 120,
+              env_changes: dict[str, str | None] | None = None, interrupt: bool = False) -> Ran:
     """``python -m facetrack.cli ARGS`` in ``cwd``; stdout/stderr as text."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("OPENCV_FFMPEG_LOGLEVEL", None)  # what a user's shell has: nothing
-    p = subprocess.run([sys.executable, "-m", "facetrack.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
+    for k, v in (env_changes or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    cmd = [sys.executable, "-c", SIGINT_AT_FIRST_PROGRESS] if interrupt else [sys.executable, "-m", "facetrack.cli"]
+    p = subprocess.run([*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, errors="backslashreplace",
                        timeout=timeout, preexec_fn=preexec)
     return Ran(p.returncode, p.stderr, p.stdout)
 
 
-def assert_one_line_error(r: Ran, file: str, problem: str, rc: int = 1) -> str:
-    """Exit code ``rc``; stderr holds only facetrack's own lines, no traceback, and exactly
-    one line with ``problem``, which names ``file``. Returns that line."""
+def run_case(case: "Case", work: Path, data: Path, model: Path) -> tuple[list[str], str, Ran]:
+    """Build ``case``'s inputs in ``work`` and run it: (argv, file it must name, result)."""
+    argv, file = case.make(work, data, model)
+    quiet = argv[0] not in ("eval-300vw", "gui")
+    r = facetrack([*argv, "-q"] if quiet else argv, cwd=work, env_changes=case.env, interrupt=case.interrupt)
+    return argv, file, r
+
+
+def assert_one_line_error(r: Ran, file: str, problem: str, rc: int = 1, progress: bool = False) -> str:
+    """Exit code ``rc``; stderr holds only facetrack's own lines (and, with ``progress``, the
+    evaluation's progress bar), no traceback, and exactly one line with ``problem``, which
+    names ``file``. Returns that line."""
     assert r.rc == rc, (r.rc, r.err[-2000:])
     assert "Traceback" not in r.err, r.err[-2000:]
-    foreign = [ln for ln in r.err_lines if not ln.startswith("facetrack")]
+    foreign = [ln for ln in r.err_lines if not ln.startswith("facetrack") and not (progress and ln.startswith("["))]
     assert not foreign, f"lines not from facetrack on stderr: {foreign}"
     hits = [ln for ln in r.err_lines if problem in ln]
     assert len(hits) == 1, r.err_lines
@@ -205,13 +239,22 @@ def assert_one_line_error(r: Ran, file: str, problem: str, rc: int = 1) -> str:
 @dataclass(frozen=True)
 class Case:
     """``make(tmp, data, model) -> (argv, file named in the error)``; ``problem``: the words the
-    error must contain."""
+    error must contain; ``rc``: the exit code (2: a wrong option).
+
+    ``env``: environment changes (``None`` removes a variable); ``interrupt``: the run gets a
+    real SIGINT from inside, at the first progress event of ``eval-300vw`` (a fixed point, no
+    timing); ``progress``: stderr may also hold that progress bar's lines (``[1/1] ...``);
+    ``requires``: ``() -> reason`` to skip (empty: run)."""
 
     name: str
     what: str
     make: Callable[[Path, Path, Path], tuple[list[str], str]]
     problem: str
     rc: int = 1
+    env: dict[str, str | None] | None = None
+    interrupt: bool = False
+    progress: bool = False
+    requires: Callable[[], str] | None = None
 
 
 def _clip(data: Path) -> str:
@@ -247,11 +290,41 @@ def _eval_pts(kind: str) -> Callable[[Path, Path, Path], tuple[list[str], str]]:
     return make
 
 
+def _opt(extra: list[str]) -> Callable[[Path, Path, Path], tuple[list[str], str]]:
+    """A run of the real clip with ``extra`` options; the error names the first option."""
+    def make(t: Path, d: Path, m: Path) -> tuple[list[str], str]:
+        return [_clip(d), "--out", str(t / "l.csv"), "--model", str(m), *extra], f"{extra[0]} {extra[1]}" if len(extra) > 1 and not extra[1].startswith("--") else extra[0]
+    return make
+
+
+def _made_from(t: Path, m: Path, other: Path) -> str:
+    """``t/prev.csv``: a header and the record of a run over ``other`` (another video)."""
+    from facetrack.tracker.output import RunRecord, file_digest, input_identity, write_record
+
+    other.write_bytes(b"another video" * 1000)
+    out = t / "prev.csv"
+    out.write_text(HEADER)
+    write_record(out, RunRecord(input_identity(other), {"name": str(m), "sha256": [file_digest(m)]}, 0, None, {}))
+    return str(out)
+
+
+def _needs_detector_option_without_dlib() -> str:
+    if importlib.util.find_spec("dlib") is not None:
+        return "dlib is installed here: dlib-hog is no error"
+    from facetrack.tracker import track_cli
+
+    parser = __import__("argparse").ArgumentParser()
+    track_cli.add_arguments(parser)
+    if not any("--detector" in a.option_strings for a in parser._actions):
+        return "the --detector option (helper cpu, issue 14) is not in this tree yet"
+    return ""
+
+
 CASES: list[Case] = [
     Case("missing", "video file that does not exist",
          lambda t, d, m: ([str(t / "nope.mp4"), "--out", str(t / "l.csv"), "--model", str(m)], str(t / "nope.mp4")), "no such file"),
-    Case("directory", "a directory as the video",
-         lambda t, d, m: ([str(t), "--out", str(t / "l.csv"), "--model", str(m)], str(t)), "is a directory"),
+    Case("directory", "a folder without images as the input (folders are read as images)",
+         lambda t, d, m: ([str(t), "--out", str(t / "l.csv"), "--model", str(m)], str(t)), "no images"),
     Case("empty", "empty file named .mp4",
          lambda t, d, m: ([_write(t / "e.mp4", b""), "--out", str(t / "l.csv"), "--model", str(m)], str(t / "e.mp4")), "empty file"),
     Case("text", "text file named .mp4",
@@ -302,6 +375,51 @@ CASES: list[Case] = [
     Case("out_link_to_input", "--out a symlink to the input video", _link_to_input, "would overwrite the input"),
     Case("start_past_end", "--start after the last frame",
          lambda t, d, m: ([_clip(d), "--out", str(t / "l.csv"), "--start", "400f", "--model", str(m)], _clip(d)), "past the end"),
+    # issue 14: tracebacks, crashes and silently wrong runs that are now one line
+    Case("name_not_utf8", "a file named with bytes that are not UTF-8 (was a segfault in OpenCV, exit 139)",
+         lambda t, d, m: ([_write(t / os.fsdecode(b"caf\xe9_\xff.mp4"), b"not a video\n" * 100), "--out", str(t / "l.csv"),
+                           "--model", str(m)], "caf\\xe9_\\xff.mp4"), "not a video"),
+    Case("backend_unknown", "--backend foo", _opt(["--backend", "foo"]), "unknown or unavailable runtime", rc=2),
+    Case("backend_torch_on_onnx", "--backend torch on an ONNX model (the default model is ONNX)",
+         lambda t, d, m: ([_clip(d), "--out", str(t / "l.csv"), "--model", str(m), "--backend", "torch"], str(m)),
+         "--backend torch reads"),
+    Case("confidence_above_1", "--confidence 2", _opt(["--confidence", "2"]), "must be between 0 and 1", rc=2),
+    Case("confidence_negative", "--confidence -1", _opt(["--confidence", "-1"]), "must be between 0 and 1", rc=2),
+    Case("smooth_cutoff_negative", "--smooth --smooth-min-cutoff -1 (left a header-only CSV)",
+         _opt(["--smooth", "--smooth-min-cutoff", "-1"]), "above 0 Hz", rc=2),
+    Case("threads_negative", "--threads -3 (was accepted)", _opt(["--threads", "-3"]), "must be at least 1", rc=2),
+    Case("jobs_zero", "--jobs 0", _opt(["--jobs", "0"]), "must be at least 1", rc=2),
+    Case("out_name_too_long", "an output file name of 300 bytes",
+         lambda t, d, m: ([_clip(d), "--out", str(t / ("x" * 296 + ".csv")), "--model", str(m)], "x" * 30), "file name too long"),
+    Case("out_is_overlay", "--out same.mkv --overlay same.mkv (blamed the input)",
+         lambda t, d, m: ([_clip(d), "--out", str(t / "same.mkv"), "--overlay", str(t / "same.mkv"), "--model", str(m)],
+                          str(t / "same.mkv")), "are the same file", rc=2),
+    Case("overlay_type", "--overlay with a suffix no codec is chosen for",
+         lambda t, d, m: ([_clip(d), "--out", str(t / "l.csv"), "--overlay", str(t / "o.gif"), "--model", str(m)],
+                          str(t / "o.gif")), "unknown video type", rc=2),
+    Case("camera_device", "--camera /dev/video97 (a device path that does not exist)",
+         lambda t, d, m: (["--camera", "/dev/video97", "--out", str(t / "l.csv"), "--model", str(m)], "/dev/video97"),
+         "no such camera device"),
+    Case("resume_other_video", "--resume on a CSV made from another video (was mixed in)",
+         lambda t, d, m: ([_clip(d), "--out", _made_from(t, m, t / "other.mp4"), "--resume", "--model", str(m)],
+                          str(t / "prev.csv")), "made from another run (input"),
+    Case("resume_no_record", "--resume on a CSV without the record of what it was made from",
+         lambda t, d, m: ([_clip(d), "--out", _write(t / "prev.csv", HEADER.encode()), "--resume", "--model", str(m)],
+                          str(t / "prev.csv")), "no record of what it was made from"),
+    Case("many_out_and_out_dir", "several videos with --out instead of --out-dir",
+         lambda t, d, m: ([_clip(d), _clip(d).replace("short_hamilton_clip", "sbr_demo_selfie"), "--out", str(t / "l.csv"),
+                           "--model", str(m)], "--out-dir"), "give --out-dir DIR", rc=2),
+    Case("gui_no_display", "facetrack gui without DISPLAY (Qt aborted the process, exit 134)",
+         lambda t, d, m: (["gui"], "DISPLAY"), "no display", rc=2,
+         env={"DISPLAY": None, "WAYLAND_DISPLAY": None, "QT_QPA_PLATFORM": None},
+         requires=lambda: "" if importlib.util.find_spec("PySide6") else "PySide6 (the [gui] extra) is not installed"),
+    Case("eval_sigint", "Ctrl-C (SIGINT) during eval-300vw (printed nothing)",
+         lambda t, d, m: (["eval-300vw", str(tiny_300vw(t / "300vw", d, "none")), "--category", "1", "--videos", "401",
+                           "--model", str(m), "--out", str(t / "report")], "eval-300vw"),
+         "interrupted", rc=130, interrupt=True, progress=True),
+    Case("detector_dlib_missing", "--detector dlib-hog without dlib installed (said 'unknown face detector')",
+         lambda t, d, m: ([_clip(d), "--out", str(t / "l.csv"), "--model", str(m), "--detector", "dlib-hog"], "dlib-hog"),
+         "dlib", requires=_needs_detector_option_without_dlib),
 ]
 
 
@@ -313,12 +431,21 @@ def model(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_gives_one_line_error(case: Case, tmp_path: Path, data_dir: Path, model: Path) -> None:
+    if case.requires is not None and (reason := case.requires()):
+        pytest.skip(reason)
     work = tmp_path / "work"
     work.mkdir()
-    argv, file = case.make(work, data_dir, model)
-    before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file() and not p.is_symlink()}
-    r = facetrack([*argv, "-q"] if argv[0] != "eval-300vw" else argv, cwd=work)
-    assert_one_line_error(r, file, case.problem, case.rc)
+    before: dict[Path, bytes] = {}
+
+    def snapshot_then(make):  # inputs as they were before the run
+        def wrapped(t: Path, d: Path, m: Path):
+            got = make(t, d, m)
+            before.update({p: p.read_bytes() for p in work.rglob("*") if p.is_file() and not p.is_symlink()})
+            return got
+        return wrapped
+
+    argv, file, r = run_case(dataclasses.replace(case, make=snapshot_then(case.make)), work, data_dir, model)
+    assert_one_line_error(r, file, case.problem, case.rc, case.progress)
     for p, data in before.items():  # inputs are never modified
         assert p.read_bytes() == data, p
     if case.name not in ("out_full_disk",) and argv[0] != "eval-300vw":
@@ -439,10 +566,11 @@ def _table() -> str:  # pragma: no cover - regenerates docs/ROBUSTNESS.md's tabl
     with tempfile.TemporaryDirectory() as tmp:
         model = identity_mdm_onnx(Path(tmp) / "identity_mdm.onnx")
         for c in CASES:
+            if c.requires is not None and c.requires():
+                continue
             work = Path(tmp) / c.name
             work.mkdir()
-            argv, _ = c.make(work, data, model)
-            r = facetrack([*argv, "-q"] if argv[0] != "eval-300vw" else argv, cwd=work)
+            _, _, r = run_case(c, work, data, model)
             line = next((ln for ln in r.err_lines if c.problem in ln), r.err_lines[-1] if r.err_lines else "")
             line = line.replace(tmp, "$TMP").replace(str(data), "$DATA").replace("|", "\\|")
             code = f"`` {line} ``" if "`" in line else f"`{line}`"

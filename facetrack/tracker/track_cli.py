@@ -128,6 +128,7 @@ def check_options(args: argparse.Namespace) -> None:
     """Every option checked before anything is opened or written: :class:`CliError`
     (``usage: ...``) naming the option and what it accepts."""
     from facetrack.engines.registry import BACKENDS
+    from facetrack.tracker.video import OVERLAY_CODECS
 
     def finite(v: float) -> bool:
         return bool(np.isfinite(v))
@@ -150,6 +151,9 @@ def check_options(args: argparse.Namespace) -> None:
         raise CliError(f"usage: --jobs {args.jobs}: must be at least 1")
     if args.resume and args.format != "csv":
         raise CliError("usage: --resume needs --format csv")
+    if args.overlay and Path(args.overlay).suffix.lower() not in OVERLAY_CODECS:
+        raise CliError(f"usage: --overlay {args.overlay}: unknown video type '{Path(args.overlay).suffix}' "
+                       f"(choose from {', '.join(OVERLAY_CODECS)})")
     if args.out and args.overlay and _same_path(Path(args.out), Path(args.overlay)):
         raise CliError(f"usage: --out and --overlay are the same file ({args.out}); give the overlay another name")
 
@@ -176,7 +180,8 @@ def _check_writable(path: Path, inputs: list[Path]) -> None:
         name_max = 255
     n_bytes = len(os.fsencode(path.name))
     if n_bytes > name_max:
-        raise CliError(f"{name[:40]}...{name[-10:]}: file name too long ({n_bytes} bytes; this file system allows {name_max})")
+        short = display_name(path.parent / f"{path.name[:40]}...{path.name[-10:]}")
+        raise CliError(f"{short}: file name too long ({n_bytes} bytes; this file system allows {name_max})")
     for i in inputs:
         if _same_file(path, i) or path.resolve() == i.resolve():
             raise CliError(f"{name}: output would overwrite the input {display_name(i)}")
@@ -273,12 +278,10 @@ def run(args: argparse.Namespace) -> int:
 
 def model_files(model: str) -> list[Path]:
     """The model files a ``--model`` value loads (``aan+mdm``: two); :class:`CliError` when one is missing."""
-    from facetrack.tracker.models import ModelNotFoundError, resolve_model
-    from facetrack.tracker.tracker import _model_roles
+    from facetrack.tracker.models import ModelNotFoundError, parse_model
 
-    init_keys, track_key = _model_roles(model)
     try:
-        return [resolve_model(k) for k in dict.fromkeys(init_keys + [track_key])]
+        return list(parse_model(model).paths().values())
     except ModelNotFoundError as e:
         raise CliError(str(e)) from None
 
