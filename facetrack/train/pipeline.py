@@ -1,0 +1,168 @@
+"""The training data pipeline: lazy decoding and augmentation in ``DataLoader`` workers.
+
+Nothing of the training set is kept in memory: each sample decodes its picture from disk (or
+its frame from a video), cuts the face region (:func:`facetrack.train.datasets.cache_face`),
+and augments it (:func:`facetrack.train.augment.augment`), all inside the worker processes.
+
+Randomness: :class:`StepBatches` draws the faces of optimiser step ``t`` and one 63-bit seed per
+sample from ``numpy.random.default_rng([seed, t])``; each sample's augmentation uses its own
+seed. The batches therefore do not depend on the number of workers, a resumed run sees exactly
+the batches the uninterrupted run would have seen (no sampler state to save), and with
+distributed training each rank takes its slice of the same global batch. Each worker's global
+generators (``random``, numpy's legacy one, torch) are seeded from ``(seed, epoch, worker)``
+(:func:`seed_worker`; the epoch is the step the loader started at divided by the steps per
+pass over the data), so nothing drawn from them is repeated across workers.
+
+Background negatives avoid every face of their picture: the other labelled faces and, because
+the video frames of the pseudo-labelled sets hold unlabelled faces, the faces the default
+detector finds (detected once per picture and worker, only for pictures a negative is drawn from).
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from facetrack.tracker.geometry import box_of, to_gray, to_input
+from facetrack.train.augment import AugmentConfig, augment, mdm_init
+from facetrack.train.datasets import CachedFace, FaceSample, cache_face, read_image
+
+log = logging.getLogger(__name__)
+
+
+def read_picture(sample: FaceSample) -> np.ndarray:
+    """The decoded picture of ``sample`` (BGR or grey ``uint8``): its image file, or frame
+    ``sample.frame`` (1-based) of its video. ``OSError`` naming the file when it cannot be read."""
+    if sample.frame is None:
+        return read_image(sample.image)
+    import cv2
+
+    cap = cv2.VideoCapture(str(sample.image))
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, sample.frame - 1)
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    if not ok or frame is None:
+        raise OSError(f"{sample.image}: cannot read frame {sample.frame}")
+    return frame
+
+
+def picture_key(sample: FaceSample) -> tuple[str, int | None]:
+    return (str(sample.image), sample.frame)
+
+
+class TrainingFaces(torch.utils.data.Dataset):
+    """Lazily decoded, augmented training samples. Index with ``(face index, sample seed)``.
+
+    Returns ``(image (1, S, S) float32 [0, 1], gt (68, 2) float32 crop px, init (68, 2) float32,
+    is_face bool, from_template bool)``; MDM starts negatives from the template and positives
+    from :func:`mdm_init` (the template with probability ``p_template``).
+    """
+
+    def __init__(self, samples: list[FaceSample], size: int, cfg: AugmentConfig, face_px: float,
+                 p_template: float = 0.5, detect_faces: bool = True) -> None:
+        self.samples = samples
+        self.size, self.cfg, self.face_px, self.p_template = size, cfg, float(face_px), float(p_template)
+        self.detect_faces = detect_faces
+        boxes: dict[tuple[str, int | None], list[np.ndarray]] = {}
+        for s in samples:
+            boxes.setdefault(picture_key(s), []).append(box_of(s.landmarks))
+        self._labelled = {k: np.stack(v) for k, v in boxes.items()}
+        self._detected: dict[tuple[str, int | None], np.ndarray] = {}
+        self._detector: Any = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _detections(self, key: tuple[str, int | None], image: np.ndarray) -> np.ndarray:
+        if key not in self._detected:
+            if self._detector is None:
+                from facetrack.tracker.detect import default_detector
+
+                self._detector = default_detector()
+            dets = self._detector.detect(to_gray(image))
+            self._detected[key] = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
+        return self._detected[key]
+
+    def face(self, i: int, with_detections: bool = False) -> CachedFace:
+        """Face ``i`` decoded from disk, its region cut at the training face size."""
+        s = self.samples[i]
+        key = picture_key(s)
+        image = read_picture(s)
+        own = box_of(s.landmarks)
+        others = [b for b in self._labelled[key] if not np.allclose(b, own)]
+        if with_detections and self.detect_faces:
+            # detector boxes that are not this face (a detection overlapping it is this face)
+            from facetrack.tracker.geometry import box_iou
+
+            others += [b for b in self._detections(key, image) if box_iou(b, own) < 0.3]
+        return cache_face(image, s, self.face_px, 2.0, np.array(others, np.float32).reshape(-1, 4))
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, bool]:
+        i, seed = key
+        rng = np.random.default_rng(seed)
+        negative = bool(rng.random() < self.cfg.p_negative)
+        fc = augment(self.face(int(i), with_detections=negative), self.size, rng, self.cfg, negative=negative)
+        init, from_template = mdm_init(fc.landmarks, self.size, rng, p_template=self.p_template if fc.is_face else 1.0)
+        return (to_input(fc.crop)[0], fc.landmarks.astype(np.float32), init.astype(np.float32), bool(fc.is_face), bool(from_template))
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batches of ``(face index, sample seed)`` for steps ``start`` .. ``end - 1``: ``batch``
+    faces per step drawn with probability proportional to ``weights`` from
+    ``default_rng([seed, step])``; rank ``rank`` of ``world`` gets its slice of each batch."""
+
+    def __init__(self, weights: np.ndarray, batch: int, seed: int, start: int, end: int, rank: int = 0, world: int = 1) -> None:
+        if batch % world:
+            raise ValueError(f"--batch {batch} is not divisible by the {world} processes")
+        w = np.asarray(weights, np.float64)
+        self.p = w / w.sum()
+        self.batch, self.seed, self.start, self.end, self.rank, self.world = batch, seed, start, end, rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+    def step_batch(self, step: int) -> list[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, step])
+        idx = rng.choice(len(self.p), size=self.batch, p=self.p)
+        seeds = rng.integers(0, 2**63 - 1, size=self.batch)
+        per = self.batch // self.world
+        sl = slice(self.rank * per, (self.rank + 1) * per)
+        return [(int(i), int(s)) for i, s in zip(idx[sl], seeds[sl])]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.end):
+            yield self.step_batch(step)
+
+
+@dataclass
+class _WorkerSeed:
+    seed: int
+    epoch: int
+
+    def __call__(self, worker: int) -> None:
+        seed_worker(self.seed, self.epoch, worker)
+
+
+def seed_worker(seed: int, epoch: int, worker: int) -> None:
+    """Seed a worker's global generators from ``(seed, epoch, worker)``."""
+    s = int(np.random.SeedSequence([seed, epoch, worker]).generate_state(1)[0])
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+    torch.set_num_threads(1)  # workers decode and warp; the model's threads stay with the trainer
+
+
+def make_loader(dataset: TrainingFaces, sampler: StepBatches, workers: int, epoch: int = 0) -> torch.utils.data.DataLoader:
+    """A ``DataLoader`` over ``sampler``'s batches with ``workers`` processes (0: in-process)."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=workers, worker_init_fn=_WorkerSeed(sampler.seed, epoch) if workers else None,
+        persistent_workers=False, prefetch_factor=4 if workers else None, pin_memory=torch.cuda.is_available())
+
+
+__all__ = ["TrainingFaces", "StepBatches", "make_loader", "read_picture", "seed_worker"]
