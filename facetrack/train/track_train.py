@@ -95,6 +95,7 @@ class TrackTrainOptions:
     progress: bool = True
     command: str = ""
     stop_at: int = 0
+    limit: int = 0  # tests: only the first N pseudo_v2 faces, no pseudo_dlib
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,7 +330,7 @@ def train_tracking(opts: TrackTrainOptions) -> dict[str, Any]:
         init_path = str(opts.init)
         (out / "metrics.jsonl").unlink(missing_ok=True)
     t0 = time.perf_counter()
-    d = load_track_data(opts.data)
+    d = load_track_data(opts.data, limit=opts.limit)
     log.info("%d still faces, %d video tracks (%d frames); validation %d faces, %d tracks; cached in %.1f s",
              len(d.stills), len(d.tracks), sum(map(len, d.tracks)), len(d.val_stills), len(d.val_tracks), time.perf_counter() - t0)
     source = SequenceSource(d.stills, d.video_faces, d.tracks, opts.p_video, d.weights)

@@ -1,0 +1,219 @@
+"""The moved-face benchmark of issue 13: does tracking drift?
+
+    python -m facetrack.bench.moved_faces --data ../shared/data --out runs/moved_faces \\
+        [--frames 60] [--seed 0] [--methods default shape template per-frame dlib mediapipe] [--model mdm|FILE.onnx]
+
+Each of the 8 300-W common test faces of ``images68`` (helen_test + lfpw_test, never trained on)
+is moved by a seeded smooth random similarity motion (:func:`facetrack.train.sequences.smooth_motion`,
+default :class:`~facetrack.train.sequences.MotionConfig`: up to about 3 % of the face size, 1.2° and
+1.2 % of scale per frame, pulled back towards the start) for ``--frames`` frames, rendered from
+the whole picture (edges replicated) with its ground truth moved the same way, and written as an
+MP4 video (mp4v, 30 fps; pictures larger than 960 px are scaled down first). Then:
+
+- ``default``, ``shape``, ``template``: the ``facetrack`` CLI on the video with its defaults and
+  ``--max-faces 3`` (plus ``--track-init shape|template`` for the two named modes, and
+  ``--model`` if given); in each frame the reported face nearest the truth is scored.
+- ``per-frame``: no tracking: the tracker is reset before every frame, so each frame is a
+  detection and a fit from the detector's box (same model and detector as the CLI).
+- ``dlib``: dlib's HOG detector and 68-point predictor on every frame; ``mediapipe``: MediaPipe
+  Face Mesh in video mode, mapped to 68 points (both through ``facetrack/bench/peers.py`` under
+  ``--peers-python``; reported as not installed when that interpreter lacks them).
+
+Figures per method: mean NME (68 points, outer eye corners, pooled over every frame with a face,
+in %), drift per face (mean NME of the last 10 frames minus the first 10, in percentage points;
+the median and the worst over the 8 faces), flicker (:func:`facetrack.tracker.metrics.flicker`,
+mean over faces, in % of the outer-eye distance per frame) and the frames with a face.
+Writes ``moved_faces.json`` and ``moved_faces.md`` into ``--out`` and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from facetrack.tracker.geometry import face_size
+from facetrack.tracker.metrics import flicker, nme
+
+METHODS = ("default", "shape", "template", "per-frame", "dlib", "mediapipe")
+CLI_ARGS = {"default": [], "shape": ["--track-init", "shape"], "template": ["--track-init", "template"]}
+MAX_SIDE = 960
+
+
+def make_clip(image: np.ndarray, gt: np.ndarray, frames: int, seed: int, path: Path) -> np.ndarray:
+    """Write the moved face as ``path`` (mp4v, 30 fps); returns the ground truth ``(T, 68, 2)``."""
+    from facetrack.train.sequences import MotionConfig, smooth_motion
+
+    s = min(1.0, MAX_SIDE / max(image.shape[:2]))
+    if s < 1.0:
+        image = cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)), interpolation=cv2.INTER_AREA)
+        gt = (gt + 0.5) * s - 0.5
+    h, w = image.shape[:2]
+    mats = smooth_motion(frames, np.random.default_rng(seed), gt.mean(0), face_size(gt), MotionConfig())
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    if not out.isOpened():
+        raise OSError(f"{path}: cannot write an mp4v video")
+    gts = []
+    for m in mats:
+        out.write(cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+        gts.append(gt @ m[:, :2].T + m[:, 2])
+    out.release()
+    return np.stack(gts)
+
+
+def read_cli_csv(path: Path, frames: int) -> list[list[np.ndarray]]:
+    """Per frame (0-based), the successful faces' landmarks in the CLI's CSV."""
+    faces: list[list[np.ndarray]] = [[] for _ in range(frames)]
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if int(float(row["success"])) != 1:
+                continue
+            k = int(row["frame"]) - 1
+            pts = np.array([[float(row[f"x_{i}"]), float(row[f"y_{i}"])] for i in range(68)])
+            if 0 <= k < frames:
+                faces[k].append(pts)
+    return faces
+
+
+def nearest(faces: Sequence[Sequence[np.ndarray]], gts: np.ndarray) -> np.ndarray:
+    """``(T, 68, 2)``: in each frame the face nearest the truth (NME), NaN when there is none."""
+    out = np.full(gts.shape, np.nan)
+    for k, (cands, g) in enumerate(zip(faces, gts)):
+        if len(cands):
+            out[k] = min(cands, key=lambda p: float(nme(p, g)))
+    return out
+
+
+def run_cli(video: Path, extra: list[str], out_csv: Path) -> None:
+    cmd = [sys.executable, "-m", "facetrack", str(video), "--out", str(out_csv), "--max-faces", "3", "--quiet", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}: {(proc.stderr or '').strip().splitlines()[-1:]}")
+
+
+def run_per_frame(video: Path, model: str) -> list[list[np.ndarray]]:
+    """Detection and a fit from the detector's box in every frame (the tracker reset each time)."""
+    from facetrack.tracker.tracker import Tracker, TrackerConfig
+    from facetrack.tracker.video import VideoFile
+
+    tr = Tracker(TrackerConfig(model=model, max_faces=3))
+    faces = []
+    with VideoFile(video) as v:
+        for _, ts, frame in v:
+            tr.reset()
+            r = tr.process(frame, ts)
+            faces.append([f.landmarks for f in r.faces if f.success])
+    tr.close()
+    return faces
+
+
+def run_peer(video: Path, method: str, peers_python: Path) -> list[list[np.ndarray]] | str:
+    """A peer's per-frame landmarks, or a one-line reason it did not run."""
+    from facetrack.bench.bench import run_subprocess
+
+    res = run_subprocess(peers_python, Path(__file__).with_name("peers.py"), {"task": "video", "method": method, "video": str(video), "warmup": 0})
+    if res.get("status") != "ok":
+        return f"{res.get('status')}: {res.get('error')}"
+    return [[np.asarray(p, np.float64)] if p is not None else [] for p in res["landmarks"]]
+
+
+def score(pred: np.ndarray, gts: np.ndarray) -> dict[str, Any]:
+    """Per-face figures: per-frame NME (NaN: no face), mean, drift (pts), flicker."""
+    e = np.array([float(nme(p, g)) if np.isfinite(p).all() else np.nan for p, g in zip(pred, gts)])
+    drift = float(np.nanmean(e[-10:]) - np.nanmean(e[:10])) * 100 if np.isfinite(e[-10:]).any() and np.isfinite(e[:10]).any() else float("nan")
+    return {"nme": [None if not np.isfinite(x) else round(float(x), 5) for x in e], "mean": float(np.nanmean(e)) if np.isfinite(e).any() else float("nan"),
+            "drift_pts": drift, "flicker": flicker(pred, gts), "found": int(np.isfinite(e).sum())}
+
+
+def summarise(per_face: list[dict[str, Any]]) -> dict[str, Any]:
+    e = np.array([x for f in per_face for x in f["nme"] if x is not None])
+    drifts = np.array([f["drift_pts"] for f in per_face], np.float64)
+    fl = np.array([f["flicker"] for f in per_face], np.float64)
+    return {"mean_nme_pct": float(e.mean() * 100) if e.size else float("nan"),
+            "median_drift_pts": float(np.nanmedian(drifts)) if np.isfinite(drifts).any() else float("nan"),
+            "worst_drift_pts": float(np.nanmax(drifts)) if np.isfinite(drifts).any() else float("nan"),
+            "flicker_pct": float(np.nanmean(fl) * 100) if np.isfinite(fl).any() else float("nan"),
+            "frames_found": int(sum(f["found"] for f in per_face)), "frames": int(sum(len(f["nme"]) for f in per_face))}
+
+
+def markdown(summary: dict[str, dict[str, Any]], frames: int) -> str:
+    rows = [f"| method | mean NME68 % | median drift (last 10 - first 10), pts | worst drift, pts | flicker % | frames with a face |",
+            "|---|---|---|---|---|---|"]
+    for m, s in summary.items():
+        if "skipped" in s:
+            rows.append(f"| {m} | not run: {s['skipped']} | | | | |")
+            continue
+        rows.append(f"| {m} | {s['mean_nme_pct']:.2f} | {s['median_drift_pts']:+.2f} | {s['worst_drift_pts']:+.2f} | {s['flicker_pct']:.2f} | "
+                    f"{s['frames_found']} / {s['frames']} |")
+    return "\n".join(rows) + f"\n\n8 faces x {frames} frames."
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m facetrack.bench.moved_faces", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
+    p.add_argument("--out", type=Path, default=Path("runs/moved_faces"))
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--model", default=None, help="--model for the CLI and per-frame runs (default: the CLI's default)")
+    p.add_argument("--peers-python", type=Path, default=Path("/work/peers/bin/python"))
+    args = p.parse_args(argv)
+    from facetrack.train.datasets import load_images68, read_image
+
+    if args.frames < 20:
+        print("moved_faces: --frames must be >= 20 (drift compares the first and last 10 frames)", file=sys.stderr)
+        return 2
+    samples = load_images68(args.data, "common")
+    if not samples:
+        print(f"moved_faces: {args.data}: no 300-W common test faces in images68/", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for i, s in enumerate(samples):
+        video = args.out / f"face{i}_{Path(s.image).stem}.mp4"
+        gts = make_clip(read_image(s.image), s.landmarks.astype(np.float64), args.frames, args.seed * 1000 + i, video)
+        clips.append((video, gts))
+    extra_model = ["--model", args.model] if args.model else []
+    results: dict[str, Any] = {}
+    summary: dict[str, dict[str, Any]] = {}
+    for m in args.methods:
+        t0 = time.perf_counter()
+        per_face = []
+        skipped = ""
+        for video, gts in clips:
+            if m in CLI_ARGS:
+                out_csv = video.with_name(f"{video.stem}.{m}.csv")
+                run_cli(video, CLI_ARGS[m] + extra_model, out_csv)
+                faces = read_cli_csv(out_csv, len(gts))
+            elif m == "per-frame":
+                faces = run_per_frame(video, args.model or "mdm")
+            else:
+                got = run_peer(video, m, args.peers_python)
+                if isinstance(got, str):
+                    skipped = got
+                    break
+                faces = got
+            per_face.append({"video": video.name, **score(nearest(faces, gts), gts)})
+        if skipped:
+            summary[m] = {"skipped": skipped}
+            continue
+        results[m] = per_face
+        summary[m] = summarise(per_face)
+        print(f"{m}: {summary[m]} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    md = markdown(summary, args.frames)
+    (args.out / "moved_faces.json").write_text(json.dumps({"frames": args.frames, "seed": args.seed, "model": args.model, "summary": summary,
+                                                           "per_face": results, "command": " ".join(sys.argv)}, indent=1), encoding="utf-8")
+    (args.out / "moved_faces.md").write_text(md + "\n", encoding="utf-8")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
