@@ -101,7 +101,10 @@ def test_mediapipe_mapping_table() -> None:
 def test_peer_without_its_package_or_interpreter_is_not_installed(tmp_path: Path) -> None:
     script = Path(bench.__file__).with_name("peers.py")
     spec = {"task": "video", "method": "mediapipe", "video": "x.mp4"}
-    assert bench.run_subprocess(tmp_path / "no-python", script, spec)["status"] == "not installed"
+    res = bench.run_subprocess(tmp_path / "no-python", script, spec)
+    assert res["status"] == "not installed" and res["error"].startswith(f"{tmp_path / 'no-python'}: no such interpreter")
+    assert "python -m venv" in res["error"] and "mediapipe==0.10.21" in res["error"]  # how to make one
+    assert "FACETRACK_PEERS_PYTHON" in bench.run_subprocess(None, script, spec)["error"]
     try:
         import mediapipe  # noqa: F401
     except ImportError:
@@ -109,12 +112,27 @@ def test_peer_without_its_package_or_interpreter_is_not_installed(tmp_path: Path
         assert res["status"] == "not installed" and "mediapipe" in res["error"]
 
 
-def test_short_real_run_facetrack_only(tmp_path: Path, data_dir: Path) -> None:
+def test_data_folder_comes_from_an_option_or_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("FACETRACK_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["--methods", "aan", "--runs", "1"]) == 2
+    assert capsys.readouterr().err == ("bench: no data folder: pass --data DIR or set FACETRACK_DATA "
+                                       "(the shared data with videos_unlabelled/ and images68/)\n")
+    assert bench.main(["--data", str(tmp_path / "nope"), "--methods", "aan"]) == 2
+    assert capsys.readouterr().err == f"bench: {tmp_path / 'nope'}: no such data folder (--data)\n"
+
+
+def test_short_real_run_facetrack_only(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """aan on 12 frames of the real selfie clip and the 12 300-W test faces, through the real
-    subprocess workers (trained weights if shipped, else freshly initialised ones)."""
+    subprocess workers (``python -m facetrack.bench.bench --worker``), run from a folder outside
+    the repository with the data from ``$FACETRACK_DATA``: nothing depends on the checkout."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FACETRACK_DATA", str(data_dir))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     out = tmp_path / "b.json"
     md = tmp_path / "b.md"
-    rc = bench.main(["--data", str(data_dir), "--videos", "sbr_demo_selfie.mp4", "--methods", "aan", "mediapipe",
+    rc = bench.main(["--videos", "sbr_demo_selfie.mp4", "--methods", "aan", "mediapipe",
                      "--peers-python", str(tmp_path / "none"), "--max-frames", "12", "--warmup", "2", "--runs", "1",
                      "--untrained-if-missing", "--json", str(out), "--markdown", str(md)])
     assert rc == 0

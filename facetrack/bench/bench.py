@@ -1,13 +1,18 @@
 """facetrack against the tools users would pick instead (dlib, MediaPipe): speed, per-stage
 latency, memory, accuracy on the held-out 300-W faces and stability on real video, in one run.
 
-``python facetrack/bench/bench.py [--runs 3] [--json out.json] [--markdown out.md]`` (or ``facetrack bench``)
+``facetrack bench [--data DIR] [--peers-python PATH] [--runs 3] [--json out.json] [--markdown out.md]``
+(or ``python -m facetrack.bench.bench``); works from an installed package: the data folder and the
+peers' interpreter come from options or ``$FACETRACK_DATA`` / ``$FACETRACK_PEERS_PYTHON``
+(:mod:`facetrack.bench.environment`).
 
 Every measurement runs in its own subprocess, so each method's peak memory (``VmHWM``) is its
-own: facetrack's models (``mdm-rt``, ``aan``, ``aan+mdm``) under this interpreter (ONNX Runtime
+own: facetrack's model choices (:data:`facetrack.tracker.models.CHOICES`: ``mdm-rt``, ``aan``,
+``aan+mdm``) under this interpreter (``python -m facetrack.bench.bench --worker``; ONNX Runtime
 CPU, ``--threads`` intra-op threads), the peers (``dlib``, ``dlib-tracked``, ``mediapipe``; see
 ``facetrack/bench/peers.py``) under ``--peers-python`` (their own virtualenv, since MediaPipe pins
-numpy<2). A peer whose interpreter or package is missing is reported as "not installed".
+numpy<2). A peer whose interpreter or package is missing is reported as "not installed", with
+the command that makes the peers' environment.
 
 Speed: each video is decoded once to memory (decode ms/frame reported separately), a few
 warm-up frames run on a throwaway state, then every frame is timed (wall ms per frame and per
@@ -48,20 +53,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-
+from facetrack.bench.environment import data_dir, peers_missing_line, peers_python
 from facetrack.bench.peers import cpu_model, decode_video, frames_mib, tight_box, vm_hwm_mib, vm_rss_mib
+from facetrack.tracker.models import CHOICES, SHIPPED, FitChain, ModelChoice, open_landmarkers, parse_model
 
 log = logging.getLogger("bench")
 
-FACETRACK_METHODS = ("mdm-rt", "aan", "aan+mdm")
+FACETRACK_METHODS = CHOICES
 PEER_METHODS = ("dlib", "dlib-tracked", "mediapipe")
-#: model files each facetrack method needs (keys of the tracker's landmarkers).
-MODEL_KEYS: dict[str, tuple[str, ...]] = {"mdm-rt": ("mdm-rt",), "aan": ("aan",), "aan+mdm": ("aan", "mdm")}
-MODEL_FILES = {"mdm-rt": "mdm-rt.onnx", "mdm": "mdm-rt.onnx", "aan": "aan.onnx"}
-DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_VIDEOS = ("short_hamilton_clip.mp4", "sbr_demo_selfie.mp4")
-DEFAULT_PEERS_PYTHON = Path("/work/peers/bin/python")
 STAGES_FT = ("detect", "crop", "infer", "post", "other")
 STAGES_PEER = ("convert", "detect", "landmarks", "post")
 
@@ -70,27 +70,16 @@ STAGES_PEER = ("convert", "detect", "landmarks", "post")
 # workers (run in a subprocess each)
 # =============================================================================================
 def _landmarkers(spec: dict[str, Any]) -> dict[str, Any]:
-    from facetrack.tracker.landmarker import Landmarker
-
-    models = spec["models"]  # key -> path
-    opened: dict[str, Any] = {}
-    by_path: dict[str, Any] = {}
-    for key in MODEL_KEYS[spec["method"]]:
-        path = models[key]
-        if path not in by_path:
-            by_path[path] = Landmarker(path, backend="onnxruntime", threads=spec.get("threads"))
-        opened[key] = by_path[path]
-    return opened
+    """Stage of the method's model choice -> landmarker, from the files in ``spec["models"]``."""
+    choice = parse_model(spec["method"])
+    files = ModelChoice(tuple(spec["models"][s] for s in choice.stages))
+    by_file, _ = open_landmarkers(files, backend="onnxruntime", threads=spec.get("threads"))
+    return {s: by_file[f] for s, f in zip(choice.stages, files.stages)}
 
 
 def _chain(lms: dict[str, Any], method: str, gray: np.ndarray, box: np.ndarray) -> Any:
-    """The tracker's initialisation chain from a landmark-equivalent box."""
-    keys = MODEL_KEYS[method]
-    fit = lms[keys[0]].fit_box(gray, box)
-    for k in keys[1:]:
-        if fit.valid:
-            fit = lms[k].fit_shape(gray, fit.landmarks)
-    return fit
+    """The tracker's fitting chain (:class:`facetrack.tracker.models.FitChain`) from a landmark-equivalent box."""
+    return FitChain([lms[s] for s in parse_model(method).stages]).fit_box(gray, box)
 
 
 def worker_video(spec: dict[str, Any]) -> dict[str, Any]:
@@ -207,18 +196,19 @@ def _worker_main(spec_path: str, out_path: str) -> int:
 # =============================================================================================
 # orchestration
 # =============================================================================================
-def run_subprocess(python: str | Path, script: Path, spec: dict[str, Any], timeout: float = 900.0) -> dict[str, Any]:
-    """Run ``python script SPEC OUT`` (or ``bench.py --worker SPEC OUT``); the result JSON, or
-    ``{"status": "not installed" | "failed", "error": ...}``."""
-    if not Path(python).exists():
-        return {"status": "not installed", "error": f"{python}: no such interpreter"}
+def run_subprocess(python: str | Path | None, script: Path | None, spec: dict[str, Any], timeout: float = 900.0) -> dict[str, Any]:
+    """Run ``python script SPEC OUT`` (a peer's runner file, under the peers' interpreter) or,
+    with ``script=None``, ``python -m facetrack.bench.bench --worker SPEC OUT`` (facetrack, as
+    installed); the result JSON, or ``{"status": "not installed" | "failed", "error": ...}``."""
+    if python is None or not Path(python).exists():
+        return {"status": "not installed", "error": peers_missing_line(None if python is None else Path(python))}
     with tempfile.TemporaryDirectory() as tmp:
         sp, op = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         sp.write_text(json.dumps(spec))
-        cmd = [str(python), str(script)] + (["--worker"] if script.name == "bench.py" else []) + [str(sp), str(op)]
+        run = ["-m", "facetrack.bench.bench", "--worker"] if script is None else [str(script)]
+        cmd = [str(python), *run, str(sp), str(op)]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(REPO),
-                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"status": "failed", "error": f"timed out after {timeout:.0f} s"}
         if proc.returncode != 0 or not op.exists():
@@ -389,20 +379,19 @@ def score_accuracy(items: list[dict[str, Any]], results: list[dict[str, Any]], k
 
 
 def resolve_models(models_dir: Path | None, methods: Sequence[str] = FACETRACK_METHODS) -> dict[str, str]:
-    """key (``mdm-rt``, ``mdm``, ``aan``) -> model path for the keys ``methods`` need:
-    ``models_dir`` if given, else the shipped weights. ``FileNotFoundError`` naming the missing file."""
-    needed = {k for m in methods if m in MODEL_KEYS for k in MODEL_KEYS[m]}
-    out = {}
-    for key, name in MODEL_FILES.items():
-        if key not in needed:
-            continue
-        if models_dir is not None:
-            p = Path(models_dir) / name
-            if not p.is_file():
-                raise FileNotFoundError(f"{p}: no such model file (--models-dir needs mdm-rt.onnx and aan.onnx)")
-        else:
-            from facetrack.tracker.models import resolve_model
+    """Stage (``mdm-rt``, ``mdm``, ``aan``) -> model path for the stages ``methods`` need:
+    ``models_dir`` (files named as the shipped ones) if given, else the shipped weights.
+    ``FileNotFoundError`` naming the missing file."""
+    from facetrack.tracker.models import resolve_model
 
+    needed = dict.fromkeys(s for m in methods if m in FACETRACK_METHODS for s in parse_model(m).stages)
+    out = {}
+    for key in needed:
+        if models_dir is not None:
+            p = Path(models_dir) / SHIPPED[key]
+            if not p.is_file():
+                raise FileNotFoundError(f"{p}: no such model file (--models-dir needs {', '.join(sorted(set(SHIPPED.values())))})")
+        else:
             p = resolve_model(key)
         out[key] = str(p)
     return out
@@ -431,7 +420,8 @@ def _sha256(path: Path) -> str:
 def _git_head() -> str:
     """The checkout's commit (``git rev-parse HEAD``) or ``""``."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=str(REPO), capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=str(Path(__file__).parent),
+                             capture_output=True, text=True, timeout=10)
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -454,8 +444,9 @@ def machine_info() -> dict[str, Any]:
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     """The whole comparison; returns the results dict (see the module docstring)."""
     t_start = time.perf_counter()
-    data_dir = Path(args.data)
-    videos = [Path(v) if Path(v).is_file() else data_dir / "videos_unlabelled" / v for v in args.videos]
+    data = data_dir(args.data)
+    peers_interp = peers_python(args.peers_python)
+    videos = [Path(v) if Path(v).is_file() else data / "videos_unlabelled" / v for v in args.videos]
     for v in videos:
         if not v.is_file():
             raise FileNotFoundError(f"{v}: no such video")
@@ -483,14 +474,13 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     dlib_cal = box_calibration("detector:dlib-hog")
     peer_common = {"dlib_calibration": {"sx": dlib_cal.sx, "sy": dlib_cal.sy, "dx": dlib_cal.dx, "dy": dlib_cal.dy},
                    "upsample": args.dlib_upsample}
-    bench_py = Path(__file__).resolve()
-    peers_py = bench_py.with_name("peers.py")
+    peers_py = Path(__file__).resolve().with_name("peers.py")  # a file of the package, run by the peers' interpreter
 
     def spawn(method: str, spec: dict[str, Any]) -> dict[str, Any]:
         if method in FACETRACK_METHODS:
             spec = {**spec, "method": method, "models": models, "threads": args.threads, "detect_every": args.detect_every}
-            return run_subprocess(sys.executable, bench_py, spec)
-        return run_subprocess(args.peers_python, peers_py, {**peer_common, **spec, "method": method})
+            return run_subprocess(sys.executable, None, spec)
+        return run_subprocess(peers_interp, peers_py, {**peer_common, **spec, "method": method})
 
     # speed + stability: rounds interleaved across methods
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {v.name: {m: [] for m in ours + peers} for v in videos}
@@ -516,7 +506,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     # accuracy on the 300-W test faces
     accuracy: dict[str, Any] = {}
     if not args.no_accuracy:
-        items_by_split = accuracy_items(data_dir)
+        items_by_split = accuracy_items(data)
         items = items_by_split["common"] + items_by_split["challenging"]
         spec_items = [{k: it[k] for k in ("image", "gt_box", "box_300w")} for it in items]
         for m in ours + [p for p in peers if p != "dlib-tracked"]:  # on still images dlib-tracked is dlib
@@ -539,7 +529,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     return {"setup": {**info, "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
                       "detect_every": args.detect_every, "dlib_upsample_video": args.dlib_upsample,
                       "dlib_upsample_images": args.dlib_upsample_images, "max_frames": args.max_frames,
-                      "peers_python": str(args.peers_python), "videos": [str(v) for v in videos]},
+                      "peers_python": str(peers_interp), "videos": [str(v) for v in videos]},
             "shot_cuts": cuts, "speed": speed, "ratios": ratios(speed, ours, peers), "accuracy": accuracy}
 
 
@@ -629,7 +619,8 @@ def markdown(res: dict[str, Any]) -> str:
 # =============================================================================================
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``facetrack/bench/bench.py`` / ``facetrack bench``."""
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (videos_unlabelled, images68)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="shared data folder (videos_unlabelled, images68); default: $FACETRACK_DATA")
     p.add_argument("--videos", nargs="+", default=list(DEFAULT_VIDEOS), help="video files or names in DATA/videos_unlabelled")
     p.add_argument("--methods", nargs="+", default=list(FACETRACK_METHODS + PEER_METHODS),
                    choices=list(FACETRACK_METHODS + PEER_METHODS))
@@ -643,7 +634,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", type=Path, default=None, help="folder with mdm-rt.onnx and aan.onnx (default: shipped weights)")
     p.add_argument("--untrained-if-missing", action="store_true",
                    help="export freshly initialised models when the weights are missing (speed only)")
-    p.add_argument("--peers-python", type=Path, default=DEFAULT_PEERS_PYTHON, help="interpreter with dlib and mediapipe")
+    p.add_argument("--peers-python", type=Path, default=None,
+                   help="interpreter with dlib and mediapipe (default: $FACETRACK_PEERS_PYTHON; see facetrack/bench/README.md)")
     p.add_argument("--no-accuracy", action="store_true", help="skip the 300-W accuracy part")
     p.add_argument("--profile", action="store_true", help="cProfile facetrack's tracker loop (last round)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -657,7 +649,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         res = bench(args)
-    except (FileNotFoundError, ValueError, OSError) as e:
+    except (FileNotFoundError, ValueError, OSError) as e:  # SetupError is a ValueError
         print(f"bench: {e}", file=sys.stderr)
         return 2
     text = markdown(res)

@@ -1,10 +1,10 @@
 """Long-run check: 30 minutes of video through the tracker and the CSV writer, as the track
 CLI runs them, with flat memory and no slowdown.
 
-``python facetrack/bench/long_run.py [--video CLIP] [--model mdm|aan|PATH] [--minutes 30] [--fps 30]
+``python -m facetrack.bench.long_run [--video CLIP] [--model mdm|aan|PATH] [--minutes 30] [--fps 30]
 [--out /tmp/long_run.csv] [--json results.json]``
 
-A real clip (default: ``../shared/data/videos_unlabelled/short_hamilton_clip.mp4``, 275
+A real clip (default: ``$FACETRACK_DATA/videos_unlabelled/short_hamilton_clip.mp4``, 275
 frames) is decoded again and again (:class:`facetrack.tracker.video.VideoFile`, reopened at its end)
 until ``minutes * fps`` frames have passed; each frame goes through one
 :class:`facetrack.tracker.tracker.Tracker` and one :class:`facetrack.tracker.output.CsvWriter` (flushed per frame)
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CLIP = Path("videos_unlabelled") / "short_hamilton_clip.mp4"
 
 log = logging.getLogger("long_run")
 
@@ -162,7 +162,7 @@ def markdown(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--video", type=Path, default=REPO.parent / "shared" / "data" / "videos_unlabelled" / "short_hamilton_clip.mp4")
+    p.add_argument("--video", type=Path, default=None, help=f"default: $FACETRACK_DATA/{DEFAULT_CLIP}")
     p.add_argument("--model", default="mdm", help="mdm | aan | aan+mdm | model file (default: mdm)")
     p.add_argument("--backend", default="auto")
     p.add_argument("--threads", type=int, default=None)
@@ -173,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.video is None:
+        from facetrack.bench.environment import SetupError, data_dir
+
+        try:
+            args.video = data_dir(None) / DEFAULT_CLIP
+        except SetupError as e:
+            print(f"long_run: {e} (or pass --video)", file=sys.stderr)
+            return 2
+    if not args.video.is_file():
+        print(f"long_run: {args.video}: no such video", file=sys.stderr)
+        return 2
     marks = [m for m in args.marks if m < args.minutes] + [args.minutes]
     res = run(args.video, args.model, args.minutes, args.fps, marks, args.out, args.backend, args.threads)
     print(markdown(res))

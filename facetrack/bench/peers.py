@@ -1,6 +1,7 @@
 """Peer landmarkers for the comparison benchmark, run in their own interpreter.
 
-``/work/peers/bin/python facetrack/bench/peers.py SPEC.json OUT.json``
+``$FACETRACK_PEERS_PYTHON path/to/facetrack/bench/peers.py SPEC.json OUT.json`` (the peers'
+interpreter is made by the command in ``facetrack/bench/README.md``)
 
 This file imports only numpy, OpenCV, and (inside the runners) ``dlib`` / ``mediapipe``, so it
 runs under the peers' virtualenv (MediaPipe 0.10.21 pins numpy<2) as well as under facetrack's;

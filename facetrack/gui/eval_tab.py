@@ -20,10 +20,10 @@ from facetrack.gui.live_tab import MODELS
 from facetrack.gui.overlay import render_comparison
 from facetrack.gui.views import FrameView
 from facetrack.gui.workers import EvalOutcome, EvalRequest, EvalWorker, PredictorFactory, progress_fraction
+from facetrack.tracker.eval300vw.predictors import MODES
 
 log = logging.getLogger(__name__)
 
-MODES = ("track", "gt-box", "detector")
 CATEGORY_COLUMNS = ("category", "points", "videos", "frames", "NME mean", "NME median", "AUC@0.08", "failure@0.08",
                     "no face")
 VIDEO_COLUMNS = ("category", "video", "frames", "NME mean", "NME median", "AUC@0.08", "failure@0.08", "no face")

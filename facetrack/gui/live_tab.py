@@ -18,10 +18,11 @@ from facetrack.gui.pipeline import LivePipeline
 from facetrack.gui.sources import list_cameras
 from facetrack.gui.views import FrameView, SeekSlider
 from facetrack.gui.workers import TrackerSpec
+from facetrack.tracker.models import CHOICES
 
 log = logging.getLogger(__name__)
 
-MODELS = ("mdm-rt", "aan", "aan+mdm")
+MODELS = CHOICES  # the model choices offered by name: one table, in facetrack.tracker.models
 OTHER_MODEL = "other .onnx file..."
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 

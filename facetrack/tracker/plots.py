@@ -18,6 +18,12 @@ from facetrack.tracker.metrics import THRESHOLD, auc, ced
 
 log = logging.getLogger(__name__)
 
+#: Said on every plot that draws the published curves: the files do not say how their errors
+#: were normalised (their figures look like the ground-truth box diagonal, not the outer-eye
+#: distance our solid curves use unless their label says otherwise).
+REFERENCE_NOTE = ("dashed: published errors (Chrysos et al. 2017); their normalisation is not stated "
+                  "in the files (it looks like the box diagonal)")
+
 #: Pipeline names of the 300VW reference error files (Chrysos et al., IJCV 2017 review):
 #: file token -> name as the paper writes it.
 REFERENCE_NAMES: dict[str, str] = {
@@ -68,7 +74,8 @@ def plot_ced(curves: Mapping[str, np.ndarray], path: str | os.PathLike, title: s
 
     ``curves``: label -> per-frame normalised errors (ours, solid lines; ``inf``/NaN count
     as failures, i.e. never reach the curve). ``references``: label -> errors of published
-    pipelines (dashed). Each label gets its AUC at ``threshold`` appended. Returns the path.
+    pipelines (dashed), with :data:`REFERENCE_NOTE` written under the axes. Each label gets its
+    AUC at ``threshold`` appended. Returns the path.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -91,7 +98,11 @@ def plot_ced(curves: Mapping[str, np.ndarray], path: str | os.PathLike, title: s
     if title:
         ax.set_title(title)
     ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
+    if references:
+        fig.text(0.01, 0.005, REFERENCE_NOTE, fontsize=7, style="italic", va="bottom")
+        fig.tight_layout(rect=(0.0, 0.03, 1.0, 1.0))
+    else:
+        fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)

@@ -7,16 +7,17 @@ Per frame:
    and the previous one; below ``cut_threshold`` every track is dropped (landmarks are never
    dragged across a cut) and the detector runs.
 2. **Tracking**: every tracked face is cropped around its previous (unsmoothed) landmarks and
-   refitted in one batched call (``fit_shapes``; MDM starts from the previous shape).
+   refitted in one batched call (``fit_shapes``; MDM starts from the template placed in that
+   crop, or from the previous shape itself with ``track_init="shape"``).
    A track is lost when the model's confidence is under ``confidence_threshold`` or a sanity
    check fails: fewer than ``min_inside`` of the points inside the frame, a face smaller than
    ``min_face_px``, or a size change over ``max_scale_change`` between consecutive frames.
 3. **Detection**: on a cut, when a track was lost, and every ``detect_every`` frames while
    fewer than ``max_faces`` faces are tracked. Detections overlapping a tracked face
    (IoU of landmark-equivalent boxes over ``iou_threshold``) are ignored; the rest are fitted
-   with the initialisation chain (``mdm``: MDM from the calibrated box; ``aan``: AAN;
-   ``aan+mdm``: AAN from the box, then MDM from AAN's shape) and accepted only if the fit
-   passes the same checks.
+   by the model choice's :class:`facetrack.tracker.models.FitChain` (``mdm``: MDM from the
+   calibrated box; ``aan``: AAN; ``aan+mdm``: AAN from the box, then MDM from AAN's shape) and
+   accepted only if the fit passes the same checks.
 4. Optional One Euro smoothing of the reported landmarks (tracking itself uses raw fits).
 
 Face ids are slots ``0 .. max_faces-1``; a new face takes the lowest free id, so with
@@ -35,8 +36,9 @@ from typing import Any, Mapping, Protocol, Sequence
 import cv2
 import numpy as np
 
-from facetrack.tracker.geometry import box_of, to_gray
+from facetrack.tracker.geometry import box_iou, box_of, to_gray
 from facetrack.tracker.landmarker import Fit
+from facetrack.tracker.models import FitChain, open_landmarkers, parse_model
 from facetrack.tracker.smoothing import OneEuroFilter, face_size
 
 log = logging.getLogger(__name__)
@@ -149,27 +151,6 @@ class _Track:
     age: int = 0
 
 
-def _model_roles(model: str) -> tuple[list[str], str]:
-    """``--model`` value -> (initialisation chain keys, tracking key)."""
-    m = str(model)
-    if m in ("mdm", "mdm-rt"):
-        return [m], m
-    if m == "aan":
-        return ["aan"], "aan"
-    if m == "aan+mdm":
-        return ["aan", "mdm"], "mdm"
-    return [m], m
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (0 for empty boxes)."""
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, float(x1 - x0)) * max(0.0, float(y1 - y0))
-    ua = max(0.0, float(a[2] - a[0])) * max(0.0, float(a[3] - a[1])) + max(0.0, float(b[2] - b[0])) * max(0.0, float(b[3] - b[1])) - inter
-    return inter / ua if ua > 0 else 0.0
-
-
 class CutDetector:
     """Shot-cut test: normalised correlation of 32x32 area-averaged grey thumbnails of
     consecutive frames. A flat (uniform) frame correlates 1 with a flat frame of similar
@@ -222,19 +203,12 @@ class Tracker:
     def __init__(self, config: TrackerConfig | None = None, landmarkers: Mapping[str, LandmarkerLike] | None = None,
                  detector: Any = None) -> None:
         self.config = config or TrackerConfig()
-        init_keys, track_key = _model_roles(self.config.model)
-        lms: dict[str, LandmarkerLike] = dict(landmarkers or {})
-        self._owned: list[Any] = []
-        for key in dict.fromkeys(init_keys + [track_key]):
-            if key not in lms:
-                from facetrack.tracker.landmarker import Landmarker
-                from facetrack.tracker.models import resolve_model
-
-                lm = Landmarker(resolve_model(key), backend=self.config.backend, threads=self.config.threads)
-                self._owned.append(lm)
-                lms[key] = lm
-        self.init_chain: list[LandmarkerLike] = [lms[k] for k in init_keys]
-        self.track_model: LandmarkerLike = lms[track_key]
+        choice = parse_model(self.config.model)
+        lms, self._owned = open_landmarkers(choice, self.config.backend, self.config.threads, landmarkers)
+        #: new faces are fitted by the model choice's chain; its last stage tracks them
+        self.chain = FitChain([lms[k] for k in choice.stages])
+        self.init_chain: list[LandmarkerLike] = list(self.chain.stages)
+        self.track_model: LandmarkerLike = self.chain.track
         self._warned_init = False
         self._track_fit_cache: tuple[Any, Any, Any] | None = None
         if detector is None:
@@ -387,19 +361,14 @@ class Tracker:
             b = np.asarray(calib(d.box) if calib is not None else d.box, np.float32)
             if b.shape != (4,) or not np.isfinite(b).all() or not (b[2] > b[0] and b[3] > b[1]):
                 continue
-            if any(iou(b, tb) > c.iou_threshold for tb in tracked):
+            if any(box_iou(b, tb) > c.iou_threshold for tb in tracked):
                 continue
             boxes.append(b)
         boxes = boxes[: len(free) + 2]  # a few spares in case the best ones fail the checks
         timings["detect"] += (time.perf_counter() - t0) * 1000
         if not boxes:
             return []
-        fits = self._call(self.init_chain[0].fit_boxes, gray, boxes, timings, len(boxes))
-        for model in self.init_chain[1:]:
-            good = [i for i, f in enumerate(fits) if f.valid]
-            refit = self._call(model.fit_shapes, gray, [fits[i].landmarks for i in good], timings, len(good))
-            for i, f in zip(good, refit):
-                fits[i] = f
+        fits = self._call(self.chain.fit_boxes, gray, boxes, timings, len(boxes))
         t0 = time.perf_counter()
         new: list[FaceResult] = []
         accepted = [box_of(t.landmarks) for t in self._tracks.values()]
@@ -409,7 +378,7 @@ class Tracker:
             if not self._accept(f, gray.shape[:2], None):
                 continue
             fb = box_of(f.landmarks)
-            if any(iou(fb, a) > c.iou_threshold for a in accepted):
+            if any(box_iou(fb, a) > c.iou_threshold for a in accepted):
                 continue
             accepted.append(fb)
             t = _Track(free.pop(0), f.landmarks, f.confidence)

@@ -37,15 +37,14 @@ BOXES = ("gt", "300w", "detector")
 def _fitters(models: dict[str, Path]) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """Method name -> ``fit(gray, landmark_box) -> (68, 2)`` for the shipped model choices."""
     from facetrack.tracker.landmarker import Landmarker
+    from facetrack.tracker.models import FitChain
 
     lms = {k: Landmarker(v, backend="onnxruntime") for k, v in models.items()}
-    out: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {}
-    for k, lm in lms.items():
-        out[k] = lambda g, b, lm=lm: lm.fit_box(g, b).landmarks
+    chains = {k: FitChain([lm]) for k, lm in lms.items()}
     mdm = next((k for k in lms if k.startswith("mdm")), None)
-    if mdm and "aan" in lms:
-        out[f"aan+{mdm}"] = lambda g, b: lms[mdm].fit_shape(g, lms["aan"].fit_box(g, b).landmarks, init="shape").landmarks
-    return out
+    if mdm and "aan" in lms:  # the runtime's aan+mdm chain (facetrack.tracker.models)
+        chains[f"aan+{mdm}"] = FitChain([lms["aan"], lms[mdm]])
+    return {k: (lambda g, b, c=c: c.fit_box(g, b).landmarks) for k, c in chains.items()}
 
 
 def score_300w(models: dict[str, Path], data_dir: Path) -> dict[str, Any]:

@@ -8,7 +8,6 @@ computable by hand here.
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import threading
 from pathlib import Path
@@ -235,22 +234,9 @@ def test_bad_inputs_name_the_problem(clips: dict, tmp_path: Path, data_dir: Path
         ev.evaluate_300vw(root, [3], predictor=OffsetPredictor())
 
 
-def _real_runtime_missing() -> str | None:
-    for mod in ("facetrack.tracker.tracker", "facetrack.tracker.landmarker", "facetrack.tracker.detect", "facetrack.tracker.models"):
-        try:
-            importlib.import_module(mod)
-        except ImportError as e:
-            return f"{mod} not in the tree yet ({e})"
-    from facetrack.tracker.models import available
-
-    return None if "mdm" in available() else "shipped weights missing: mdm-rt (facetrack/tracker/weights/mdm-rt.onnx)"
-
-
 @pytest.mark.parametrize("mode", ev.MODES)
 def test_real_models_end_to_end(clips: dict, tmp_path: Path, mode: str) -> None:
-    reason = _real_runtime_missing()
-    if reason:
-        pytest.skip(f"real Tracker/Landmarker run needs the trained weights: {reason}")
+    """The shipped mdm-rt through each real predictor (no skip: the weights are package data)."""
     rep = ev.evaluate_300vw(clips["root"], [3], videos=["411"], model="mdm", backend="onnxruntime", mode=mode,
                             out_dir=tmp_path / mode, max_frames=30, reference_dir=None)
     r = rep.videos["411"]
@@ -260,3 +246,58 @@ def test_real_models_end_to_end(clips: dict, tmp_path: Path, mode: str) -> None:
     # carry the previous frame's shape, so a short-trained model may drift a little past 0.08.
     assert np.median(r.errors[68][np.isfinite(r.errors[68])]) < (T if mode == "gt-box" else 0.12)
     assert r.fps_tracker > 0 and (tmp_path / mode / "summary.md").exists()
+
+
+def test_the_shipped_300vw_sample_of_jpeg_frames_evaluates_from_the_documented_command(data_dir: Path, tmp_path: Path,
+                                                                                        capsys) -> None:
+    """README: ``facetrack eval-300vw $FACETRACK_DATA/300vw_samples --mode gt-box --out report``
+    (frames as ``imgs/NNNNNN.jpg``, no ``vid.avi``): video 401 is scored on frame 732, its
+    frame 731 is excluded as broken, training video 001 is skipped."""
+    from facetrack.cli import main
+
+    out = tmp_path / "rep"
+    assert main(["eval-300vw", str(data_dir / "300vw_samples"), "--mode", "gt-box", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    v = summary["videos"]["401"]
+    assert (v["frames"], v["excluded"], v["no_prediction"]) == (1, 1, 0) and summary["skipped_videos"] == ["001"]
+    assert 0 < v["nme68_mean"] < 0.2  # the shipped mdm-rt on a real frame (0.117 measured)
+    assert "| 1 | 1 | 1 | 1 | 0 |" in capsys.readouterr().out
+
+
+def test_each_video_is_opened_once(clips: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    real = cv2.VideoCapture
+
+    def counting(*args, **kw):
+        opened.append(str(args[0]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(cv2, "VideoCapture", counting)
+    ev.evaluate_300vw(clips["root"], [3], predictor=OffsetPredictor(SHIFTS), reference_dir=None)
+    assert sorted(Path(p).parent.name for p in opened) == ["410", "411"], opened
+
+
+def test_reference_curves_come_from_an_option_or_the_environment_only(monkeypatch: pytest.MonkeyPatch,
+                                                                      data_dir: Path, tmp_path: Path) -> None:
+    monkeypatch.delenv("FACETRACK_DATA", raising=False)
+    assert ev.reference_dir_from_env() is None  # nothing guessed next to the installation
+    monkeypatch.setenv("FACETRACK_DATA", str(tmp_path))
+    assert ev.reference_dir_from_env() is None
+    monkeypatch.setenv("FACETRACK_DATA", str(data_dir))
+    assert ev.reference_dir_from_env() == data_dir / "300vw_reference_errors"
+
+
+def test_ced_plot_says_the_published_normalisation_is_not_stated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from facetrack.tracker import plots
+
+    texts: list[str] = []
+    real = Figure.text
+    monkeypatch.setattr(Figure, "text", lambda self, x, y, s, *a, **k: (texts.append(s), real(self, x, y, s, *a, **k))[1])
+    errors = np.linspace(0.01, 0.05, 50)
+    plots.plot_ced({"ours": errors}, tmp_path / "a.png")
+    assert texts == []
+    plots.plot_ced({"ours": errors}, tmp_path / "b.png", references={"MDNET + CFSS (Chrysos et al. 2017)": errors})
+    assert texts == [plots.REFERENCE_NOTE] and "normalisation is not stated" in texts[0]

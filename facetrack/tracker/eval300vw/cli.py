@@ -1,0 +1,83 @@
+"""``facetrack eval-300vw``: options, a progress line per video, the summary table."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from facetrack.tracker.eval300vw.dataset import CATEGORIES, DATA_ENV
+from facetrack.tracker.eval300vw.evaluate import evaluate_300vw
+from facetrack.tracker.eval300vw.predictors import MODES
+from facetrack.tracker.eval300vw.report import summary_markdown
+from facetrack.tracker.eval300vw.results import ProgressEvent
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``facetrack eval-300vw``."""
+    parser.add_argument("root", type=Path, help="300VW root: ROOT/<video>/vid.avi (or imgs/NNNNNN.jpg) and annot/NNNNNN.pts")
+    parser.add_argument("--category", type=int, nargs="+", default=list(CATEGORIES), choices=CATEGORIES,
+                        help="test categories to evaluate (default: 1 2 3)")
+    parser.add_argument("--videos", nargs="+", metavar="ID", help="only these video ids")
+    parser.add_argument("--model", default="mdm", help="mdm | aan | aan+mdm | PATH (default: mdm)")
+    parser.add_argument("--backend", default="auto", help="auto | onnxruntime | onnxruntime-cuda | torch | tensorrt")
+    parser.add_argument("--mode", default="track", choices=MODES,
+                        help="track: the tracker as a user runs it; gt-box: crop every frame from the ground "
+                             "truth's box; detector: detect on every frame (default: track)")
+    parser.add_argument("--points", type=int, nargs="+", default=[68, 49], choices=(68, 51, 49),
+                        help="point subsets to report (default: 68 49)")
+    parser.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: report/)")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="only the first N frames of each video")
+    parser.add_argument("--force", action="store_true", help="recompute videos finished by an earlier run")
+    parser.add_argument("--reference-dir", type=Path,
+                        help="published per-frame errors for the CED plots "
+                             f"(default: ${DATA_ENV}/300vw_reference_errors when ${DATA_ENV} is set)")
+
+
+class _ProgressBar:
+    """One progress line per video on stderr."""
+
+    def __init__(self, stream=None, width: int = 30) -> None:
+        self.stream, self.width = stream or sys.stderr, width
+        self.t0 = time.monotonic()
+        self.current: str | None = None
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        if ev.video_id != self.current:
+            self.current, self.t0 = ev.video_id, time.monotonic()
+        done = ev.frame / ev.n_frames if ev.n_frames else 1.0
+        bar = "#" * int(round(done * self.width))
+        elapsed = time.monotonic() - self.t0
+        tail = "finished earlier, reused" if ev.resumed else (f"{ev.frame / elapsed:5.1f} frames/s" if elapsed > 0.5 else "")
+        self.stream.write(f"\r[{ev.video_index + 1}/{ev.n_videos}] {ev.video_id} |{bar:<{self.width}}| "
+                          f"{ev.frame}/{ev.n_frames} {tail}")
+        if ev.frame >= ev.n_frames:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    """``facetrack eval-300vw``: evaluate, write the report, print the summary table."""
+    from facetrack.tracker.io import LandmarkFileError
+
+    ref: Path | bool | None = args.reference_dir if args.reference_dir is not None else True
+    if args.reference_dir is not None and not args.reference_dir.is_dir():
+        print(f"facetrack eval-300vw: {args.reference_dir}: no such folder (--reference-dir)", file=sys.stderr)
+        return 2
+    try:
+        report = evaluate_300vw(args.root, args.category, args.videos, model=args.model, backend=args.backend,
+                                mode=args.mode, points=args.points, out_dir=args.out, progress=_ProgressBar(),
+                                max_frames=args.max_frames, force=args.force, reference_dir=ref)
+    except (OSError, LandmarkFileError, ValueError, RuntimeError) as e:
+        print(f"facetrack eval-300vw: {e}", file=sys.stderr)
+        return 1
+    except ImportError as e:
+        print(f"facetrack eval-300vw: cannot load the runtime ({e})", file=sys.stderr)
+        return 1
+    if not report.videos:
+        print(f"facetrack eval-300vw: no videos of categories {' '.join(map(str, args.category))} under {args.root}",
+              file=sys.stderr)
+        return 1
+    print(summary_markdown(report).split("## Per video")[0].rstrip())
+    print(f"\nwritten: {', '.join(str(p) for p in report.outputs)}")
+    return 0
