@@ -297,14 +297,12 @@ def _opt(extra: list[str]) -> Callable[[Path, Path, Path], tuple[list[str], str]
     return make
 
 
-def _made_from(t: Path, m: Path, other: Path) -> str:
-    """``t/prev.csv``: a header and the record of a run over ``other`` (another video)."""
-    from facetrack.tracker.output import RunRecord, file_digest, input_identity, write_record
-
-    other.write_bytes(b"another video" * 1000)
+def _made_from(t: Path, d: Path, m: Path) -> str:
+    """``t/prev.csv``: 3 frames of a real run over another video (the selfie), with its record."""
     out = t / "prev.csv"
-    out.write_text(HEADER)
-    write_record(out, RunRecord(input_identity(other), {"name": str(m), "sha256": [file_digest(m)]}, 0, None, {}))
+    r = facetrack([str(d / "videos_unlabelled" / "sbr_demo_selfie.mp4"), "--out", str(out), "--end", "3f", "--model", str(m),
+                   "-q"], cwd=t)
+    assert r.rc == 0, r.err
     return str(out)
 
 
@@ -401,7 +399,7 @@ CASES: list[Case] = [
          lambda t, d, m: (["--camera", "/dev/video97", "--out", str(t / "l.csv"), "--model", str(m)], "/dev/video97"),
          "no such camera device"),
     Case("resume_other_video", "--resume on a CSV made from another video (was mixed in)",
-         lambda t, d, m: ([_clip(d), "--out", _made_from(t, m, t / "other.mp4"), "--resume", "--model", str(m)],
+         lambda t, d, m: ([_clip(d), "--out", _made_from(t, d, m), "--resume", "--model", str(m)],
                           str(t / "prev.csv")), "made from another run (input"),
     Case("resume_no_record", "--resume on a CSV without the record of what it was made from",
          lambda t, d, m: ([_clip(d), "--out", _write(t / "prev.csv", HEADER.encode()), "--resume", "--model", str(m)],

@@ -62,6 +62,7 @@ def test_pause_step_and_seek_change_the_frame_index_as_expected(qtbot, make_wind
     win.pipeline.seek(200)
     qtbot.waitUntil(lambda: win.live.latest.index == 200, timeout=10000)
     assert trk.resets == resets + 1  # a seek is a cut: the tracker starts over
+    qtbot.waitUntil(lambda: win.live.shown is not None and win.live.shown.index == 200, timeout=10000)
     assert win.live.slider.value() == 200 and win.live.position_label.text() == "201/275"
 
     win.live.step_back.click()
@@ -201,21 +202,36 @@ def test_300vw_tab_evaluates_a_small_real_clip_and_fills_the_table(qtbot, make_w
 
 
 def test_300vw_tab_cancel_and_bad_root(qtbot, make_window, clip_300vw, tmp_path):
-    class SlowPredictor(FakePredictor):
+    """Cancel lands while frame 1 of 2 is being predicted (the predictor waits for the click):
+    frame 2 must never be predicted. An evaluation that ignored the cancel would predict it."""
+    import threading
+
+    clicked = threading.Event()
+
+    class BlockingPredictor(FakePredictor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.frames: list[float] = []
+
         def predict(self, frame_bgr, timestamp, gt):
-            time.sleep(0.5)
+            self.frames.append(timestamp)
+            if len(self.frames) == 1:
+                assert clicked.wait(20), "the test never clicked cancel"
             return super().predict(frame_bgr, timestamp, gt)
 
-    win = make_window(predictor=SlowPredictor())
+    pred = BlockingPredictor()
+    win = make_window(predictor=pred)
     ev = win.evaluation
     ev.root_edit.setText(str(tmp_path / "nowhere"))
     assert not ev.start() and "nowhere: no such folder" in ev.status.text()
     ev.root_edit.setText(str(clip_300vw))
     assert ev.start()
-    qtbot.waitUntil(lambda: ev.cancel_button.isEnabled(), timeout=10000)
+    qtbot.waitUntil(lambda: ev.cancel_button.isEnabled() and len(pred.frames) == 1, timeout=10000)
     ev.cancel_button.click()
-    qtbot.waitUntil(lambda: not ev.running(), timeout=10000)
-    assert "cancelled" in ev.status.text()
+    clicked.set()
+    qtbot.waitUntil(lambda: not ev.running(), timeout=20000)
+    assert len(pred.frames) == 1, "frame 2 was predicted after the cancel"
+    assert "cancelled" in ev.status.text() and "0 finished video" in ev.status.text()
     assert ev.run_button.isEnabled()
 
 
@@ -282,3 +298,85 @@ def test_300vw_tab_with_the_shipped_model(qtbot, make_window, clip_300vw):
     assert 0.0 < nme68 < 0.3  # a trained model on a real face from its ground-truth box (swapped x/y: > 1)
     preds = ev.outcome.predictions["401"]
     assert sorted(preds) == [1, 2] and all(p is not None and p.shape == (68, 2) for p in preds.values())
+
+
+# --- issue 14 ----------------------------------------------------------------------------------
+def test_play_and_step_are_disabled_until_a_source_opens(qtbot, make_window, data_dir):
+    win = make_window()
+    live = win.live
+    assert not live.play_button.isEnabled() and not live.step_button.isEnabled() and not live.step_back.isEnabled()
+    _open(qtbot, win, data_dir / VIDEO)
+    assert live.play_button.isEnabled() and live.step_button.isEnabled() and live.step_back.isEnabled()
+
+
+def test_slider_and_label_show_the_frame_drawn_in_the_overlay(qtbot, make_window, data_dir):
+    """The capture runs ahead of the tracker; the slider follows the frame on screen, whose
+    number the overlay draws ("frame N"), not the frame last decoded."""
+    from facetrack.gui.overlay import info_lines
+
+    win = make_window(FakeTracker(delay=0.03))
+    _open(qtbot, win, data_dir / VIDEO, frames=3)
+    for _ in range(10):
+        qtbot.wait(60)
+        shown = win.live.shown
+        number = int(info_lines(shown)[0].split()[1])
+        assert win.live.slider.value() + 1 == number == shown.index + 1
+        assert win.live.position_label.text() == f"{number}/275"
+
+
+def test_a_click_on_the_slider_groove_seeks_there(qtbot, make_window, data_dir):
+    from PySide6.QtCore import QPoint, Qt
+
+    win = make_window()
+    _open(qtbot, win, data_dir / VIDEO)
+    win.pipeline.pause()
+    qtbot.waitUntil(lambda: win.live.play_button.text() == "Play", timeout=10000)
+    slider = win.live.slider
+    x = int(slider.width() * 0.75)
+    target = slider.value_at(x)
+    assert 150 < target < 250  # three quarters of 275 frames, not a 10-frame page step
+    qtbot.mouseClick(slider, Qt.MouseButton.LeftButton, pos=QPoint(x, slider.height() // 2))
+    qtbot.waitUntil(lambda: win.live.shown is not None and win.live.shown.index == target, timeout=10000)
+    assert slider.value() == target
+
+
+def test_end_of_video_is_cleared_after_seeking_back(qtbot, make_window, data_dir):
+    win = make_window()
+    _open(qtbot, win, data_dir / VIDEO)
+    win.pipeline.seek(274)
+    qtbot.waitUntil(lambda: "end of video" in win.live.message_label.text(), timeout=10000)
+    win.pipeline.seek(100)
+    qtbot.waitUntil(lambda: win.live.shown is not None and win.live.shown.index == 100, timeout=10000)
+    assert "end of video" not in win.live.message_label.text()
+
+
+def test_a_long_error_does_not_widen_the_window(qtbot, make_window):
+    from PySide6.QtWidgets import QApplication
+
+    win = make_window()
+    QApplication.processEvents()
+    width, minimum = win.width(), win.minimumSizeHint().width()
+    text = "facetrack: " + "/very/long/path" * 200 + ": not a video OpenCV can read"
+    win.live.show_message(text)
+    QApplication.processEvents()
+    qtbot.wait(100)
+    assert win.width() == width and win.minimumSizeHint().width() == minimum
+    assert win.live.message_label.toolTip() == text  # the whole text is still there
+
+
+def test_a_video_whose_name_is_not_utf8_opens_with_its_name_unmangled(qtbot, make_window, data_dir, tmp_path):
+    import os
+
+    from PySide6.QtCore import QUrl
+
+    from facetrack.gui.views import local_path
+
+    name = os.fsdecode(b"caf\xe9_\xff.mp4")
+    path = tmp_path / name
+    path.write_bytes((data_dir / VIDEO).read_bytes())
+    win = make_window()
+    _open(qtbot, win, path)
+    assert win.live.info.name == "caf\\xe9_\\xff.mp4"
+    # a drop carries the name percent-encoded; toLocalFile() would replace the bytes
+    url = QUrl.fromEncoded(b"file://" + os.fsencode(tmp_path).replace(b"%", b"%25") + b"/caf%E9_%FF.mp4")
+    assert local_path(url) == str(path)
