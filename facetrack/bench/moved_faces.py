@@ -1,7 +1,7 @@
 """The moved-face benchmark of issue 13: does tracking drift?
 
     python -m facetrack.bench.moved_faces --data ../shared/data --out runs/moved_faces \\
-        [--frames 60] [--seed 0] [--methods default shape template per-frame dlib mediapipe] [--model mdm|FILE.onnx]
+        [--frames 60] [--seed 0] [--methods default shape template per-frame dlib mediapipe] [--model mdm|FILE.onnx] [--reuse]
 
 Each of the 8 300-W common test faces of ``images68`` (helen_test + lfpw_test, never trained on)
 is moved by a seeded smooth random similarity motion (:func:`facetrack.train.sequences.smooth_motion`,
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--model", default=None, help="--model for the CLI and per-frame runs (default: the CLI's default)")
+    p.add_argument("--reuse", action="store_true", help="score CLI outputs already in --out instead of running the CLI again")
     p.add_argument("--peers-python", type=Path, default=Path("/work/peers/bin/python"))
     args = p.parse_args(argv)
     from facetrack.train.datasets import load_images68, read_image
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         for video, gts in clips:
             if m in CLI_ARGS:
                 out_csv = video.with_name(f"{video.stem}.{m}.csv")
-                run_cli(video, CLI_ARGS[m] + extra_model, out_csv)
+                if not (args.reuse and out_csv.exists()):
+                    run_cli(video, CLI_ARGS[m] + extra_model, out_csv)
                 faces = read_cli_csv(out_csv, len(gts))
             elif m == "per-frame":
                 faces = run_per_frame(video, args.model or "mdm")
