@@ -8,9 +8,10 @@ on training faces and stored in ``facetrack/tracker/data/calibration.json``.
 
 Detectors: OpenCV's Haar cascades (shipped inside ``opencv-python`` 4.x, ``cv2.data.haarcascades``;
 frontal cascades, optionally the profile cascade on the image and its mirror) run on a
-downscaled copy; dlib's HOG detector when ``dlib`` happens to be installed (not a dependency).
-``default_detector()`` returns the one chosen by ``facetrack/bench/detectors.py`` (recall on the
-real faces, ms per frame).
+downscaled copy; dlib's HOG detector with the ``dlib`` extra (``dlib-bin``). A search can be
+spread over frames, one part per frame (:class:`FaceDetector`). ``default_detector()`` returns
+the one chosen by ``facetrack/bench/detectors.py`` (recall and false detections on real frames,
+ms per search; table in docs/DETECTORS.md).
 """
 from __future__ import annotations
 
@@ -44,13 +45,23 @@ class Detection:
 
 @runtime_checkable
 class FaceDetector(Protocol):
-    """Finds faces in a grey frame."""
+    """Finds faces in a grey frame, in one call or spread over several frames.
+
+    A full search is split into ``parts`` (at least 1) independent parts; the union of
+    ``detect_part(gray, k)`` for ``k`` in ``range(parts)``, merged, is what ``detect(gray)``
+    returns. The tracker runs one part per frame, so a frame never waits for a whole search.
+    """
 
     name: str
     calibration: BoxCalibration
+    parts: int
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
         """``gray``: ``uint8`` ``(H, W)``. Returns detections sorted best first."""
+        ...
+
+    def detect_part(self, gray: np.ndarray, part: int) -> list[Detection]:
+        """Part ``part`` (``0 <= part < parts``) of a search of ``gray``; best first."""
         ...
 
 
@@ -153,11 +164,14 @@ class HaarDetector:
     """OpenCV Haar cascade(s) on a downscaled, histogram-equalised copy of the frame.
 
     ``frontal``: cascade key(s) of :data:`HAAR_FILES`; ``profile``: also run the profile
-    cascade on the image and on its mirror (faces turned either way); ``"fallback"``: only when
-    the frontal cascades find nothing (same cost as frontal-only on frontal faces). ``max_side``: the long
-    side of the copy searched (px); ``min_face``: smallest face as a fraction of the copy's
-    short side; ``min_neighbors``: OpenCV's grouping threshold. Score: the number of raw
-    detections grouped into the box (OpenCV's ``numDetections``).
+    cascade on the image and on its mirror (the cascade knows faces turned one way only);
+    ``"fallback"``: only when the frontal cascades find nothing (in :meth:`detect`; as parts
+    the profile passes always run). Each cascade pass is one part of a search
+    (:class:`FaceDetector`). ``max_side``: the long side of the copy searched (px);
+    ``min_face``: smallest face as a fraction of the copy's short side (at least 20 px, the
+    cascades' window); ``min_neighbors``: OpenCV's grouping threshold; ``scale_factor``: the
+    pyramid step (1.2 costs about 60 % of 1.1). Score: the number of raw detections grouped
+    into the box (OpenCV's ``numDetections``).
     """
 
     def __init__(self, frontal: tuple[str, ...] = ("alt2",), profile: bool | str = False, max_side: int = 640,
@@ -167,57 +181,76 @@ class HaarDetector:
             raise ValueError(f"profile must be True, False or 'fallback', not {profile!r}")
         self.name = name or "haar-" + "+".join(frontal) + {True: "+profile", False: "", "fallback": "+profile-fallback"}[profile]
         self._profile_mode = profile
-        self._frontal = [_load_cascade(k) for k in frontal]
-        self._profile = _load_cascade("profile") if profile else None
+        self._passes: list[tuple["cv2.CascadeClassifier", bool]] = [(_load_cascade(k), False) for k in frontal]
+        self._n_frontal = len(self._passes)
+        if profile:
+            prof = _load_cascade("profile")
+            self._passes += [(prof, False), (prof, True)]
+        self.parts = len(self._passes)
         self.max_side, self.min_face = int(max_side), float(min_face)
         self.min_neighbors, self.scale_factor = int(min_neighbors), float(scale_factor)
         self.calibration = calibration if calibration is not None else box_calibration(f"detector:{self.name}")
 
-    def _run(self, cascade: "cv2.CascadeClassifier", img: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
+    def _pass(self, k: int, small: np.ndarray, f: float) -> list[Detection]:
+        cascade, mirrored = self._passes[k]
+        img = np.ascontiguousarray(small[:, ::-1]) if mirrored else small
+        min_px = max(20, int(round(min(small.shape) * self.min_face)))
         rects, counts = cascade.detectMultiScale2(img, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
                                                   minSize=(min_px, min_px))
-        if len(rects) == 0:
-            return np.zeros((0, 4), np.float64), np.zeros(0)
-        return np.asarray(rects, np.float64), np.asarray(counts, np.float64).reshape(-1)
+        w = small.shape[1]
+        dets = []
+        for (x, y, rw, rh), c in zip(np.asarray(rects, np.float64).reshape(-1, 4), np.asarray(counts, np.float64).reshape(-1)):
+            x0 = (w - x - rw) if mirrored else x
+            dets.append(Detection((np.array([x0, y, x0 + rw, y + rh], np.float64) / f).astype(np.float32), float(c)))
+        return dets
+
+    def detect_part(self, gray: np.ndarray, part: int) -> list[Detection]:
+        """One cascade pass (``part`` in ``range(self.parts)``) over ``gray``; best first."""
+        if not 0 <= part < self.parts:
+            raise ValueError(f"{self.name}: part {part} out of range 0..{self.parts - 1}")
+        small, f = _downscale(_check_gray(gray), self.max_side)
+        return merge_detections(self._pass(part, cv2.equalizeHist(small), f))
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
         """Faces in ``gray`` (``uint8`` ``(H, W)``), boxes in its pixels, best first."""
-        g = _check_gray(gray)
-        small, f = _downscale(g, self.max_side)
+        small, f = _downscale(_check_gray(gray), self.max_side)
         small = cv2.equalizeHist(small)
-        min_px = max(20, int(round(min(small.shape) * self.min_face)))
         dets: list[Detection] = []
-
-        def add(rects: np.ndarray, counts: np.ndarray, mirrored: bool) -> None:
-            w = small.shape[1]
-            for (x, y, rw, rh), c in zip(rects, counts):
-                x0 = (w - x - rw) if mirrored else x
-                box = np.array([x0, y, x0 + rw, y + rh], np.float64) / f
-                dets.append(Detection(box.astype(np.float32), float(c)))
-
-        for cascade in self._frontal:
-            add(*self._run(cascade, small, min_px), mirrored=False)
-        if self._profile is not None and (self._profile_mode is True or not dets):
-            add(*self._run(self._profile, small, min_px), mirrored=False)
-            add(*self._run(self._profile, np.ascontiguousarray(small[:, ::-1]), min_px), mirrored=True)
+        for k in range(self._n_frontal):
+            dets += self._pass(k, small, f)
+        if self._profile_mode is True or (self._profile_mode == "fallback" and not dets):
+            for k in range(self._n_frontal, self.parts):
+                dets += self._pass(k, small, f)
         return merge_detections(dets)
 
 
 # ---- dlib HOG (optional) --------------------------------------------------------------------
+class DetectorUnavailableError(RuntimeError):
+    """A known detector whose package is not installed; the message says what to install."""
+
+
 def dlib_available() -> bool:
-    """Whether ``dlib`` is importable (it is not a facetrack dependency)."""
+    """Whether ``dlib`` is importable (it is not a facetrack dependency: ``pip install
+    'facetrack[dlib]'`` installs the prebuilt ``dlib-bin`` wheel)."""
     import importlib.util
 
     return importlib.util.find_spec("dlib") is not None
 
 
 class DlibHogDetector:
-    """dlib's HOG + linear SVM frontal face detector, on a copy with long side ``max_side``
-    (upsampled once when the copy is small). Score: dlib's detection score."""
+    """dlib's HOG + linear SVM face detector (five filters: frontal, turned left and right up
+    to about 45 degrees, tilted), on a copy with long side ``max_side`` (upsampled once when
+    the copy is small). One part per search. Score: dlib's detection score.
+    Raises :class:`DetectorUnavailableError` when ``dlib`` is not installed."""
+
+    parts = 1
 
     def __init__(self, max_side: int = 640, name: str = "dlib-hog", calibration: BoxCalibration | None = None) -> None:
-        import dlib
-
+        try:
+            import dlib
+        except ImportError:
+            raise DetectorUnavailableError(f"face detector {name!r} needs dlib: pip install 'facetrack[dlib]' "
+                                           "(the prebuilt dlib-bin wheel)") from None
         self.name = name
         self.max_side = int(max_side)
         self._det = dlib.get_frontal_face_detector()
@@ -233,6 +266,12 @@ class DlibHogDetector:
                           float(s)) for r, s in zip(rects, scores)]
         return merge_detections(dets)
 
+    def detect_part(self, gray: np.ndarray, part: int) -> list[Detection]:
+        """The whole search (one part)."""
+        if part != 0:
+            raise ValueError(f"{self.name}: part {part} out of range 0..0")
+        return self.detect(gray)
+
 
 #: detector name -> factory; facetrack/bench/detectors.py measures every entry.
 DETECTORS: dict[str, Callable[..., FaceDetector]] = {
@@ -241,15 +280,17 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "haar-alt2": lambda **kw: HaarDetector(("alt2",), **kw),
     "haar-alt2-fast": lambda **kw: HaarDetector(("alt2",), scale_factor=1.2, name="haar-alt2-fast", **kw),
     "haar-alt2+profile": lambda **kw: HaarDetector(("alt2",), profile=True, **kw),
+    "haar-alt2+profile-fast": lambda **kw: HaarDetector(("alt2",), profile=True, scale_factor=1.2, name="haar-alt2+profile-fast", **kw),
     "haar-alt2+profile-fallback": lambda **kw: HaarDetector(("alt2",), profile="fallback", **kw),
     "haar-default+alt2+profile": lambda **kw: HaarDetector(("default", "alt2"), profile=True, **kw),
+    "dlib-hog": lambda **kw: DlibHogDetector(**kw),
 }
-if dlib_available():
-    DETECTORS["dlib-hog"] = lambda **kw: DlibHogDetector(**kw)
 
 
 def make_detector(name: str, **options: object) -> FaceDetector:
-    """A detector of :data:`DETECTORS` by name; ``ValueError`` listing the names otherwise."""
+    """A detector of :data:`DETECTORS` by name; ``ValueError`` listing the names for an unknown
+    one, :class:`DetectorUnavailableError` (saying what to install) for a known one whose
+    package is missing."""
     try:
         factory = DETECTORS[name]
     except KeyError:

@@ -12,13 +12,22 @@ Per frame:
    A track is lost when the model's confidence is under ``confidence_threshold`` or a sanity
    check fails: fewer than ``min_inside`` of the points inside the frame, a face smaller than
    ``min_face_px``, or a size change over ``max_scale_change`` between consecutive frames.
-3. **Detection**: on a cut, when a track was lost, and every ``detect_every`` frames while
-   fewer than ``max_faces`` faces are tracked. Detections overlapping a tracked face
+3. **Re-acquisition**: for ``reacquire_frames`` frames after a face is lost (not at a cut),
+   the tracking model looks for it around its last landmarks (a few scales and in-plane
+   angles, one batched call every other frame), as OpenFace and MediaPipe do.
+4. **Detection**: at once on a cut or when a track was lost, then at intervals that start at
+   ``detect_every`` frames and double (up to ``search_backoff``) while searches find nothing,
+   as long as fewer than ``max_faces`` faces are tracked. With no face tracked a search runs
+   whole; with a face tracked it is spread over frames, one of the detector's ``parts`` per
+   frame, so no tracked frame waits for a whole search. Detections overlapping a tracked face
    (IoU of landmark-equivalent boxes over ``iou_threshold``) are ignored; the rest are fitted
    by the model choice's :class:`facetrack.tracker.models.FitChain` (``mdm``: MDM from the
-   calibrated box; ``aan``: AAN; ``aan+mdm``: AAN from the box, then MDM from AAN's shape) and
-   accepted only if the fit passes the same checks.
-4. Optional One Euro smoothing of the reported landmarks (tracking itself uses raw fits).
+   calibrated box; ``aan``: AAN; ``aan+mdm``: AAN from the box, then MDM from AAN's shape),
+   then refitted by the tracking model in the crop aligned on that fit: a face is accepted
+   only when the refit stays put (``max_refit_shift``), passes the sanity checks and its
+   confidence passes ``confidence_threshold`` (a collar or a hand drifts or scores low).
+   Two tracks that converge on one face become one (the surer stays).
+5. Optional One Euro smoothing of the reported landmarks (tracking itself uses raw fits).
 
 Face ids are slots ``0 .. max_faces-1``; a new face takes the lowest free id, so with
 ``max_faces=1`` every face is id 0, as in OpenFace.
@@ -26,7 +35,6 @@ Face ids are slots ``0 .. max_faces-1``; a new face takes the lowest free id, so
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import math
 import time
@@ -53,8 +61,8 @@ class LandmarkerLike(Protocol):
 
     def fit_boxes(self, gray: np.ndarray, boxes: Sequence[np.ndarray], timings: Any = None) -> list[Fit]: ...
 
-    def fit_shapes(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Any = None) -> list[Fit]: ...
-    # optional keyword ``init="shape"|"template"`` (see :attr:`TrackerConfig.track_init`)
+    def fit_shapes(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Any = None,
+                   init: str = "shape") -> list[Fit]: ...
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,15 @@ class TrackerConfig:
     ``"shape"`` from the previous landmarks themselves (MDM's 300VW protocol). With the shipped
     mdm-rt, ``"shape"`` drifts (mean NME 0.105 vs 0.065 over 20 moved frames of the 8 300-W
     common test faces), hence the default.
+    ``search_backoff``: while searches find nothing new, the frames between them double from
+    ``detect_every`` up to this (or ``detect_every`` if larger); a cut or a lost face starts
+    again at ``detect_every``. A search costs more than tracking a face, and most frames
+    without a new face stay so.
+    ``reacquire_frames``: for this many frames after a face is lost (not at a cut), the tracking
+    model looks for it around its last landmarks (a few scales and in-plane angles).
+    ``max_refit_shift``: a new face is accepted only when refitting it in the crop aligned on
+    its first fit moves the landmarks by at most this (mean, in outer-eye distances) and the
+    refit's confidence passes ``confidence_threshold``.
     """
 
     model: str = "mdm"
@@ -91,6 +108,9 @@ class TrackerConfig:
     iou_threshold: float = 0.3
     default_fps: float = 30.0
     track_init: str = "template"
+    search_backoff: int = 24
+    reacquire_frames: int = 8
+    max_refit_shift: float = 0.35
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
@@ -148,7 +168,6 @@ class _Track:
     landmarks: np.ndarray  # raw last fit, image px
     confidence: float
     filter: OneEuroFilter | None = None
-    age: int = 0
 
 
 class CutDetector:
@@ -196,8 +215,9 @@ class Tracker:
 
     ``landmarkers``: optional mapping from the keys the model choice needs (``"mdm"``,
     ``"aan"``, or the model path) to landmarkers; missing ones are loaded from
-    :func:`facetrack.tracker.models.resolve_model`. ``detector``: an object with ``detect(gray) ->
-    list[Detection]`` and ``calibration`` (default: ``facetrack.tracker.detect.default_detector()``).
+    :func:`facetrack.tracker.models.resolve_model`. ``detector``: a
+    :class:`facetrack.tracker.detect.FaceDetector` (``detect``, ``detect_part``, ``parts``,
+    ``calibration``; default: ``facetrack.tracker.detect.default_detector()``).
     """
 
     def __init__(self, config: TrackerConfig | None = None, landmarkers: Mapping[str, LandmarkerLike] | None = None,
@@ -209,8 +229,6 @@ class Tracker:
         self.chain = FitChain([lms[k] for k in choice.stages])
         self.init_chain: list[LandmarkerLike] = list(self.chain.stages)
         self.track_model: LandmarkerLike = self.chain.track
-        self._warned_init = False
-        self._track_fit_cache: tuple[Any, Any, Any] | None = None
         if detector is None:
             from facetrack.tracker.detect import default_detector
 
@@ -223,8 +241,16 @@ class Tracker:
         """Forget every face and the previous frame (the next frame searches for faces)."""
         self._tracks: dict[int, _Track] = {}
         self._index = 0
-        self._since_search = self.config.detect_every  # the first frame searches
+        self._search_now()  # the first frame searches
+        self._lost_recently: dict[int, tuple[np.ndarray, int]] = {}  # face id -> (last landmarks, frames since)
         self.cuts.reset()
+
+    def _search_now(self) -> None:
+        """Start a new search cycle at this frame, at the shortest interval."""
+        self._interval = self.config.detect_every
+        self._since_search = self._interval
+        self._part = 0
+        self._cycle_found = False
 
     def close(self) -> None:
         """Close the landmarkers this tracker opened itself."""
@@ -281,25 +307,37 @@ class Tracker:
             for t in self._tracks.values():
                 lost[t.face_id] = self._lost(t)
             self._tracks.clear()
+            self._lost_recently.clear()
+            self._search_now()
         elif self._tracks:
             tracks = list(self._tracks.values())
-            fits = self._call(self._track_fit(), gray, [t.landmarks for t in tracks], timings, len(tracks))
+            fits = self._call(functools.partial(self.track_model.fit_shapes, init=c.track_init), gray,
+                              [t.landmarks for t in tracks], timings, len(tracks))
             t0 = time.perf_counter()
             for t, f in zip(tracks, fits):
                 sane = self._sane(f, gray.shape[:2], t.landmarks)
                 if sane and f.confidence >= c.confidence_threshold:
                     t.landmarks, t.confidence = f.landmarks, f.confidence
-                    t.age += 1
-                    out[t.face_id] = self._report(t, ts, "tracking")
                 else:
                     lost[t.face_id] = self._lost(t, f.confidence if sane else 0.0)
+                    self._lost_recently[t.face_id] = (t.landmarks, 0)
                     del self._tracks[t.face_id]
+            for t in self._duplicates():  # two tracks that converged on one face: keep the surer
+                lost[t.face_id] = self._lost(t, t.confidence)
+                del self._tracks[t.face_id]
+            for t in self._tracks.values():
+                out[t.face_id] = self._report(t, ts, "tracking")
+            if lost:
+                self._search_now()
             timings["post"] += (time.perf_counter() - t0) * 1000
 
         detector_ran = False
-        if gray is not None and (cut or lost or (len(self._tracks) < c.max_faces and self._since_search >= c.detect_every)):
+        if gray is not None and self._lost_recently and len(self._tracks) < c.max_faces:
+            for face in self._reacquire(gray, ts, timings):
+                out[face.face_id] = face
+                lost.pop(face.face_id, None)
+        if gray is not None and len(self._tracks) < c.max_faces and (self._part > 0 or self._since_search >= self._interval):
             detector_ran = True
-            self._since_search = 0
             for face in self._search(gray, ts, timings):
                 out[face.face_id] = face
                 lost.pop(face.face_id, None)
@@ -307,30 +345,17 @@ class Tracker:
         timings["total"] = (time.perf_counter() - t_start) * 1000
         return FrameResult(index, ts, faces, timings, detector_ran, cut)
 
-    def _track_fit(self) -> Any:
-        """``track_model.fit_shapes`` with the configured ``init`` when it takes one (bound once
-        per tracking model: the signature look-up is too slow for every frame)."""
-        cached = self._track_fit_cache
-        if cached is not None and cached[0] is self.track_model and cached[1] == self.config.track_init:
-            return cached[2]
-        fn = self._bind_track_fit()
-        self._track_fit_cache = (self.track_model, self.config.track_init, fn)
-        return fn
-
-    def _bind_track_fit(self) -> Any:
-        fn = self.track_model.fit_shapes
-        if self.config.track_init == "shape":
-            return fn
-        try:
-            takes_init = "init" in inspect.signature(fn).parameters
-        except (TypeError, ValueError):
-            takes_init = False
-        if takes_init:
-            return functools.partial(fn, init=self.config.track_init)
-        if not self._warned_init:
-            log.warning("%r has no 'init' option; tracking starts from the previous shape", self.track_model)
-            self._warned_init = True
-        return fn
+    def _duplicates(self) -> list[_Track]:
+        """Tracks whose box overlaps a surer track's by more than ``iou_threshold``."""
+        drop: list[_Track] = []
+        kept: list[np.ndarray] = []
+        for t in sorted(self._tracks.values(), key=lambda t: -t.confidence):
+            b = box_of(t.landmarks)
+            if any(box_iou(b, k) > self.config.iou_threshold for k in kept):
+                drop.append(t)
+            else:
+                kept.append(b)
+        return drop
 
     def _call(self, fn: Any, gray: np.ndarray, items: list, timings: dict[str, float], n: int) -> list[Fit]:
         """A landmarker call that cannot take the tracker down: failures become invalid fits."""
@@ -349,11 +374,7 @@ class Tracker:
         if not free:
             return []
         t0 = time.perf_counter()
-        try:
-            dets = list(self.detector.detect(gray))
-        except Exception as e:  # noqa: BLE001 - a detector failure on one frame is not fatal
-            log.warning("detector failed on frame %d: %s: %s", self._index - 1, type(e).__name__, e)
-            dets = []
+        dets = self._detect(gray)
         calib = getattr(self.detector, "calibration", None)
         tracked = [box_of(t.landmarks) for t in self._tracks.values()]
         boxes = []
@@ -367,15 +388,17 @@ class Tracker:
         boxes = boxes[: len(free) + 2]  # a few spares in case the best ones fail the checks
         timings["detect"] += (time.perf_counter() - t0) * 1000
         if not boxes:
+            self._end_part(False)
             return []
         fits = self._call(self.chain.fit_boxes, gray, boxes, timings, len(boxes))
+        fits = self._refit(gray, fits, timings)
         t0 = time.perf_counter()
         new: list[FaceResult] = []
         accepted = [box_of(t.landmarks) for t in self._tracks.values()]
         for f in fits:
             if not free:
                 break
-            if not self._accept(f, gray.shape[:2], None):
+            if f is None or not self._accept(f, gray.shape[:2], None):
                 continue
             fb = box_of(f.landmarks)
             if any(box_iou(fb, a) > c.iou_threshold for a in accepted):
@@ -385,6 +408,97 @@ class Tracker:
             if c.smooth:
                 t.filter = OneEuroFilter(c.smooth_min_cutoff, c.smooth_beta, c.smooth_d_cutoff, 1.0 / c.default_fps)
             self._tracks[t.face_id] = t
+            self._lost_recently.pop(t.face_id, None)
+            new.append(self._report(t, ts, "detected"))
+        timings["post"] += (time.perf_counter() - t0) * 1000
+        self._end_part(bool(new))
+        return new
+
+    def _detect(self, gray: np.ndarray) -> list[Any]:
+        """This frame's share of the search: the whole search when no face is tracked (no
+        frame waits for it), else the next part of the detector's search (one per frame)."""
+        parts = max(1, int(self.detector.parts))
+        try:
+            if not self._tracks and self._part == 0:
+                self._part = parts - 1  # the whole cycle in this frame
+                return list(self.detector.detect(gray))
+            return list(self.detector.detect_part(gray, self._part % parts))
+        except Exception as e:  # noqa: BLE001 - a detector failure on one frame is not fatal
+            log.warning("detector failed on frame %d: %s: %s", self._index - 1, type(e).__name__, e)
+            return []
+
+    def _end_part(self, found: bool) -> None:
+        """Count one part of the search cycle; at the end of a cycle that found nothing the
+        interval to the next one doubles (up to ``search_backoff``)."""
+        c = self.config
+        self._cycle_found |= found
+        self._part += 1
+        if self._part >= max(1, int(self.detector.parts)):
+            self._interval = c.detect_every if self._cycle_found else min(2 * self._interval, max(c.search_backoff, c.detect_every))
+            self._part, self._since_search, self._cycle_found = 0, 0, False
+
+    def _refit(self, gray: np.ndarray, fits: list[Fit], timings: dict[str, float]) -> list[Fit | None]:
+        """The shape check of new faces: each fit is refitted by the tracking model in the crop
+        aligned on it. A face (and not a collar, a hand or a lamp) keeps its landmarks there;
+        a fit whose refit moves by more than ``max_refit_shift`` outer-eye distances, or fails
+        the sanity checks against it (scale change included), gives ``None``; the others give
+        the refit (its confidence decides acceptance)."""
+        good = [i for i, f in enumerate(fits) if f.valid and np.isfinite(f.landmarks).all()]
+        out: list[Fit | None] = [None] * len(fits)
+        if not good:
+            return out
+        refits = self._call(functools.partial(self.track_model.fit_shapes, init="template"), gray,
+                            [fits[i].landmarks for i in good], timings, len(good))
+        for i, r in zip(good, refits):
+            a, b = fits[i].landmarks, r.landmarks
+            eyes = float(np.linalg.norm(a[36] - a[45]))
+            shift = float(np.linalg.norm(b - a, axis=1).mean()) / max(eyes, 1e-6)
+            if np.isfinite(shift) and shift <= self.config.max_refit_shift and self._sane(r, gray.shape[:2], a):
+                out[i] = r
+        return out
+
+    #: re-acquisition hypotheses around a lost face: (scale, in-plane angle in degrees)
+    REACQUIRE = ((1.0, 0.0), (0.85, 0.0), (1.2, 0.0), (1.0, 20.0), (1.0, -20.0))
+
+    def _reacquire(self, gray: np.ndarray, ts: float, timings: dict[str, float]) -> list[FaceResult]:
+        """Look for recently lost faces around their last landmarks with the tracking model:
+        every other frame for ``reacquire_frames`` frames, all hypotheses of all lost faces in
+        one batched call; the surest hypothesis that passes the checks (and overlaps no tracked
+        face) takes the lowest free id."""
+        c = self.config
+        for fid, (pts, age) in list(self._lost_recently.items()):
+            if age >= c.reacquire_frames:
+                del self._lost_recently[fid]
+            else:
+                self._lost_recently[fid] = (pts, age + 1)
+        todo = [(fid, pts) for fid, (pts, age) in self._lost_recently.items() if age % 2 == 1]
+        if not todo:
+            return []
+        shapes, owner = [], []
+        for fid, pts in todo:
+            centre = pts.mean(0)
+            for scale, deg in self.REACQUIRE:
+                a = np.deg2rad(deg)
+                m = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+                shapes.append(((pts - centre) @ m.T + centre).astype(np.float32))
+                owner.append(fid)
+        fits = self._call(functools.partial(self.track_model.fit_shapes, init="template"), gray, shapes, timings, len(shapes))
+        t0 = time.perf_counter()
+        new: list[FaceResult] = []
+        for fid, pts in todo:
+            cands = [f for f, o in zip(fits, owner) if o == fid and self._accept(f, gray.shape[:2], pts)]
+            free = [i for i in range(c.max_faces) if i not in self._tracks]
+            if not cands or not free:
+                continue
+            best = max(cands, key=lambda f: f.confidence)
+            b = box_of(best.landmarks)
+            if any(box_iou(b, box_of(t.landmarks)) > c.iou_threshold for t in self._tracks.values()):
+                continue
+            t = _Track(free[0], best.landmarks, best.confidence)
+            if c.smooth:
+                t.filter = OneEuroFilter(c.smooth_min_cutoff, c.smooth_beta, c.smooth_d_cutoff, 1.0 / c.default_fps)
+            self._tracks[t.face_id] = t
+            del self._lost_recently[fid]
             new.append(self._report(t, ts, "detected"))
         timings["post"] += (time.perf_counter() - t0) * 1000
         return new

@@ -103,7 +103,12 @@ def test_merge_detections_keeps_the_best_of_overlapping_boxes():
     far = Detection(np.array([300, 300, 350, 350], np.float32), 1.0)
     merged = merge_detections([a, far, b])
     assert merged == [b, far]
-    assert merge_detections([a, inner]) == [inner] or merge_detections([a, inner])[0] is inner
+    # a surer box inside a larger one: both stay (the larger one is not mostly inside the smaller)
+    assert merge_detections([a, inner]) == [inner, a]
+    # a less sure box mostly inside a kept one is dropped, though its IoU with it is only 0.25
+    weak_inner = Detection(inner.box, 1.0)
+    assert box_iou(a.box, weak_inner.box) < 0.3
+    assert merge_detections([a, weak_inner]) == [a]
 
 
 def test_every_registered_detector_constructs():
@@ -155,3 +160,47 @@ def test_box_calibration_from_another_file(tmp_path):
     bad.write_text("{")
     with pytest.raises(ValueError, match="bad.json: not a box calibration file"):
         box_calibration("300w", bad)
+
+
+# ---- searches in parts, optional detectors --------------------------------------------------
+def test_parts_of_a_search_together_find_what_the_whole_search_finds(data_dir):
+    """The profile detector's three passes (frontal, profile, mirrored profile), run one at a
+    time, give the same merged boxes as one whole search."""
+    gray, _ = _load(data_dir, "lfpw_test/image_0002")
+    det = detect.make_detector("haar-alt2+profile")
+    assert det.parts == 3
+    parts = [det.detect_part(gray, k) for k in range(det.parts)]
+    whole = det.detect(gray)
+    merged = merge_detections([d for p in parts for d in p])
+    assert len(whole) == len(merged) > 0
+    for a, b in zip(whole, merged):
+        np.testing.assert_allclose(a.box, b.box)
+        assert a.score == b.score
+    with pytest.raises(ValueError, match="part 3 out of range"):
+        det.detect_part(gray, 3)
+
+
+def test_mirrored_profile_pass_finds_a_face_turned_the_other_way(data_dir):
+    """The profile cascade knows faces turned one way; its mirrored pass finds the mirror image's
+    face at the same place as the plain pass finds the original's."""
+    cap = cv2.VideoCapture(str(data_dir / "videos_unlabelled" / "short_hamilton_clip.mp4"))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 214)  # the audience shot: faces turned both ways
+    ok, frame = cap.read()
+    assert ok
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    det = detect.make_detector("haar-alt2+profile")
+    plain, mirrored = det.detect_part(gray, 1), det.detect_part(np.ascontiguousarray(gray[:, ::-1]), 2)
+    w = gray.shape[1]
+    flip = lambda b: np.array([w - b[2], b[1], w - b[0], b[3]], np.float32)  # noqa: E731
+    assert len(plain) == len(mirrored) > 0
+    for a, b in zip(sorted(plain, key=lambda d: d.box[0]), sorted(mirrored, key=lambda d: -d.box[0])):
+        np.testing.assert_allclose(flip(b.box), a.box, atol=1.0)
+
+
+def test_dlib_detector_without_dlib_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib raises ImportError
+    with pytest.raises(detect.DetectorUnavailableError, match=r"needs dlib: pip install 'facetrack\[dlib\]'"):
+        detect.make_detector("dlib-hog")
+    assert "dlib-hog" in DETECTORS  # known, not "unknown face detector"

@@ -14,7 +14,7 @@ from facetrack.engines import names
 from facetrack.tracker import models
 from facetrack.tracker.geometry import BoxCalibration, apply_affine, box_of, similarity_matrix, template
 from facetrack.tracker.io import read_pts
-from facetrack.tracker.landmarker import Fit, Landmarker
+from facetrack.tracker.landmarker import TIGHT_BOX, Fit, Landmarker
 from facetrack.tracker.markup import mean_shape
 from facetrack.tracker.metrics import nme
 from facetrack.tracker.tracker import CutDetector, Tracker, TrackerConfig
@@ -69,13 +69,17 @@ class BlobLandmarker:
 
 
 class DriftLandmarker(BlobLandmarker):
-    """Tracks by moving the shape by ``shift`` px and scaling it by ``scale`` about its centre."""
+    """Tracks (``init="shape"``) by moving the shape by ``shift`` px and scaling it by ``scale``
+    about its centre; from the template (a new face's shape check, re-acquisition) it finds
+    the blob like :class:`BlobLandmarker`. Use it with ``track_init="shape"``."""
 
     def __init__(self, shift=(0.0, 0.0), scale=1.0) -> None:
         super().__init__()
         self.shift, self.scale = np.asarray(shift, np.float32), scale
 
     def fit_shapes(self, gray, shapes, timings=None, init="shape"):
+        if init == "template":
+            return super().fit_shapes(gray, shapes, timings, init)
         self.calls.append(("shapes", len(shapes)))
         out = []
         for s in shapes:
@@ -86,9 +90,14 @@ class DriftLandmarker(BlobLandmarker):
 
 class BlobDetector:
     calibration = BoxCalibration()
+    parts = 1
 
     def __init__(self) -> None:
         self.runs = 0
+
+    def detect_part(self, gray, part):
+        assert part == 0
+        return self.detect(gray)
 
     def detect(self, gray):
         self.runs += 1
@@ -172,7 +181,8 @@ def test_tracker_passes_track_init():
         tr, lm, _ = make_tracker(track_init=init)
         for _ in range(3):
             tr.process(scene())
-        assert lm.inits == [init, init]  # the two tracking calls (the first frame detects)
+        # the first frame detects (its shape check refits from the template), then two tracking calls
+        assert lm.inits == ["template", init, init]
     with pytest.raises(ValueError, match="track_init"):
         TrackerConfig(track_init="box")
 
@@ -181,7 +191,7 @@ def test_fit_box_starts_from_template_and_maps_back(face):
     gray, shape = face
     for kind in ("mdm", "aan"):
         be = FakeBackend(kind)
-        f = Landmarker(be).fit_box(gray, box_of(shape))
+        f = Landmarker(be).fit_box(gray, box_of(shape), calibration=TIGHT_BOX)
         if kind == "mdm":
             np.testing.assert_allclose(be.feeds[0][names.INIT_SHAPE][0], template(64), atol=1e-5)
         b, t = box_of(f.landmarks), box_of(shape)
@@ -231,7 +241,8 @@ def test_follows_a_moving_face_and_detects_once():
         np.testing.assert_allclose(f.box, [x, y, x + 60, y + 60], atol=1.0)
         assert r.detector_ran == (k == 0) and not r.cut
         assert set(r.timings) >= {"detect", "crop", "infer", "post", "total"}
-    assert det.runs == 1 and lm.calls[0] == ("boxes", 1) and lm.calls[1:] == [("shapes", 1)] * 11
+    # the first frame: the box fit, then its shape check (a refit); then one tracking call a frame
+    assert det.runs == 1 and lm.calls[0] == ("boxes", 1) and lm.calls[1:] == [("shapes", 1)] * 12
 
 
 def test_black_frames_are_a_cut_and_the_face_is_redetected():
@@ -254,14 +265,21 @@ def test_confidence_drop_loses_the_face_and_search_resumes():
     rs = [tr.process(f) for f in frames]
     assert not any(r.cut for r in rs)
     assert rs[2].faces[0].state == "lost" and rs[2].faces[0].confidence == 0.0 and rs[2].detector_ran
-    ran = [r.detector_ran for r in rs]
-    assert ran == [True, False, True, False, False, True, False, False, True, False]
+    # the search at the loss finds nothing, so the next one waits 2 x detect_every frames; the
+    # landmark model looks around the last position every other frame and finds the face at 6
+    assert [r.detector_ran for r in rs] == [True, False, True] + [False] * 7
     first_back = next(i for i, r in enumerate(rs) if i > 2 and r.success)
-    assert first_back == 8 and rs[8].faces[0].state == "detected"
+    assert first_back == 6 and rs[6].faces[0].state == "detected"
+    np.testing.assert_allclose(rs[6].faces[0].box, [100, 80, 160, 140], atol=1.0)
+    # without re-acquisition the detector finds it at the next search (frame 2 + 6)
+    tr, lm, det = make_tracker(detect_every=3, cut_threshold=-2.0, reacquire_frames=0)
+    rs = [tr.process(f) for f in frames]
+    assert [r.index for r in rs if r.detector_ran] == [0, 2, 8]
+    assert next(i for i, r in enumerate(rs) if i > 2 and r.success) == 8
 
 
 def test_face_leaving_the_frame_is_lost_and_searched_for():
-    tr, lm, det = make_tracker(DriftLandmarker(shift=(25.0, 0.0)), detect_every=50)
+    tr, lm, det = make_tracker(DriftLandmarker(shift=(25.0, 0.0)), detect_every=50, track_init="shape")
     still = scene([(180, 80)])
     rs = [tr.process(still) for _ in range(6)]
     k = next(i for i, r in enumerate(rs) if i > 0 and r.detector_ran)  # the first search after frame 0
@@ -273,27 +291,33 @@ def test_face_leaving_the_frame_is_lost_and_searched_for():
 
 
 def test_implausible_scale_change_loses_the_face():
-    tr, _, _ = make_tracker(DriftLandmarker(scale=1.6), detect_every=50)
+    tr, _, _ = make_tracker(DriftLandmarker(scale=1.6), detect_every=50, track_init="shape")
     rs = [tr.process(scene([(100, 80)])) for _ in range(2)]
-    assert rs[1].detector_ran and rs[1].faces[0].state == "detected"  # lost, so searched again at once
+    assert rs[1].faces[0].state == "detected"  # lost, and found again at once around its last position
     np.testing.assert_allclose(rs[1].faces[0].box, [100, 80, 160, 140], atol=1.0)  # not the 1.6x fit
 
 
-def test_low_confidence_detection_is_rejected():
-    tr, _, _ = make_tracker(BlobLandmarker(gain=0.3), detect_every=1)
-    rs = [tr.process(scene([(100, 80)])) for _ in range(3)]
-    assert all(not r.faces and r.detector_ran for r in rs)
+def test_low_confidence_detection_is_rejected_and_searches_back_off():
+    tr, _, _ = make_tracker(BlobLandmarker(gain=0.3), detect_every=1, search_backoff=4)
+    rs = [tr.process(scene([(100, 80)])) for _ in range(12)]
+    assert all(not r.faces for r in rs)
+    # searches that find nothing come at doubling intervals: 1, 2, 4, then at most search_backoff
+    assert [r.index for r in rs if r.detector_ran] == [0, 2, 6, 10]
 
 
 def test_several_faces_keep_ids_and_are_not_duplicated():
     tr, lm, det = make_tracker(max_faces=3, detect_every=1)
     ids_at = {}
+    ran = []
     for k in range(8):
         r = tr.process(scene([(20 + 3 * k, 40), (200 - 3 * k, 120)]))
-        assert len(r.faces) == 2 and r.detector_ran  # fewer than 3 tracked: search every frame
+        assert len(r.faces) == 2
+        ran.append(r.detector_ran)
         for f in r.faces:
             ids_at.setdefault(f.face_id, []).append(f.box[0])
     assert set(ids_at) == {0, 1}
+    # fewer than 3 tracked: searches go on, at doubling intervals while they find nothing new
+    assert ran == [True, True, False, True, False, False, False, True]
     left = 0 if ids_at[0][0] < ids_at[1][0] else 1
     np.testing.assert_allclose(ids_at[left], [20 + 3 * k for k in range(8)], atol=1.0)  # id stays with its face
     np.testing.assert_allclose(ids_at[1 - left], [200 - 3 * k for k in range(8)], atol=1.0)
@@ -306,7 +330,7 @@ def test_max_faces_limits_and_aan_mdm_chain():
         r = tr.process(scene([(20, 40), (200, 120)]))
         assert len(r.faces) == 1
     assert aan.calls == [("boxes", 2)]  # both detections (up to max_faces + 2 spares are fitted)
-    assert mdm.calls == [("shapes", 2), ("shapes", 1), ("shapes", 1)]  # refine, then track
+    assert mdm.calls == [("shapes", 2), ("shapes", 2), ("shapes", 1), ("shapes", 1)]  # refine, shape check, then track
 
 
 def test_smoothing_changes_output_not_tracking():
@@ -317,6 +341,88 @@ def test_smoothing_changes_output_not_tracking():
         a, b = raw.process(f, k / 30).faces[0], smo.process(f, k / 30).faces[0]
         assert a.success and b.success and np.isfinite(b.landmarks).all()
     assert b.box[0] < a.box[0] - 5  # the smoothed face lags behind a fast move
+
+
+class PartsDetector(BlobDetector):
+    """A search in three parts; only part 2 (or a whole search) finds the blobs. Records calls."""
+
+    parts = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log = []
+
+    def detect_part(self, gray, part):
+        self.log.append(part)
+        return super().detect(gray) if part == 2 else []
+
+    def detect(self, gray):
+        self.log.append("whole")
+        return super().detect(gray)
+
+
+def test_search_is_spread_over_frames_while_a_face_is_tracked():
+    det = PartsDetector()
+    tr, lm, _ = make_tracker(det=det, max_faces=2, detect_every=1)
+    r0 = tr.process(scene([(20, 40)]))  # nothing tracked yet: the whole search in one frame
+    assert det.log == ["whole"] and len(r0.faces) == 1
+    rs = [tr.process(scene([(20, 40), (200, 120)])) for _ in range(3)]  # a second face appears
+    assert det.log == ["whole", 0, 1, 2]  # one part per frame; the part that finds it is the third
+    assert [len(r.faces) for r in rs] == [1, 1, 2] and rs[2].faces[1].state == "detected"
+
+
+class Wanderer(BlobLandmarker):
+    """Fits any box with confidence 0.9; refitting from a shape moves it by ``move`` outer-eye
+    distances (what a landmark model does on a collar or a hand: it does not stay put)."""
+
+    def __init__(self, move: float) -> None:
+        super().__init__()
+        self.move = move
+
+    def fit_boxes(self, gray, boxes, timings=None):
+        self.calls.append(("boxes", len(boxes)))
+        return [Fit(shape_in_box(b), 0.9) for b in boxes]
+
+    def fit_shapes(self, gray, shapes, timings=None, init="shape"):
+        self.calls.append(("shapes", len(shapes)))
+        out = []
+        for sh in shapes:
+            eyes = float(np.linalg.norm(sh[36] - sh[45]))
+            out.append(Fit((sh + [self.move * eyes, 0.0]).astype(np.float32), 0.9))
+        return out
+
+
+@pytest.mark.parametrize("move, accepted", [(0.1, True), (0.3, True), (0.5, False), (1.0, False)])
+def test_new_face_needs_a_refit_that_stays_put(move, accepted):
+    tr, _, _ = make_tracker(Wanderer(move), detect_every=1)
+    r = tr.process(scene([(100, 80)]))
+    assert bool(r.faces) == accepted
+
+
+class Magnet(BlobLandmarker):
+    """Tracking snaps every shape onto the first blob of the frame, surer the less it moved."""
+
+    def fit_shapes(self, gray, shapes, timings=None, init="shape"):
+        if init == "template":  # a new face's shape check: stays put
+            return super().fit_shapes(gray, shapes, timings, init)
+        self.calls.append(("shapes", len(shapes)))
+        det = BlobDetector().detect(gray)[0].box
+        out = []
+        for sh in shapes:
+            moved = float(np.abs(box_of(sh) - det).max())
+            out.append(Fit(shape_in_box(det), 1.0 / (1.0 + moved)))
+        return out
+
+
+def test_two_tracks_on_one_face_become_one():
+    tr, lm, _ = make_tracker(Magnet(), max_faces=2, detect_every=100, cut_threshold=-2.0, confidence_threshold=0.001,
+                            track_init="shape")
+    r0 = tr.process(scene([(20, 40), (200, 120)]))
+    assert len(r0.faces) == 2
+    r = tr.process(scene([(20, 40)]))  # both tracks' fits land on the one face left
+    assert [f.state for f in r.faces] == ["tracking", "lost"]
+    np.testing.assert_allclose(r.faces[0].box, [20, 40, 80, 100], atol=1.0)  # the surer one stays
+    assert len([f for f in r.faces if f.success]) == 1
 
 
 def test_reset_forgets_faces():
@@ -500,12 +606,16 @@ def test_tracks_real_face_under_known_motion(face, model):
 
     class GtBox:  # the detector stand-in: the ground truth's tight box (a landmark-equivalent box)
         calibration = BoxCalibration()
+        parts = 1
 
         def __init__(self):
             self.gt = shape
 
         def detect(self, g):
             return [Det(box_of(self.gt), 1.0)]
+
+        def detect_part(self, g, part):
+            return self.detect(g)
 
     det = GtBox()
     # 0.3, not the default 0.5: this test is about following the face; the confidence heads of
