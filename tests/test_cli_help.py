@@ -41,3 +41,21 @@ def test_help_loads_no_heavy_library() -> None:
     r = _run("-c", code)
     assert r.returncode == 0, r.stderr
     assert "HEAVY []" in r.stdout
+
+
+def test_version_prints_the_package_version() -> None:
+    from facetrack import __version__
+
+    for flag in ("--version", "-V"):
+        r = _run("-m", "facetrack.cli", flag)
+        assert r.returncode == 0 and r.stdout == f"facetrack {__version__}\n" and r.stderr == ""
+
+
+def test_track_help_shows_the_real_usage_lines() -> None:
+    """The usage of the default job names its inputs, not argparse's generated ``facetrack [-h] ...``."""
+    r = _run("-m", "facetrack.cli", "track", "--help")
+    assert r.returncode == 0, r.stderr
+    usage = r.stdout.split("\n\n")[0]
+    assert usage.startswith("usage: facetrack VIDEO|IMAGE|FOLDER [--out CSV] [options]")
+    assert "--out-dir DIR [--jobs N] [--shard I/N]" in usage and "--camera N|/dev/videoN" in usage
+    assert "[-h]" not in usage

@@ -233,7 +233,8 @@ class LiveTab(QWidget):
         if not csv_path:
             self.record_button.setChecked(False)
             return
-        video = str(Path(csv_path).with_suffix(".overlay.mp4")) if self.record_video.isChecked() else ""
+        # .mkv: still playable if the app is killed mid-recording (an .mp4 would not be)
+        video = str(Path(csv_path).with_suffix(".overlay.mkv")) if self.record_video.isChecked() else ""
         self.start_recording(csv_path, video)
 
     def start_recording(self, csv_path: str, video_path: str = "") -> None:

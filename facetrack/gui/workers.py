@@ -311,7 +311,7 @@ class InferenceWorker(QObject):
     @Slot(str, str, float)
     def start_recording(self, csv_path: str, video_path: str = "", fps: float = 30.0) -> None:
         """Record every processed frame: CSV at ``csv_path``; overlay video at ``video_path``
-        (``.avi``: MJPG, else mp4v) at ``fps`` frames per second (the source's rate)."""
+        (codec by suffix: ``.mkv``, ``.avi``, ``.mp4``) at ``fps`` frames per second (the source's rate)."""
         self.stop_recording()
         try:
             self.recorder = Recorder(Path(csv_path), Path(video_path) if video_path else None, fps)
@@ -341,7 +341,8 @@ class InferenceWorker(QObject):
 
 class Recorder:
     """Writes each :class:`TrackedFrame` to the landmarks CSV (OpenFace layout, same as the CLI,
-    via :mod:`facetrack.tracker.output`) and, if a video path is given, the overlay video (mp4v / MJPG)."""
+    via :mod:`facetrack.tracker.output`) and, if a video path is given, the overlay video
+    (:func:`facetrack.tracker.video.open_video_writer`: ``.mkv``, ``.avi`` or ``.mp4``)."""
 
     def __init__(self, csv_path: Path, video_path: Path | None = None, fps: float = 30.0) -> None:
         from facetrack.tracker.output import CsvWriter
@@ -354,16 +355,11 @@ class Recorder:
     def write(self, frame: TrackedFrame, options: DrawOptions) -> None:
         self.csv.write_frame(frame.index + 1, frame.timestamp, frame.faces)  # CSV frames are 1-based
         if self.video_path is not None:
-            import cv2
+            from facetrack.tracker.video import open_video_writer
 
             img = render_tracked(frame, options)
-            if self._video is None:
-                fourcc = "MJPG" if self.video_path.suffix.lower() == ".avi" else "mp4v"
-                self._video = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*fourcc), self.fps,
-                                              (img.shape[1], img.shape[0]))
-                if not self._video.isOpened():
-                    self._video = None
-                    raise OSError(f"{self.video_path}: cannot open a video writer")
+            if self._video is None:  # the codec follows the suffix, as in the CLI (VideoError is an OSError)
+                self._video = open_video_writer(self.video_path, self.fps, img.shape[1], img.shape[0])
             self._video.write(img)
 
     def close(self) -> None:
