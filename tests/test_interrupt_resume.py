@@ -33,12 +33,18 @@ def model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, data_dir: Path, model: Path) -> bytes:
-    """The CSV of an uninterrupted run over the whole clip."""
+def reference_run(tmp_path_factory, data_dir: Path, model: Path) -> Path:
+    """An uninterrupted run over the whole clip: its CSV (the record beside it)."""
     out = tmp_path_factory.mktemp("ref") / "ref.csv"
     r = facetrack([str(data_dir / CLIP), "--out", str(out), "--model", str(model), "-q"], cwd=out.parent)
     assert r.rc == 0, r.err
-    return out.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run: Path) -> bytes:
+    """The CSV of an uninterrupted run over the whole clip."""
+    return reference_run.read_bytes()
 
 
 def parse(path: Path) -> list[int]:
@@ -117,13 +123,19 @@ def test_kill_leaves_whole_lines_and_resume_finishes(tmp_path: Path, data_dir: P
     assert parse(out) == list(range(1, CLIP_FRAMES + 1))
 
 
-def test_resume_after_a_torn_last_line(tmp_path: Path, data_dir: Path, model: Path, reference: bytes) -> None:
+def test_resume_after_a_torn_last_line(tmp_path: Path, data_dir: Path, model: Path, reference: bytes,
+                                      reference_run: Path) -> None:
     """A file whose last line was cut mid-write (a crash of the machine, not of the process):
     the torn line is dropped and its frame tracked again, once."""
+    import json
+
     out = tmp_path / "x.csv"
     lines = reference.split(b"\n")
     torn = b"\n".join(lines[:31]) + b"\n" + lines[31][:57]  # header + frames 1-30, then half of frame 31
     out.write_bytes(torn)
+    record = json.loads(reference_run.with_name("ref.csv.run.json").read_text())
+    record["complete"] = False  # the record of the run that crashed: same input, model, options
+    (tmp_path / "x.csv.run.json").write_text(json.dumps(record))
     r = facetrack([str(data_dir / CLIP), "--out", str(out), "--model", str(model), "--resume", "--end", "60f", "-q"],
                   cwd=tmp_path)
     assert r.rc == 0, r.err

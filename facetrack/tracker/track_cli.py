@@ -14,10 +14,9 @@ import argparse
 import logging
 import os
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +102,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "aan+mdm (AAN on the detector box, MDM refines and tracks), or a model file (default: mdm)")
     mod.add_argument("--backend", default="auto",
                      help="auto (TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU), onnxruntime, onnxruntime-cuda, torch, tensorrt")
-    mod.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime (default: its own)")
+    mod.add_argument("--threads", type=int, default=None,
+                     help="CPU threads for the runtime (default 1: the least CPU time per frame; more threads never spin)")
+    mod.add_argument("--detector", default=None, metavar="NAME",
+                     help="face detector: haar-alt2+profile (default), haar-alt2, dlib-hog (needs the [dlib] extra), "
+                          "... (docs/DETECTORS.md)")
     trk = parser.add_argument_group("tracking")
     trk.add_argument("--max-faces", type=int, default=1, metavar="N", help="track up to N faces (default 1)")
     trk.add_argument("--detect-every", type=int, default=3, metavar="K",
@@ -192,53 +195,6 @@ def _check_writable(path: Path, inputs: list[Path]) -> None:
         raise CliError(f"{name}: folder {display_name(parent)} does not exist")
     if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK):
         raise CliError(f"{name}: not writable (permission denied)")
-
-
-class Progress:
-    """Progress on ``stream`` (stderr): on a terminal a one-line bar redrawn at most 5 times a
-    second; into a pipe or a log file a plain line every ``every_s`` seconds (no ``\\r``)."""
-
-    def __init__(self, total: int | None, enabled: bool, stream: TextIO | None = None, every_s: float = 10.0) -> None:
-        self.total, self.enabled = total, enabled
-        self.stream = stream if stream is not None else sys.stderr
-        isatty = getattr(self.stream, "isatty", None)
-        self.tty = bool(isatty and isatty())
-        self.every_s = 0.2 if self.tty else every_s
-        self.t0 = time.perf_counter()
-        self._last = self.t0
-        self._drawn = False
-        self.done = 0
-
-    def _text(self, fps: float) -> str:
-        if self.total:
-            return f"{self.done}/{self.total} frames  {fps:5.1f} fps"
-        return f"{self.done} frames  {fps:5.1f} fps"
-
-    def update(self, done: int, force: bool = False) -> None:
-        self.done = done
-        now = time.perf_counter()
-        if not self.enabled or (not force and now - self._last < self.every_s):
-            return
-        self._last = now
-        fps = done / max(now - self.t0, 1e-9)
-        if self.tty:
-            bar = "#" * int(min(1.0, done / self.total) * 30) if self.total else ""
-            self.stream.write(f"\r[{bar:<30}] {self._text(fps)}" if self.total else f"\r{self._text(fps)}")
-            self._drawn = True
-        else:
-            self.stream.write(f"facetrack: {self._text(fps)}\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        """End the bar's line (terminal only; a log gets the summary line instead)."""
-        if self.enabled and self.tty:
-            self.update(self.done, force=True)
-            self.stream.write("\n")
-            self.stream.flush()
-
-    @property
-    def fps(self) -> float:
-        return self.done / max(time.perf_counter() - self.t0, 1e-9)
 
 
 def _draw(frame: np.ndarray, result: Any, fps: float, frame_number: int) -> np.ndarray:
@@ -337,7 +293,7 @@ def track(args: argparse.Namespace) -> Outcome:
     """Track one input (``args.video[0]`` or ``args.camera``) into ``args.out``; the
     :class:`Outcome`. Raises :class:`CliError` for what stops it before the first frame."""
     from facetrack.tracker.images import ImageFiles, is_image_input
-    from facetrack.tracker.output import OutputFileError, read_record, truncate_to_complete, write_record
+    from facetrack.tracker.output import OutputFileError, read_landmarks_csv, read_record, truncate_to_complete, write_record
     from facetrack.tracker.video import VideoError, VideoReadError, display_name, open_source
 
     if args.quiet:  # errors and warnings only
@@ -374,6 +330,7 @@ def track(args: argparse.Namespace) -> Outcome:
             if record is None:
                 raise CliError(f"usage: {display_name(out)}: a camera run cannot be resumed")
             try:
+                read_landmarks_csv(out)  # first what the file is, without changing a byte of it
                 old = read_record(out)
             except OutputFileError as e:
                 raise CliError(f"{e} (cannot --resume)") from None
@@ -406,11 +363,25 @@ def track(args: argparse.Namespace) -> Outcome:
         return _track_frames(args, source, out, overlay, files, record, start, end, append, last, images)
 
 
+def _detector(name: str | None) -> Any:
+    """``--detector`` -> a face detector (``None``: the default); :class:`CliError` naming the
+    known detectors, or saying what to install."""
+    from facetrack.tracker.detect import DetectorUnavailableError, default_detector, make_detector
+
+    try:
+        return default_detector() if name is None else make_detector(name)
+    except ValueError as e:
+        raise CliError(f"usage: --detector: {e}") from None
+    except DetectorUnavailableError as e:
+        raise CliError(f"--detector: {e}") from None
+
+
 def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Path | None, files: list[Path], record: Any,
                   start: int, end: int | None, append: bool, last: Any, images: bool) -> Outcome:
     from facetrack.engines.errors import BackendUnavailableError, ModelFileError
     from facetrack.tracker.models import ModelNotFoundError
     from facetrack.tracker.output import OutputFileError, open_writer, write_record
+    from facetrack.tracker.progress import Progress
     from facetrack.tracker.tracker import Tracker, TrackerConfig
     from facetrack.tracker.video import VideoError, VideoReadError, display_name, open_video_writer
 
@@ -420,7 +391,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
                            confidence_threshold=args.confidence, detect_every=args.detect_every,
                            default_fps=source.fps, track_init=args.track_init)
     try:
-        tracker = Tracker(config)
+        tracker = Tracker(config, detector=_detector(args.detector))
     except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:
         raise CliError(str(e)) from None
     try:
