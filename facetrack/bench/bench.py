@@ -77,9 +77,10 @@ def _landmarkers(spec: dict[str, Any]) -> dict[str, Any]:
     return {s: by_file[f] for s, f in zip(choice.stages, files.stages)}
 
 
-def _chain(lms: dict[str, Any], method: str, gray: np.ndarray, box: np.ndarray) -> Any:
-    """The tracker's fitting chain (:class:`facetrack.tracker.models.FitChain`) from a landmark-equivalent box."""
-    return FitChain([lms[s] for s in parse_model(method).stages]).fit_box(gray, box)
+def _chain(lms: dict[str, Any], method: str, gray: np.ndarray, box: np.ndarray, calibration: Any) -> Any:
+    """The tracker's fitting chain (:class:`facetrack.tracker.models.FitChain`) from ``box`` of
+    the source whose ``calibration`` is given."""
+    return FitChain([lms[s] for s in parse_model(method).stages]).fit_box(gray, box, calibration=calibration)
 
 
 def worker_video(spec: dict[str, Any]) -> dict[str, Any]:
@@ -168,12 +169,12 @@ def worker_images(spec: dict[str, Any]) -> dict[str, Any]:
         gt_box = np.asarray(item["gt_box"], np.float64)
         p300 = None
         if item.get("box_300w") is not None:
-            f300 = _chain(lms, spec["method"], gray, cal300(np.asarray(item["box_300w"], np.float64)))
+            f300 = _chain(lms, spec["method"], gray, np.asarray(item["box_300w"], np.float64), cal300)
             p300 = f300.landmarks.astype(np.float64).tolist()
         dets = det.detect(gray)
         best = max(dets, key=lambda d: box_iou(d.box, gt_box), default=None)
         if best is not None and box_iou(best.box, gt_box) > 0.3:
-            fdet = _chain(lms, spec["method"], gray, det.calibration(best.box))
+            fdet = _chain(lms, spec["method"], gray, best.box, det.calibration)
             pdet, how = fdet.landmarks.astype(np.float64).tolist(), "detector"
         elif p300 is not None:
             pdet, how = p300, "fallback-300w-box"

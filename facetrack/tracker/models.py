@@ -147,9 +147,10 @@ class FitChain:
                 fits[i] = f
         return fits
 
-    def fit_box(self, gray: np.ndarray, box: np.ndarray, timings: Any = None) -> Any:
-        """One face: :meth:`fit_boxes` of ``[box]``."""
-        return self.fit_boxes(gray, [box], timings)[0]
+    def fit_box(self, gray: np.ndarray, box: np.ndarray, timings: Any = None, *, calibration: Any) -> Any:
+        """One face from ``box`` of the source whose ``calibration`` is given (as
+        :meth:`facetrack.tracker.landmarker.Landmarker.fit_box`)."""
+        return self.fit_boxes(gray, [calibration(box)], timings)[0]
 
 
 def open_landmarkers(choice: ModelChoice, backend: str = "auto", threads: int | None = None,

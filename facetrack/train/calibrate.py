@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facetrack.tracker.geometry import BoxCalibration, apply_affine, box_of, crop_from_box, invert_affine, template
+from facetrack.tracker.geometry import BoxCalibration, apply_affine, box_iou, box_of, crop_from_box, invert_affine, template
 from facetrack.tracker.io import LandmarkFileError, read_box_pts, read_landmarks
 
 log = logging.getLogger(__name__)
@@ -105,12 +105,6 @@ def load_pseudo_dlib(data: Path) -> list[Face]:
                 log.warning("%s: bad dlib box %r", root / "manifest.csv", row["box"])
             faces.append(face)
     return faces
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    from facetrack.tracker.geometry import box_iou as iou
-
-    return iou(a, b)
 
 
 def match_detection(boxes: list[np.ndarray], landmarks: np.ndarray, min_iou: float = 0.3) -> np.ndarray | None:

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Mapping
 import cv2
 import numpy as np
 
-from facetrack.tracker.geometry import box_of, to_gray
+from facetrack.tracker.geometry import box_iou, box_of, to_gray
 from facetrack.tracker.io import LandmarkFileError, Video300VW, list_300vw, read_box_pts, read_landmarks, read_ljson, read_pts
 
 log = logging.getLogger(__name__)
@@ -203,14 +203,7 @@ def split_groups(samples: Iterable[FaceSample], val_fraction: float, seed: int =
 
 def _box_fit(s: FaceSample) -> float:
     """Intersection over union of ``s.box`` and the landmarks' tight box (0 without a box)."""
-    if s.box is None:
-        return 0.0
-    a, b = s.box.astype(np.float64), box_of(s.landmarks).astype(np.float64)
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return 0.0 if s.box is None else box_iou(s.box, box_of(s.landmarks))
 
 
 def split_train_val(samples: Iterable[FaceSample], val_fraction: float = 0.1, seed: int = 0) -> tuple[list[FaceSample], list[FaceSample]]:

@@ -36,7 +36,7 @@ BOXES = ("gt", "300w", "detector")
 
 def _fitters(models: dict[str, Path]) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """Method name -> ``fit(gray, landmark_box) -> (68, 2)`` for the shipped model choices."""
-    from facetrack.tracker.landmarker import Landmarker
+    from facetrack.tracker.landmarker import TIGHT_BOX, Landmarker
     from facetrack.tracker.models import FitChain
 
     lms = {k: Landmarker(v, backend="onnxruntime") for k, v in models.items()}
@@ -44,7 +44,8 @@ def _fitters(models: dict[str, Path]) -> dict[str, Callable[[np.ndarray, np.ndar
     mdm = next((k for k in lms if k.startswith("mdm")), None)
     if mdm and "aan" in lms:  # the runtime's aan+mdm chain (facetrack.tracker.models)
         chains[f"aan+{mdm}"] = FitChain([lms["aan"], lms[mdm]])
-    return {k: (lambda g, b, c=c: c.fit_box(g, b).landmarks) for k, c in chains.items()}
+    # the boxes given are already landmark boxes (calibrated by score_300w)
+    return {k: (lambda g, b, c=c: c.fit_box(g, b, calibration=TIGHT_BOX).landmarks) for k, c in chains.items()}
 
 
 def score_300w(models: dict[str, Path], data_dir: Path) -> dict[str, Any]:

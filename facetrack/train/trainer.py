@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from torch import nn
 from facetrack.tracker.geometry import FACE_FRACTION, to_input
 from facetrack.tracker.markup import OUTER_EYE_CORNERS
 from facetrack.tracker.metrics import THRESHOLD
+from facetrack.tracker.progress import Progress as SharedProgress
 
 from facetrack.train.augment import AugmentConfig, augment, mdm_init
 from facetrack.train.checkpoint import load_checkpoint, save_checkpoint
@@ -216,31 +216,13 @@ def lr_at(step: int, opts: TrainOptions) -> float:
     return opts.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-class Progress:
-    """A one-line progress bar on stderr (a line every ``every`` steps when not a terminal)."""
+class Progress(SharedProgress):
+    """The training line (:class:`facetrack.tracker.progress.Progress`): steps, it/s, the
+    figures given to ``update``, time left; plain periodic lines when not on a terminal."""
 
     def __init__(self, total: int, start: int = 0, enabled: bool = True, every: int = 50) -> None:
-        self.total, self.start, self.enabled = total, start, enabled
-        self.tty = sys.stderr.isatty()
-        self.every = 1 if self.tty else every
-        self.t0 = time.perf_counter()
-
-    def update(self, step: int, **figures: float) -> None:
-        if not self.enabled or (step % self.every and step != self.total):
-            return
-        done = step - self.start
-        rate = done / max(1e-9, time.perf_counter() - self.t0)
-        eta = (self.total - step) / rate if rate > 0 else float("inf")
-        width = 24
-        fill = int(width * step / max(1, self.total))
-        figs = " ".join(f"{k} {v:.4f}" for k, v in figures.items())
-        line = f"[{'#' * fill}{'.' * (width - fill)}] {step}/{self.total} {figs} {rate:.2f} it/s eta {eta / 60:.1f} min"
-        sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\n")
+        # ``every`` (steps between log lines) is kept for callers; lines are now time-based
+        super().__init__(total, enabled, unit="steps", rate_unit="it/s", start=start, prefix="train: ", eta=True)
 
 
 def source_items(opts: TrainOptions) -> list[str]:

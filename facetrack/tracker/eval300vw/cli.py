@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
+from typing import TextIO
 
 from facetrack.tracker.eval300vw.dataset import CATEGORIES, DATA_ENV
 from facetrack.tracker.eval300vw.evaluate import evaluate_300vw
 from facetrack.tracker.eval300vw.predictors import MODES
 from facetrack.tracker.eval300vw.report import summary_markdown
 from facetrack.tracker.eval300vw.results import ProgressEvent
+from facetrack.tracker.progress import Progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,25 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class _ProgressBar:
-    """One progress line per video on stderr."""
+    """:class:`~facetrack.tracker.eval300vw.results.ProgressEvent` s -> one
+    :class:`facetrack.tracker.progress.Progress` line per video on stderr."""
 
-    def __init__(self, stream=None, width: int = 30) -> None:
-        self.stream, self.width = stream or sys.stderr, width
-        self.t0 = time.monotonic()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+        self.bar: Progress | None = None
         self.current: str | None = None
 
     def __call__(self, ev: ProgressEvent) -> None:
-        if ev.video_id != self.current:
-            self.current, self.t0 = ev.video_id, time.monotonic()
-        done = ev.frame / ev.n_frames if ev.n_frames else 1.0
-        bar = "#" * int(round(done * self.width))
-        elapsed = time.monotonic() - self.t0
-        tail = "finished earlier, reused" if ev.resumed else (f"{ev.frame / elapsed:5.1f} frames/s" if elapsed > 0.5 else "")
-        self.stream.write(f"\r[{ev.video_index + 1}/{ev.n_videos}] {ev.video_id} |{bar:<{self.width}}| "
-                          f"{ev.frame}/{ev.n_frames} {tail}")
+        if ev.video_id != self.current or self.bar is None:
+            self.current = ev.video_id
+            label = f"[{ev.video_index + 1}/{ev.n_videos}] {ev.video_id}" + (" finished earlier, reused" if ev.resumed else "")
+            self.bar = Progress(ev.n_frames, stream=self.stream, prefix="facetrack eval-300vw: ", label=label)
+        self.bar.update(ev.frame)
         if ev.frame >= ev.n_frames:
-            self.stream.write("\n")
-        self.stream.flush()
+            self.bar.finish()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -79,8 +79,9 @@ class GtBoxPredictor:
     def predict(self, frame_bgr: np.ndarray, timestamp: float, gt: np.ndarray | None) -> np.ndarray | None:
         if gt is None:
             return None
-        # The tight box of the 68 points is by definition landmark-equivalent: identity calibration.
-        return np.asarray(self.chain.fit_box(to_gray(frame_bgr), box_of(gt)).landmarks, np.float32)
+        from facetrack.tracker.landmarker import TIGHT_BOX  # the ground truth's tight box is a landmark box
+
+        return np.asarray(self.chain.fit_box(to_gray(frame_bgr), box_of(gt), calibration=TIGHT_BOX).landmarks, np.float32)
 
 
 class DetectorPredictor:
@@ -111,7 +112,7 @@ class DetectorPredictor:
             ious = [box_iou(b, g) for b in boxes]
             if max(ious) > 0:
                 best = int(np.argmax(ious))
-        return np.asarray(self.chain.fit_box(gray, boxes[best]).landmarks, np.float32)
+        return np.asarray(self.chain.fit_box(gray, dets[best].box, calibration=self.detector.calibration).landmarks, np.float32)
 
 
 def make_predictor(mode: str, model: str = "mdm", backend: str = "auto") -> FramePredictor:
