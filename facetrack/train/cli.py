@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"facetrack train: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     figs = {k: v for k, v in metrics.items() if isinstance(v, float)}
-    print(f"{args.out}: step {metrics.get('step')} " + " ".join(f"{k} {v:.4f}" for k, v in figs.items()))
+    if not metrics.get("rank"):  # distributed: rank 0 reports
+        print(f"{args.out}: step {metrics.get('step')} " + " ".join(f"{k} {v:.4f}" for k, v in figs.items()))
     if metrics.get("interrupted"):
         sig = int(metrics["interrupted"])
         print(f"facetrack train: stopped by {signal.Signals(sig).name} at step {metrics.get('step')} (checkpointed; continue with --resume)", file=sys.stderr)

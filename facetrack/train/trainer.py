@@ -148,19 +148,34 @@ def make_batch(faces: list[CachedFace], idx: np.ndarray, size: int, rng: np.rand
     return Batch(np.stack(imgs), np.stack(gts).astype(np.float32), np.stack(inits).astype(np.float32), np.array(isf), np.array(tmpl))
 
 
+class TrainForward(nn.Module):
+    """The training forward pass as ``forward`` (DistributedDataParallel synchronises gradients
+    only through ``forward``): ``(image, init) -> (shapes supervised, final last; confidence)``,
+    MDM's shape after each step or AAN's intermediate heads and final shape."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor, init: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        m = self.model
+        if m.config.kind == "mdm":
+            shapes, conf, _ = m.forward_steps(image, init, m.zero_hidden(len(image), image.device))
+            return shapes, conf
+        final, conf, inter = m.forward_train(image)
+        return list(inter) + [final], conf
+
+
 def forward_loss(model: nn.Module, batch: Batch, device: torch.device, confidence_weight: float) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Loss of one batch and per-sample figures (``nme`` of the final shape, ``confidence``)."""
+    """Loss of one batch and per-sample figures (``nme`` of the final shape, ``confidence``).
+    ``model``: a model, a :class:`TrainForward`, or a DistributedDataParallel of one."""
     image = torch.from_numpy(batch.image).to(device)
     gt = torch.from_numpy(batch.gt).to(device)
     is_face = torch.from_numpy(batch.is_face).to(device)
-    if model.config.kind == "mdm":
-        init = torch.from_numpy(batch.init).to(device)
-        shapes, conf, _ = model.forward_steps(image, init, model.zero_hidden(len(image), device))
-        final = shapes[-1]
-        heads = shapes
-    else:
-        final, conf, inter = model.forward_train(image)
-        heads = list(inter) + [final]
+    init = torch.from_numpy(batch.init).to(device)
+    fwd = model if isinstance(model, (TrainForward, nn.parallel.DistributedDataParallel)) else TrainForward(model)
+    heads, conf = fwd(image, init)
+    final = heads[-1]
     nme_final = normalised_error(final, gt)
     pos = is_face.float()
     n_pos = pos.sum().clamp_min(1.0)
@@ -504,7 +519,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     net: nn.Module = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(TrainForward(model), device_ids=[device.index] if device.type == "cuda" else None)
 
     def save(path: Path, metrics: dict[str, Any]) -> None:
         extra = {"train_state_dict": model.state_dict()} if ema is not None else {}
@@ -596,6 +611,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     if lead:
         final = {k: v for k, v in metrics.items() if k != "history"}
         (out / "record.json").write_text(json.dumps({**record, "final": final}, indent=1), encoding="utf-8")
+    if not lead:
+        metrics = {"step": step, "rank": rank}
     if interrupted:
         metrics = {**metrics, "interrupted": int(interrupted)}
     if world > 1:
