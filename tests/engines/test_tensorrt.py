@@ -157,15 +157,22 @@ def test_trt_version_tuple() -> None:
 
 # ------------------------------------------------------------------ everywhere: FP16 conversion
 @pytest.mark.parametrize("arch", ["aan", "mdm-rt"])
-def test_fp16_conversion_keeps_float32_io_and_matches_in_onnxruntime(exported: dict[str, Path], data_dir: Path,
-                                                                    arch: str) -> None:
+def test_fp16_conversion_keeps_float32_io_and_matches_in_onnxruntime(data_dir: Path, arch: str) -> None:
+    """On the shipped, trained models (their landmarks follow the face; freshly initialised
+    ones hardly depend on the image, so a broken conversion would still agree with them):
+    float32 I/O, every weight in float16, same metadata, and the float16 graph's landmarks on
+    real faces within FP16_TOL of float32, while the faces themselves move the landmarks by
+    several times that. Negating and shuffling the float16 conv weights fails it (the report of
+    issue 11 lists the mutation)."""
     import onnx
     import onnxruntime as ort
 
     from facetrack.engines.build import convert_to_fp16
     from facetrack.engines.onnxrt import OnnxRuntimeBackend
+    from facetrack.tracker.models import resolve_model
 
-    model = onnx.load(str(exported[arch]))
+    path = resolve_model(arch)
+    model = onnx.load(str(path))
     half = convert_to_fp16(model)
     onnx.checker.check_model(half)
     f32, f16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
@@ -177,12 +184,15 @@ def test_fp16_conversion_keeps_float32_io_and_matches_in_onnxruntime(exported: d
     assert sum(t.data_type == f32 for t in model.graph.initializer) == len(floats)  # every weight converted
     assert {p.key: p.value for p in half.metadata_props} == {p.key: p.value for p in model.metadata_props}
 
-    with OnnxRuntimeBackend(exported[arch]) as ref:
+    with OnnxRuntimeBackend(path) as ref:
         feed = real_feed(data_dir, ref, 3)
         want = {k: v.copy() for k, v in ref.infer(feed).items()}
     sess = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"])
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
     assert got[names.LANDMARKS].dtype == np.float32
+    # the check is not blind: the three real faces move the landmarks by several FP16_TOL (aan 5.1 px)
+    spread = np.abs(want[names.LANDMARKS] - want[names.LANDMARKS].mean(0)).max()
+    assert spread > 4 * FP16_TOL, spread
     diff = np.abs(got[names.LANDMARKS] - want[names.LANDMARKS])
     assert diff.max() < FP16_TOL and diff.mean() < FP16_MEAN_TOL
     assert np.abs(got[names.CONFIDENCE] - want[names.CONFIDENCE]).max() < 0.01
