@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-track": ("facetrack.train.track_train", "fine-tune MDM on its own tracking starts (roll-out over moved faces and video frames)"),
     "export": ("facetrack.train.export", "export a training checkpoint to ONNX with embedded metadata"),
     "eval-300vw": ("facetrack.tracker.eval300vw", "score a model on 300VW: per-category NME, AUC, failure rate, CED plots"),
+    "eval-images": ("facetrack.tracker.eval_images", "score a model on labelled still images (300-W style): NME, AUC, failure rate, CED"),
     "gui": ("facetrack.gui.app", "open the desktop app (needs the [gui] extra)"),
     "build-engine": ("facetrack.engines.build", "build a TensorRT engine from an ONNX model (needs the [trt] extra and a GPU)"),
     "bench": ("facetrack.bench.bench", "benchmark facetrack against peers"),
