@@ -189,7 +189,12 @@ class HaarDetector:
         self.parts = len(self._passes)
         self.max_side, self.min_face = int(max_side), float(min_face)
         self.min_neighbors, self.scale_factor = int(min_neighbors), float(scale_factor)
-        self.calibration = calibration if calibration is not None else box_calibration(f"detector:{self.name}")
+        if calibration is None:
+            # the boxes are the frontal cascade's kind of square window (the profile cascade's too):
+            # without a calibration of its own, a combination takes its first frontal cascade's
+            own, first = f"detector:{self.name}", f"detector:haar-{frontal[0]}"
+            calibration = box_calibration(own if own in _load_calibrations(str(_calibration_path())) else first)
+        self.calibration = calibration
 
     def _pass(self, k: int, small: np.ndarray, f: float) -> list[Detection]:
         cascade, mirrored = self._passes[k]
