@@ -132,6 +132,9 @@ def test_figures_equal_hand_computed_values(clips: dict, tmp_path: Path) -> None
     j411, s411 = _hand_jitter(f411, "411", gts["411"])
     assert r411.jitter == pytest.approx(j411, abs=1e-5) and r411.jitter_steps == s411
     assert c3.jitter == pytest.approx((j411 * s411 + 0.02 * 27) / (s411 + 27), abs=1e-5)
+    # every point carries the same shift, so the error changes alike at every point: flicker = jitter here
+    assert r410.flicker == pytest.approx(0.02, abs=1e-5) and r411.flicker == pytest.approx(j411, abs=1e-5)
+    assert c3.flicker == pytest.approx(c3.jitter, abs=1e-5)
     assert r411.fps_tracker > 0 and r411.fps_end_to_end > 0 and r411.predicted_frames == 60
 
     # the same figures on disk

@@ -38,7 +38,7 @@ def save_video(path: Path, result: VideoResult, settings: Mapping) -> None:
         "frames": list(result.frame_numbers), "excluded_frames": list(result.excluded_frames),
         "errors": {str(p): [num(v) for v in e] for p, e in result.errors.items()},
         "errors_diag": {str(p): [num(v) for v in e] for p, e in result.errors_diag.items()},
-        "jitter": num(result.jitter), "jitter_steps": result.jitter_steps,
+        "jitter": num(result.jitter), "jitter_steps": result.jitter_steps, "flicker": num(result.flicker),
         "predicted_frames": result.predicted_frames, "decoded_frames": result.decoded_frames,
         "tracker_seconds": result.tracker_seconds, "total_seconds": result.total_seconds,
     })
@@ -64,7 +64,8 @@ def load_video(path: Path, settings: Mapping | None = None) -> VideoResult | Non
         return VideoResult(d["video"], int(d["category"]), tuple(d["frames"]), tuple(d["excluded_frames"]), errors,
                            float("nan") if d["jitter"] is None else float(d["jitter"]), int(d["jitter_steps"]),
                            int(d["predicted_frames"]), int(d["decoded_frames"]),
-                           float(d["tracker_seconds"]), float(d["total_seconds"]), errors_diag)
+                           float(d["tracker_seconds"]), float(d["total_seconds"]), errors_diag,
+                           float("nan") if d.get("flicker") is None else float(d["flicker"]))
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.warning("%s: unreadable (%s), recomputing", path, e)
         return None

@@ -30,7 +30,7 @@ def _video_row(r: VideoResult, points: Sequence[int]) -> dict:
         s = r.stats(p)
         row.update({f"nme{p}_mean": _num(s["mean"]), f"nme{p}_median": _num(s["median"]),
                     f"auc{p}": _num(s["auc"]), f"failure{p}": _num(s["failure"])})
-    row.update({"jitter": _num(r.jitter), "fps_tracker": _num(r.fps_tracker), "fps_end_to_end": _num(r.fps_end_to_end)})
+    row.update({"jitter": _num(r.jitter), "flicker": _num(r.flicker), "fps_tracker": _num(r.fps_tracker), "fps_end_to_end": _num(r.fps_end_to_end)})
     return row
 
 
@@ -39,7 +39,7 @@ def _category_dict(c: CategoryResult) -> dict:
         "present": c.present, "videos": list(c.videos), "frames": c.frames, "excluded": c.excluded,
         "no_prediction": c.no_prediction,
         "nme": {str(p): {k: (_num(v) if isinstance(v, float) else v) for k, v in f.items()} for p, f in c.figures.items()},
-        "jitter": _num(c.jitter), "fps_tracker": _num(c.fps_tracker), "fps_end_to_end": _num(c.fps_end_to_end),
+        "jitter": _num(c.jitter), "flicker": _num(c.flicker), "fps_tracker": _num(c.fps_tracker), "fps_end_to_end": _num(c.fps_end_to_end),
     }
 
 
@@ -52,6 +52,8 @@ NOTES = [
     "Frames whose ground truth is unreliable (facetrack/tracker/data/300vw_broken_frames.json) are excluded and counted.",
     "Jitter: mean frame-to-frame displacement of the prediction minus that of the ground truth, per point, "
     "normalised by the outer-eye distance, over consecutive scored frames with predictions (68 points).",
+    "Flicker (normalised mean flicker): change of the error between consecutive frames, the root mean square over points of "
+    "|e[t] - e[t-1]| (e = prediction - ground truth) over the outer-eye distance, over the same frame pairs as jitter.",
     "fps tracker: predictor calls per second of predictor time (decoding excluded); fps end to end: decoded frames per wall second.",
     "CED plots: published curves (Chrysos et al. 2017, dashed) are drawn as shipped; their normalisation is not stated "
     "in the files and looks like the ground-truth box diagonal, so our 49-point curve normalised that way is drawn too.",
@@ -69,7 +71,7 @@ def write_report(report: Report, out_dir: str | os.PathLike, reference_dir: Path
     header = ["category", "video", "frames", "excluded", "no_prediction"]
     for p in pts:
         header += [f"nme{p}_mean", f"nme{p}_median", f"auc{p}", f"failure{p}"]
-    header += ["jitter", "fps_tracker", "fps_end_to_end"]
+    header += ["jitter", "flicker", "fps_tracker", "fps_end_to_end"]
     with open(out / "per_video.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=header)
         w.writeheader()
@@ -135,29 +137,29 @@ def summary_markdown(report: Report) -> str:
     for p in report.points:
         lines += [f"## {p} points", "",
                   "| category | videos | frames | excluded | no face | NME mean (pooled) | NME mean of videos | "
-                  "NME median | AUC@0.08 | failure@0.08 | jitter | fps tracker | fps end to end |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "NME median | AUC@0.08 | failure@0.08 | jitter | flicker | fps tracker | fps end to end |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for c, cr in report.categories.items():
             if not cr.present:
-                lines.append(f"| {c} | 0 | no videos of this category under the root | | | | | | | | | | |")
+                lines.append(f"| {c} | 0 | no videos of this category under the root | | | | | | | | | | | |")
                 continue
             f = cr.figures[p]
             lines.append(f"| {c} | {len(cr.videos)} | {cr.frames} | {cr.excluded} | {cr.no_prediction} | "
                          f"{_fmt(f['mean_pooled'])} | {_fmt(f['mean_of_videos'])} | {_fmt(f['median_pooled'])} | "
-                         f"{_fmt(f['auc'])} | {_fmt(f['failure'])} | {_fmt(cr.jitter)} | "
+                         f"{_fmt(f['auc'])} | {_fmt(f['failure'])} | {_fmt(cr.jitter)} | {_fmt(cr.flicker)} | "
                          f"{_fmt(cr.fps_tracker, 1)} | {_fmt(cr.fps_end_to_end, 1)} |")
         lines.append("")
     lines += ["## Per video", "",
               "| category | video | frames | excluded | no face | " + " | ".join(
-                  f"NME{p} mean | NME{p} median | AUC{p} | failure{p}" for p in report.points) + " | jitter | fps tracker |",
-              "|" + "---|" * (5 + 4 * len(report.points) + 2)]
+                  f"NME{p} mean | NME{p} median | AUC{p} | failure{p}" for p in report.points) + " | jitter | flicker | fps tracker |",
+              "|" + "---|" * (5 + 4 * len(report.points) + 3)]
     for r in sorted(report.videos.values(), key=lambda r: (r.category, r.video_id)):
         cells = []
         for p in report.points:
             s = r.stats(p)
             cells += [_fmt(s["mean"]), _fmt(s["median"]), _fmt(s["auc"]), _fmt(s["failure"])]
         lines.append(f"| {r.category} | {r.video_id} | {r.frames} | {r.excluded} | {r.no_prediction} | "
-                     + " | ".join(cells) + f" | {_fmt(r.jitter)} | {_fmt(r.fps_tracker, 1)} |")
+                     + " | ".join(cells) + f" | {_fmt(r.jitter)} | {_fmt(r.flicker)} | {_fmt(r.fps_tracker, 1)} |")
     if report.skipped:
         lines += ["", f"Skipped (not in the chosen categories): {', '.join(report.skipped)}."]
     lines += ["", "## Definitions", ""] + [f"- {n}" for n in NOTES] + [""]

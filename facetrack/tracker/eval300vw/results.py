@@ -2,6 +2,7 @@
 :func:`category_result`), the whole run (:class:`Report`) and progress events."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -59,6 +60,8 @@ class VideoResult:
     #: ``errors_diag[points]``: as ``errors`` but normalised by the ground truth's tight-box
     #: diagonal (for comparison with the published reference curves), points 68 and 49.
     errors_diag: Mapping[int, np.ndarray] = field(default_factory=dict)
+    #: normalised mean flicker (``facetrack.tracker.metrics.flicker``) over the same pairs as ``jitter``.
+    flicker: float = float("nan")
 
     @property
     def frames(self) -> int:
@@ -102,6 +105,7 @@ class CategoryResult:
     jitter: float
     fps_tracker: float
     fps_end_to_end: float
+    flicker: float = float("nan")
 
     @property
     def present(self) -> bool:
@@ -128,9 +132,10 @@ class Report:
     outputs: tuple[Path, ...] = field(default_factory=tuple)
 
 
-def _weighted_jitter(results: Iterable[VideoResult]) -> float:
-    num = sum(r.jitter * r.jitter_steps for r in results if r.jitter_steps)
-    den = sum(r.jitter_steps for r in results if r.jitter_steps)
+def _weighted_jitter(results: Iterable[VideoResult], name: str = "jitter") -> float:
+    results = [r for r in results if r.jitter_steps and math.isfinite(getattr(r, name))]
+    num = sum(getattr(r, name) * r.jitter_steps for r in results)
+    den = sum(r.jitter_steps for r in results)
     return num / den if den else float("nan")
 
 
@@ -149,4 +154,5 @@ def category_result(category: int, results: Sequence[VideoResult], points: Itera
         jitter=_weighted_jitter(results),
         fps_tracker=sum(r.predicted_frames for r in results) / tsec if tsec > 0 else float("nan"),
         fps_end_to_end=sum(r.decoded_frames for r in results) / wsec if wsec > 0 else float("nan"),
+        flicker=_weighted_jitter(results, "flicker"),
     )

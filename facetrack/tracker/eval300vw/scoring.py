@@ -13,14 +13,15 @@ from facetrack.tracker.eval300vw.dataset import VideoFrames, broken_frames
 from facetrack.tracker.eval300vw.predictors import FramePredictor
 from facetrack.tracker.eval300vw.results import DIAG_POINTS, STORED_POINTS, VideoResult
 from facetrack.tracker.io import Video300VW
-from facetrack.tracker.metrics import jitter, nme
+from facetrack.tracker.metrics import flicker, jitter, nme
 
 log = logging.getLogger(__name__)
 
 
-def _segments_jitter(frames: Sequence[int], preds: Sequence[np.ndarray | None], gts: Sequence[np.ndarray]) -> tuple[float, int]:
-    """Jitter over runs of consecutive frame numbers that all have a prediction: the
-    step-weighted mean of ``facetrack.tracker.metrics.jitter`` per run, and the number of steps."""
+def _segments_jitter(frames: Sequence[int], preds: Sequence[np.ndarray | None], gts: Sequence[np.ndarray],
+                     metric: Callable[[np.ndarray, np.ndarray], float] = jitter) -> tuple[float, int]:
+    """Jitter (or ``metric``, e.g. ``flicker``) over runs of consecutive frame numbers that all have a
+    prediction: the step-weighted mean of ``facetrack.tracker.metrics.jitter`` per run, and the number of steps."""
     runs: list[list[int]] = []
     cur: list[int] = []
     for i, f in enumerate(frames):
@@ -34,7 +35,7 @@ def _segments_jitter(frames: Sequence[int], preds: Sequence[np.ndarray | None], 
     for run in runs:
         if len(run) < 2:
             continue
-        j = jitter(np.stack([preds[k] for k in run]), np.stack([gts[k] for k in run]))
+        j = metric(np.stack([preds[k] for k in run]), np.stack([gts[k] for k in run]))
         if math.isfinite(j):
             num += j * (len(run) - 1)
             steps += len(run) - 1
@@ -108,5 +109,6 @@ def evaluate_video(video: Video300VW, predictor: FramePredictor, category: int, 
                 e[i] = float(nme(p, g, points=pts, norm="diag"))
         errors_diag[pts] = e
     jit, steps = _segments_jitter(scored, pred_list, gt_list)
+    flick, _ = _segments_jitter(scored, pred_list, gt_list, flicker)
     return VideoResult(vid, category, tuple(scored), excluded, errors, jit, steps, n_pred, n_dec,
-                       tsec, time.perf_counter() - t_start, errors_diag)
+                       tsec, time.perf_counter() - t_start, errors_diag, flick)
