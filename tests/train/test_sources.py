@@ -100,3 +100,23 @@ def test_background_negatives_avoid_unlabelled_faces(data_dir: Path) -> None:
     assert all(box_iou(b, own) < 0.3 for b in face.others)
     ds_off = TrainingFaces(grid, 112, AugmentConfig(), 2.0 * 0.35 * 112, detect_faces=False)
     assert len(ds_off.face(0, with_detections=True).others) == 0
+
+
+def test_reduced_decoding_keeps_the_landmarks_on_their_content(data_dir: Path) -> None:
+    import cv2
+
+    from facetrack.train.datasets import build_cache, load_images68
+    from facetrack.train.pipeline import read_reduced
+
+    face_px = 60.0
+    big = [s for s in load_images68(data_dir, "train") if read_reduced(s, face_px)[1] >= 2][:3]
+    assert big, "no training face large enough for a reduced decode"
+    ds = TrainingFaces(big, 112, NO_AUGMENT, face_px)
+    full = build_cache(big, face_px)  # full-resolution decode, then INTER_AREA
+    for i, f in enumerate(full):
+        lazy = ds.face(i)
+        assert np.abs(lazy.landmarks - f.landmarks).max() < 1.5  # same face size and place
+        g1 = lazy.image if lazy.image.ndim == 2 else cv2.cvtColor(lazy.image, cv2.COLOR_BGR2GRAY)
+        g2 = f.image if f.image.ndim == 2 else cv2.cvtColor(f.image, cv2.COLOR_BGR2GRAY)
+        h, w = min(g1.shape[0], g2.shape[0]), min(g1.shape[1], g2.shape[1])
+        assert np.abs(g1[:h, :w].astype(float) - g2[:h, :w].astype(float)).mean() < 12
