@@ -11,6 +11,7 @@ wrong option); Ctrl-C exits 130.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -265,23 +266,22 @@ def _runtime(args: argparse.Namespace, files: list[Path]) -> str:
 
 def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], start: int, end: int | None) -> Any:
     """The :class:`~facetrack.tracker.output.RunRecord` of this run."""
-    from facetrack.tracker.output import RunRecord, file_digest, input_identity
+    from facetrack.tracker.output import RunRecord, input_identity
 
     options = {k: getattr(args, k, None) for k in ROW_OPTIONS if hasattr(args, k)}
     if not args.smooth:  # the One Euro settings change nothing without --smooth
         options.pop("smooth_min_cutoff", None)
         options.pop("smooth_beta", None)
-    model = {"name": str(args.model), "sha256": [_digest(f, file_digest) for f in files]}
+    model = {"name": str(args.model), "sha256": [_model_sha256(f) for f in files]}
     return RunRecord(input_identity(source_path), model, int(start), end, options)
 
 
-_DIGESTS: dict[Path, str] = {}
+@functools.lru_cache(maxsize=None)
+def _model_sha256(path: Path) -> str:
+    """A model file's SHA-256, once per process (a batch checks every input against it)."""
+    from facetrack.tracker.output import file_digest
 
-
-def _digest(path: Path, digest: Any) -> str:
-    if path not in _DIGESTS:
-        _DIGESTS[path] = digest(path)
-    return _DIGESTS[path]
+    return file_digest(path)
 
 
 def covers(old: Any, end: int | None) -> bool:
@@ -294,7 +294,7 @@ def track(args: argparse.Namespace) -> Outcome:
     :class:`Outcome`. Raises :class:`CliError` for what stops it before the first frame."""
     from facetrack.tracker.images import ImageFiles, is_image_input
     from facetrack.tracker.output import OutputFileError, read_landmarks_csv, read_record, truncate_to_complete, write_record
-    from facetrack.tracker.video import VideoError, VideoReadError, display_name, open_source
+    from facetrack.tracker.video import VideoError, display_name, open_source
 
     if args.quiet:  # errors and warnings only
         logging.getLogger().setLevel(logging.WARNING)
