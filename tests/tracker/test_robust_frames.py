@@ -225,31 +225,34 @@ class _RawLandmarker:
 
     kind = "mdm"
 
-    def __init__(self, fill: float, confidence: float = 0.9) -> None:
+    def __init__(self, fill: float | None, confidence: float = 0.9) -> None:
         self.fill, self.confidence = fill, confidence
 
     def _fits(self, n: int, like: list[np.ndarray]) -> list[Fit]:
         out = []
         for s in like:
             pts = np.array(s, np.float32)
-            pts[::3] = self.fill  # a third of the points broken
+            if self.fill is not None:
+                pts[::3] = self.fill  # a third of the points broken
             out.append(Fit(pts, self.confidence, True))
         return out
 
     def fit_boxes(self, gray, boxes, timings=None):
-        return [Fit(np.full((68, 2), self.fill, np.float32), self.confidence, True) for _ in boxes]
+        fill = 100.0 if self.fill is None else self.fill
+        return [Fit(np.full((68, 2), fill, np.float32), self.confidence, True) for _ in boxes]
 
     def fit_shapes(self, gray, shapes, timings=None, init="shape"):
         return self._fits(len(shapes), list(shapes))
 
 
-@pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf])
-def test_tracker_rejects_non_finite_fits_that_claim_to_be_valid(face, model_dir, fill):
+@pytest.mark.parametrize("fill, confidence", [(np.nan, 0.9), (np.inf, 0.9), (-np.inf, 0.9), (None, np.inf), (None, np.nan)])
+def test_tracker_rejects_non_finite_fits_that_claim_to_be_valid(face, model_dir, fill, confidence):
     """A face found by the real (identity) model, then a tracking model returning non-finite
-    points marked valid: the face is lost, the reported landmarks are the last finite ones."""
+    points (or a non-finite confidence) marked valid: the face is lost, the reported landmarks
+    are the last finite ones."""
     bgr, _ = face
     good = _landmarker(model_dir, "mdm")
-    bad = _RawLandmarker(fill)
+    bad = _RawLandmarker(fill, confidence)
     tr = Tracker(TrackerConfig(model="aan+mdm", detect_every=100), landmarkers={"aan": good, "mdm": good},
                  detector=detect.default_detector())
     r0 = tr.process(bgr, 0.0)
