@@ -15,7 +15,10 @@ out; see :func:`facetrack.train.track_train.load_track_data`):
    ``(confidence, NME)``.
 2. **Reliability table**: outcomes binned by predicted confidence, against the share of fits under
    0.08 NME in each bin (a calibrated head has the two close).
-3. **Threshold**: a fit is accepted when its confidence is at least the threshold. False accept =
+3. ``--refit OUT.pt``: first refit the head alone (a logistic regression on MDM's final hidden
+   state, :func:`refit_head`) to the outcomes of the model's own tracking of *training*
+   sequences (:func:`training_outcomes`), and report on the refitted model.
+4. **Threshold**: a fit is accepted when its confidence is at least the threshold. False accept =
    share of bad fits (NME >= 0.08) accepted; false reject = share of good fits rejected. The
    threshold chosen is the lowest one whose false-accept rate is at most ``--false-accept``;
    the table gives both rates at a range of thresholds.
@@ -111,6 +114,76 @@ def collect_outcomes(model: Any, seqs: list, seed: int = 0, p_drift: float = 0.3
     return {"confidence": r.confidence.ravel(), "nme": r.nme.ravel(), "drifted": after.ravel()}
 
 
+def training_outcomes(model: Any, seqs: list, seed: int = 0, p_drift: float = 0.3, stills: list | None = None,
+                      n_stills: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The confidence head's inputs (MDM's final hidden state) and targets (fit under 0.08 NME)
+    from the model's own tracking of ``seqs``: from the previous fit with drifted starts
+    injected (``p_drift`` of the sequences) and from the template; plus ``n_stills`` ordinary
+    augmented crops of ``stills`` (20 % negatives: never a good fit). Returns ``(H (N, D), y (N,))``."""
+    import torch
+
+    from facetrack.train.augment import AugmentConfig
+    from facetrack.train.track_train import roll_out
+    from facetrack.train.trainer import make_batch, normalised_error
+
+    rng = np.random.default_rng(seed)
+    frames = len(seqs[0])
+    feats, ys = [], []
+    model.eval()
+    with torch.no_grad():
+        for init in ("shape", "template"):
+            drift_at = {i: int(rng.integers(2, frames)) for i in range(len(seqs)) if init == "shape" and rng.random() < p_drift}
+            r = roll_out(model, seqs, rng, init=init, drift_at=drift_at, keep_hidden=True)
+            feats.append(r.hidden.reshape(-1, r.hidden.shape[-1]))
+            ys.append((r.nme < THRESHOLD).ravel())
+        if stills and n_stills:
+            size = model.config.input_size
+            for s0 in range(0, n_stills, 64):
+                idx = rng.integers(0, len(stills), min(64, n_stills - s0))
+                b = make_batch(stills, idx, size, rng, AugmentConfig(), p_template=0.5)
+                shapes, _, h = model.forward_steps(torch.from_numpy(b.image), torch.from_numpy(b.init), model.zero_hidden(len(idx)))
+                e = normalised_error(shapes[-1], torch.from_numpy(b.gt)).numpy()
+                feats.append(h.numpy())
+                ys.append(b.is_face & (e < THRESHOLD))
+    return np.concatenate(feats), np.concatenate(ys)
+
+
+def refit_head(model: Any, h: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 200) -> dict[str, float]:
+    """Refit MDM's confidence head (``sigmoid(w . h + b)``, a logistic regression on the final
+    hidden state) to the outcomes ``(h, y)``, starting from the current head; class-balanced,
+    L2 penalty ``l2`` on ``w``. Returns the training log-loss before and after."""
+    import torch
+
+    head = model.confidence_head
+    x = torch.from_numpy(np.asarray(h, np.float32))
+    t = torch.from_numpy(np.asarray(y, np.float32))
+    pos = float(t.mean().clamp(1e-3, 1 - 1e-3))
+    weight = torch.where(t > 0.5, 0.5 / pos, 0.5 / (1 - pos))
+    w = head.weight.detach().clone().reshape(-1).requires_grad_(True)
+    b = head.bias.detach().clone().reshape(()).requires_grad_(True)
+
+    def loss_fn() -> torch.Tensor:
+        z = x @ w + b
+        return (torch.nn.functional.binary_cross_entropy_with_logits(z, t, reduction="none") * weight).mean() + l2 * (w**2).sum()
+
+    with torch.no_grad():
+        before = float(loss_fn())
+    opt = torch.optim.LBFGS([w, b], max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        head.weight.copy_(w.reshape(head.weight.shape))
+        head.bias.copy_(b.reshape(head.bias.shape))
+        after = float(loss_fn())
+    return {"loss_before": before, "loss_after": after, "fits": int(len(y)), "good": int(np.sum(y))}
+
+
 def report(outcomes: dict[str, np.ndarray], max_false_accept: float) -> dict[str, Any]:
     """AUC, reliability table, chosen threshold and a table of rates at fixed thresholds."""
     c, e = outcomes["confidence"], outcomes["nme"]
@@ -146,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--false-accept", type=float, default=0.05, help="the false-accept rate the threshold must keep (default 0.05)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--refit", type=Path, default=None, metavar="OUT.pt",
+                   help="first refit the confidence head on the model's own tracking of training sequences, write the checkpoint here, report on it")
+    p.add_argument("--refit-sequences", type=int, default=96)
     args = p.parse_args(argv)
     import torch
 
@@ -159,9 +235,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"confidence: {e}", file=sys.stderr)
         return 2
     d = load_track_data(str(args.data))
+    refit: dict[str, Any] = {}
+    if args.refit:
+        from facetrack.train.checkpoint import save_checkpoint
+        from facetrack.train.models import config_to_dict
+        from facetrack.train.sequences import SequenceSource
+
+        src = SequenceSource(d.stills, d.video_faces, d.tracks, 0.5, d.weights)
+        rng = np.random.default_rng(7 + args.seed)
+        train_seqs = [src.draw(args.frames, rng) for _ in range(args.refit_sequences)]
+        h, y = training_outcomes(model, train_seqs, args.seed, stills=d.stills, n_stills=512)
+        refit = refit_head(model, h, y)
+        ck = load_checkpoint(args.checkpoint)
+        meta = {k: v for k, v in ck.meta.items() if k not in ("format", "weights_sha256", "arch")}
+        meta["confidence_refit"] = {**refit, "sequences": args.refit_sequences, "frames": args.frames, "from": str(args.checkpoint),
+                                    "how": "logistic regression of the head on the final hidden state; outcomes of the model's own tracking "
+                                           "(previous-fit starts with drifted starts injected, template starts) of training sequences + 512 augmented crops"}
+        save_checkpoint(args.refit, model.state_dict(), config_to_dict(model.config), arch=ck.arch, **meta)
+        print(f"{args.refit}: confidence head refitted ({refit})")
     seqs = validation_sequences(d, args.sequences, args.frames, seed=1000 + args.seed)
     rep = report(collect_outcomes(model, seqs, args.seed), args.false_accept)
-    rep.update({"checkpoint": str(args.checkpoint), "sequences": args.sequences, "frames": args.frames,
+    rep.update({"refit": refit, "checkpoint": str(args.refit or args.checkpoint), "sequences": args.sequences, "frames": args.frames,
                 "held_out": {"groups": d.record["val_groups"], "images": d.record["val_images"]}})
     md = markdown(rep)
     if args.out:

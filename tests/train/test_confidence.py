@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from facetrack.train.confidence import choose_threshold, error_rates, reliability_table, report, roc_auc
+from facetrack.train.confidence import choose_threshold, error_rates, refit_head, reliability_table, report, roc_auc
 
 
 def _pairwise_auc(s: np.ndarray, y: np.ndarray) -> float:
@@ -56,3 +56,22 @@ def test_report_gathers_the_figures() -> None:
     assert rep["fits"] == 200 and rep["auc"] > 0.9
     assert len(rep["reliability"]) == 10 and sum(r["fits"] for r in rep["reliability"]) == 200
     assert rep["chosen"]["false_accept"] <= 0.05
+
+
+def test_refit_head_learns_outcomes_from_hidden_states() -> None:
+    import torch
+
+    from facetrack.train.models import build_model, config_for
+
+    torch.manual_seed(0)
+    model = build_model(config_for("mdm-rt"))
+    rng = np.random.default_rng(0)
+    h = np.tanh(rng.normal(0, 1, (400, model.config.hidden_size))).astype(np.float32)
+    y = h[:, 3] - 0.5 * h[:, 7] > 0.1  # outcomes that depend on two hidden units
+    with torch.no_grad():
+        before = torch.sigmoid(model.confidence_head(torch.from_numpy(h))).numpy().ravel()
+    out = refit_head(model, h, y)
+    with torch.no_grad():
+        after = torch.sigmoid(model.confidence_head(torch.from_numpy(h))).numpy().ravel()
+    assert out["loss_after"] < out["loss_before"] and out["fits"] == 400
+    assert roc_auc(after, y) > 0.97 > roc_auc(before, y)
