@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import importlib.util
-import json
 import os
 import resource
 import shutil
@@ -30,7 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for `python tests/test_bad_inputs.py` (the docs table)
 
 from facetrack.engines import names  # noqa: E402
-from facetrack.tracker.geometry import template  # noqa: E402
 from facetrack.tracker.io import read_pts, write_pts  # noqa: E402
 from facetrack.tracker.output import COLUMNS, HEADER  # noqa: E402
 
@@ -40,32 +38,12 @@ CLIP_FRAMES = 275
 
 # --- building the bad inputs -------------------------------------------------------------------
 def identity_mdm_onnx(path: Path, size: int = 32, hidden: int = 8) -> Path:
-    """A tiny real MDM-kind ONNX model with facetrack metadata: it returns its ``init_shape``
-    (an identity refiner) with confidence 0.9. Fast enough to track the real clip in seconds."""
-    import onnx
-    from onnx import TensorProto, helper
+    """A tiny real MDM-kind ONNX model with facetrack metadata (the tests' one stand-in,
+    tests/onnx_standin.py): it returns its ``init_shape`` (an identity refiner) with confidence
+    0.9. Fast enough to track the real clip in seconds."""
+    from tests.onnx_standin import build_onnx_standin
 
-    f32, b = TensorProto.FLOAT, names.BATCH_AXIS
-    ins = [helper.make_tensor_value_info(names.IMAGE, f32, [b, 1, size, size]),
-           helper.make_tensor_value_info(names.INIT_SHAPE, f32, [b, 68, 2]),
-           helper.make_tensor_value_info(names.HIDDEN, f32, [b, hidden])]
-    outs = [helper.make_tensor_value_info(names.LANDMARKS, f32, [b, 68, 2]),
-            helper.make_tensor_value_info(names.CONFIDENCE, f32, [b]),
-            helper.make_tensor_value_info(names.HIDDEN_OUT, f32, [b, hidden])]
-    nodes = [helper.make_node("ReduceMean", [names.IMAGE], ["m"], axes=[1, 2, 3], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"]), helper.make_node("Add", ["z", "c09"], [names.CONFIDENCE]),
-             helper.make_node("Identity", [names.INIT_SHAPE], [names.LANDMARKS]),
-             helper.make_node("Identity", [names.HIDDEN], [names.HIDDEN_OUT])]
-    inits = [helper.make_tensor("zero", f32, [], [0.0]), helper.make_tensor("c09", f32, [], [0.9])]
-    model = helper.make_model(helper.make_graph(nodes, "identity_mdm", ins, outs, inits),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    helper.set_model_props(model, {
-        names.FORMAT: names.FORMAT_VERSION, names.KIND: "mdm", names.ARCH: "mdm-rt", names.INPUT_SIZE: str(size),
-        names.N_POINTS: "68", names.HIDDEN_SIZE: str(hidden), names.STEPS: "1",
-        names.MEAN_SHAPE: json.dumps(np.asarray(template(size)).tolist())})
-    onnx.save(model, str(path))
-    return path
+    return build_onnx_standin(path, "mdm", size=size, hidden=hidden, landmarks="identity", confidence=0.9)
 
 
 def classifier_onnx(path: Path, facetrack_metadata: bool) -> Path:

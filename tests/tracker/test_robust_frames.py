@@ -6,18 +6,13 @@ The finiteness checks are also exercised one layer at a time (landmarker, tracke
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-import onnx
-
-from facetrack.engines import names
 from facetrack.tracker import detect, models
-from facetrack.tracker.geometry import template
 from facetrack.tracker.io import read_pts
 from facetrack.tracker.landmarker import TIGHT_BOX, Fit, Landmarker
 from facetrack.tracker.metrics import nme
@@ -29,46 +24,16 @@ SIZE, HIDDEN = 32, 8
 
 # --- models -------------------------------------------------------------------------------------
 def _onnx_model(path: Path, kind: str, landmarks: str, confidence: float | str) -> Path:
-    """A tiny real ONNX model of ``kind`` with facetrack metadata.
+    """A tiny real ONNX model of ``kind`` with facetrack metadata (the tests' one stand-in,
+    tests/onnx_standin.py).
 
     ``landmarks``: ``"identity"`` (MDM: returns ``init_shape``; AAN: the template),
     or a constant fill ``"nan"``, ``"inf"``, ``"huge"`` (1e30). ``confidence``: a constant
     (may be out of [0, 1]) or ``"nan"``.
     """
-    from onnx import TensorProto, helper
+    from tests.onnx_standin import build_onnx_standin
 
-    f32, b = TensorProto.FLOAT, names.BATCH_AXIS
-    ins = [helper.make_tensor_value_info(names.IMAGE, f32, [b, 1, SIZE, SIZE])]
-    outs = [helper.make_tensor_value_info(names.LANDMARKS, f32, [b, 68, 2]), helper.make_tensor_value_info(names.CONFIDENCE, f32, [b])]
-    fill = {"identity": 0.0, "nan": float("nan"), "inf": float("inf"), "huge": 1e30}[landmarks]
-    conf = float("nan") if confidence == "nan" else float(confidence)
-    tmpl = np.asarray(template(SIZE), np.float32)
-    inits = [helper.make_tensor("zero", f32, [], [0.0]), helper.make_tensor("conf", f32, [], [conf]),
-             helper.make_tensor("fill", f32, [], [fill]), helper.make_tensor("tmpl", f32, [68, 2], tmpl.ravel().tolist())]
-    nodes = [helper.make_node("ReduceMean", [names.IMAGE], ["m"], axes=[1, 2, 3], keepdims=0),  # (N,)
-             helper.make_node("Mul", ["m", "zero"], ["mz"]), helper.make_node("Add", ["mz", "conf"], [names.CONFIDENCE]),
-             helper.make_node("Unsqueeze", ["mz", "axes12"], ["mz3"])]  # (N, 1, 1): carries the batch axis
-    inits.append(helper.make_tensor("axes12", TensorProto.INT64, [2], [1, 2]))
-    if kind == "mdm":
-        ins += [helper.make_tensor_value_info(names.INIT_SHAPE, f32, [b, 68, 2]), helper.make_tensor_value_info(names.HIDDEN, f32, [b, HIDDEN])]
-        outs.append(helper.make_tensor_value_info(names.HIDDEN_OUT, f32, [b, HIDDEN]))
-        nodes.append(helper.make_node("Identity", [names.HIDDEN], [names.HIDDEN_OUT]))
-        base = names.INIT_SHAPE
-    else:
-        nodes.append(helper.make_node("Add", ["mz3", "tmpl"], ["tb"]))
-        base = "tb"
-    if landmarks == "identity":
-        nodes.append(helper.make_node("Identity", [base], [names.LANDMARKS]))
-    else:  # base * 0 + fill: NaN/inf/huge everywhere, batch-shaped
-        nodes += [helper.make_node("Mul", [base, "zero"], ["b0"]), helper.make_node("Add", ["b0", "fill"], [names.LANDMARKS])]
-    model = helper.make_model(helper.make_graph(nodes, f"{kind}_{landmarks}", ins, outs, inits), opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    helper.set_model_props(model, {
-        names.FORMAT: names.FORMAT_VERSION, names.KIND: kind, names.ARCH: "mdm-rt" if kind == "mdm" else "aan",
-        names.INPUT_SIZE: str(SIZE), names.N_POINTS: "68", names.HIDDEN_SIZE: str(HIDDEN if kind == "mdm" else 0),
-        names.STEPS: "1" if kind == "mdm" else "0", names.MEAN_SHAPE: json.dumps(tmpl.tolist())})
-    onnx.save(model, str(path))
-    return path
+    return build_onnx_standin(path, kind, size=SIZE, hidden=HIDDEN, landmarks=landmarks, confidence=confidence)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 cut detection on a real video, robustness to odd frames, and tracking a real face."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -481,36 +480,13 @@ def test_tracker_redetects_at_each_cut_of_the_real_clip(data_dir, tmp_path):
 
 # --- odd frames never raise or give NaN -------------------------------------------------------
 def _fake_onnx(path: Path, kind: str, size: int = 32, hidden: int = 8) -> Path:
-    """A tiny real ONNX model with facetrack metadata: MDM kind returns ``init_shape`` (an
-    identity refiner), AAN kind the template; confidence = the crop's mean brightness."""
-    onnx = pytest.importorskip("onnx", reason="onnx (the [train] extra) builds the test model")
-    from onnx import TensorProto, helper
+    """A tiny real ONNX model with facetrack metadata (the tests' one stand-in,
+    tests/onnx_standin.py): MDM kind returns ``init_shape`` (an identity refiner), AAN kind the
+    template; confidence = the crop's mean brightness."""
+    pytest.importorskip("onnx", reason="onnx (the [train] extra) builds the test model")
+    from tests.onnx_standin import build_onnx_standin
 
-    f32 = TensorProto.FLOAT
-    ins = [helper.make_tensor_value_info(names.IMAGE, f32, [names.BATCH_AXIS, 1, size, size])]
-    outs = [helper.make_tensor_value_info(names.LANDMARKS, f32, [names.BATCH_AXIS, 68, 2]),
-            helper.make_tensor_value_info(names.CONFIDENCE, f32, [names.BATCH_AXIS])]
-    nodes = [helper.make_node("ReduceMean", [names.IMAGE], [names.CONFIDENCE], axes=[1, 2, 3], keepdims=0)]
-    inits = []
-    if kind == "mdm":
-        ins += [helper.make_tensor_value_info(names.INIT_SHAPE, f32, [names.BATCH_AXIS, 68, 2]),
-                helper.make_tensor_value_info(names.HIDDEN, f32, [names.BATCH_AXIS, hidden])]
-        outs.append(helper.make_tensor_value_info(names.HIDDEN_OUT, f32, [names.BATCH_AXIS, hidden]))
-        nodes += [helper.make_node("Identity", [names.INIT_SHAPE], [names.LANDMARKS]),
-                  helper.make_node("Identity", [names.HIDDEN], [names.HIDDEN_OUT])]
-    else:
-        inits = [helper.make_tensor("tpl", f32, [1, 68, 2], np.asarray(template(size), np.float32).ravel().tolist()),
-                 helper.make_tensor("zero", f32, [], [0.0]), helper.make_tensor("shp", TensorProto.INT64, [3], [-1, 1, 1])]
-        nodes += [helper.make_node("Reshape", [names.CONFIDENCE, "shp"], ["c3"]), helper.make_node("Mul", ["c3", "zero"], ["z3"]),
-                  helper.make_node("Add", ["z3", "tpl"], [names.LANDMARKS])]
-    model = helper.make_model(helper.make_graph(nodes, "fake", ins, outs, inits), opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    helper.set_model_props(model, {
-        names.FORMAT: names.FORMAT_VERSION, names.KIND: kind, names.ARCH: "mdm-rt" if kind == "mdm" else "aan",
-        names.INPUT_SIZE: str(size), names.N_POINTS: "68", names.HIDDEN_SIZE: str(hidden if kind == "mdm" else 0),
-        names.STEPS: "1" if kind == "mdm" else "0", names.MEAN_SHAPE: json.dumps(np.asarray(template(size)).tolist())})
-    onnx.save(model, str(path))
-    return path
+    return build_onnx_standin(path, kind, size=size, hidden=hidden, landmarks="identity", confidence="mean")
 
 
 def _odd_frames(face_bgr: np.ndarray) -> dict[str, np.ndarray]:
