@@ -78,8 +78,10 @@ class TrackerConfig:
     ``track_init``: how MDM starts on a tracked face. Both crop around the previous landmarks
     (similarity-aligned); ``"template"`` starts MDM from the template in that crop,
     ``"shape"`` from the previous landmarks themselves (MDM's 300VW protocol). With the shipped
-    mdm-rt, ``"shape"`` drifts (mean NME 0.105 vs 0.065 over 20 moved frames of the 8 300-W
-    common test faces), hence the default.
+    mdm-rt, ``"shape"`` drifts: mean NME 0.103 vs 0.051 with ``"template"`` over 20 frames of
+    each 300-W common test face moved along ``tests/tracker/fixtures_300vw.moving_face_clip``'s
+    path (7 of the 8 faces: the eighth picture holds a second face, which the tracker follows),
+    hence the default.
     ``search_backoff``: while searches find nothing new, the frames between them double from
     ``detect_every`` up to this (or ``detect_every`` if larger); a cut or a lost face starts
     again at ``detect_every``. A search costs more than tracking a face, and most frames
