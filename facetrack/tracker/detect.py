@@ -30,8 +30,11 @@ from facetrack.tracker.geometry import BoxCalibration, box_iou
 
 log = logging.getLogger(__name__)
 
-#: detector name used by ``default_detector()`` (chosen in facetrack/bench/detectors.py).
-DEFAULT_DETECTOR = "haar-alt2"
+#: detector name used by ``default_detector()``, chosen by ``facetrack/bench/detectors.py``
+#: (docs/DETECTORS.md): the alt2 cascade with a 1.2 pyramid step costs 57 % of the CPU of the
+#: 1.1 step per search for 2 points less recall on frames_v2; searches are what the tracker
+#: spends most on after the model itself.
+DEFAULT_DETECTOR = "haar-alt2-fast"
 
 
 @dataclass(frozen=True)

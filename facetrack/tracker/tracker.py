@@ -86,6 +86,8 @@ class TrackerConfig:
     ``detect_every`` up to this (or ``detect_every`` if larger); a cut or a lost face starts
     again at ``detect_every``. A search costs more than tracking a face, and most frames
     without a new face stay so.
+    ``backoff_scale``: searches at a longer interval than ``detect_every`` (after one that
+    found nothing) look at the frame scaled by this (1: full size).
     ``reacquire_frames``: for this many frames after a face is lost (not at a cut), the tracking
     model looks for it around its last landmarks (a few scales and in-plane angles).
     ``max_refit_shift``: a new face is accepted only when refitting it in the crop aligned on
@@ -111,6 +113,7 @@ class TrackerConfig:
     default_fps: float = 30.0
     track_init: str = "template"
     search_backoff: int = 24
+    backoff_scale: float = 0.5
     reacquire_frames: int = 8
     max_refit_shift: float = 0.35
 
@@ -125,6 +128,8 @@ class TrackerConfig:
             raise ValueError(f"track_init must be 'template' or 'shape', got {self.track_init!r}")
         if self.max_scale_change <= 1.0:
             raise ValueError(f"max_scale_change must be > 1, got {self.max_scale_change}")
+        if not 0.0 < self.backoff_scale <= 1.0:
+            raise ValueError(f"backoff_scale must be in (0, 1], got {self.backoff_scale}")
 
 
 @dataclass(frozen=True)
@@ -418,16 +423,28 @@ class Tracker:
 
     def _detect(self, gray: np.ndarray) -> list[Any]:
         """This frame's share of the search: the whole search when no face is tracked (no
-        frame waits for it), else the next part of the detector's search (one per frame)."""
+        frame waits for it), else the next part of the detector's search (one per frame).
+        Searches after one that found nothing (the back-off) look at a copy scaled by
+        ``backoff_scale``: faces missed at full size are seldom found at the next search, and
+        the copy costs a fraction; faces that come in are usually large."""
         parts = max(1, int(self.detector.parts))
+        f = self.config.backoff_scale if self._interval > self.config.detect_every else 1.0
+        img = gray
+        if f < 1.0:
+            img = cv2.resize(gray, (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f))), interpolation=cv2.INTER_AREA)
+            f = img.shape[1] / gray.shape[1]
         try:
             if not self._tracks and self._part == 0:
                 self._part = parts - 1  # the whole cycle in this frame
-                return list(self.detector.detect(gray))
-            return list(self.detector.detect_part(gray, self._part % parts))
+                dets = list(self.detector.detect(img))
+            else:
+                dets = list(self.detector.detect_part(img, self._part % parts))
         except Exception as e:  # noqa: BLE001 - a detector failure on one frame is not fatal
             log.warning("detector failed on frame %d: %s: %s", self._index - 1, type(e).__name__, e)
             return []
+        if f < 1.0:
+            dets = [type(d)(np.asarray(d.box, np.float32) / f, d.score) for d in dets]
+        return dets
 
     def _end_part(self, found: bool) -> None:
         """Count one part of the search cycle; at the end of a cycle that found nothing the

@@ -342,6 +342,31 @@ def test_smoothing_changes_output_not_tracking():
     assert b.box[0] < a.box[0] - 5  # the smoothed face lags behind a fast move
 
 
+def test_searches_after_a_failed_one_look_at_a_smaller_copy():
+    class Shapes(BlobDetector):
+        def __init__(self):
+            super().__init__()
+            self.shapes = []
+
+        def detect(self, gray):
+            self.shapes.append(gray.shape)
+            return super().detect(gray)
+
+    det = Shapes()
+    tr, _, _ = make_tracker(det=det, detect_every=1, search_backoff=2, backoff_scale=0.5)
+    rs = [tr.process(scene([])) for _ in range(5)] + [tr.process(scene([(100, 80)])) for _ in range(2)]
+    # frames 0 (full size), 2 and 4 (after failures: half size), 5 (the face's arrival is a cut: full size)
+    assert det.shapes == [(240, 320), (120, 160), (120, 160), (240, 320)]
+    assert [r.index for r in rs if r.detector_ran] == [0, 2, 4, 5]
+    np.testing.assert_allclose(rs[5].faces[0].box, [100, 80, 160, 140], atol=1.0)
+    tr, _, _ = make_tracker(det=Shapes(), detect_every=1, search_backoff=2, backoff_scale=0.5, cut_threshold=-2.0)
+    rs = [tr.process(scene([])) for _ in range(5)] + [tr.process(scene([(100, 80)])) for _ in range(2)]
+    assert [r.index for r in rs if r.detector_ran] == [0, 2, 4, 6] and rs[6].faces[0].state == "detected"
+    np.testing.assert_allclose(rs[6].faces[0].box, [100, 80, 160, 140], atol=2.0)  # found in the half-size copy
+    with pytest.raises(ValueError, match="backoff_scale"):
+        TrackerConfig(backoff_scale=0.0)
+
+
 class PartsDetector(BlobDetector):
     """A search in three parts; only part 2 (or a whole search) finds the blobs. Records calls."""
 
