@@ -139,14 +139,16 @@ def positive_matrix(face: CachedFace, size: int, rng: np.random.Generator, cfg: 
     return compose_affine(m, flip), apply_affine(m, shape)
 
 
-def negative_matrix(face: CachedFace, size: int, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
+def negative_matrix(face: CachedFace, size: int, rng: np.random.Generator, cfg: AugmentConfig,
+                    background: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A crop that holds no well-framed face: half background regions at least one face size
-    away from every labelled face, half the face shifted by more than half its size or scaled
-    by about 2x. Returns ``(matrix, face landmarks in crop px)``."""
+    away from every face of ``face.others`` and this one, half the face shifted by more than
+    half its size or scaled by about 2x (``background``: force the kind; ``None``: draw it).
+    Returns ``(matrix, face landmarks in crop px)``."""
     flip, shape, _ = _mirrored(face, rng, cfg.p_mirror)
     side = face_size(shape)
     h, w = face.image.shape[:2]
-    if rng.random() < 0.5:
+    if (rng.random() < 0.5) if background is None else background:
         centres = [box_of(shape)]
         centres += [b for b in face.others]
         cs = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in centres], np.float64)
@@ -207,12 +209,16 @@ def render(face: CachedFace, matrix: np.ndarray, size: int) -> np.ndarray:
 
 
 def augment(face: CachedFace, size: int, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig(),
-            negative: bool | None = None) -> FaceCrop:
+            negative: bool | None = None, background: bool | None = None) -> FaceCrop:
     """One training sample from a cached face. ``negative``: force (``True``/``False``) or
-    draw with probability ``cfg.p_negative`` (``None``)."""
+    draw with probability ``cfg.p_negative`` (``None``); ``background``: for a negative, force
+    its kind (see :func:`negative_matrix`)."""
     if negative is None:
         negative = bool(rng.random() < cfg.p_negative)
-    m, lm = (negative_matrix if negative else positive_matrix)(face, size, rng, cfg)
+    if negative:
+        m, lm = negative_matrix(face, size, rng, cfg, background)
+    else:
+        m, lm = positive_matrix(face, size, rng, cfg)
     crop = photometric(render(face, m, size), rng, cfg)
     return FaceCrop(crop, lm.astype(np.float32), not negative, m)
 

@@ -140,7 +140,9 @@ class TrainingFaces(torch.utils.data.Dataset):
         i, seed = key
         rng = np.random.default_rng(seed)
         negative = bool(rng.random() < self.cfg.p_negative)
-        fc = augment(self.face(int(i), with_detections=negative), self.size, rng, self.cfg, negative=negative)
+        background = negative and bool(rng.random() < 0.5)  # only background crops need the detector
+        fc = augment(self.face(int(i), with_detections=background), self.size, rng, self.cfg, negative=negative,
+                     background=background if negative else None)
         init, from_template = mdm_init(fc.landmarks, self.size, rng, p_template=self.p_template if fc.is_face else 1.0)
         return (to_input(fc.crop)[0], fc.landmarks.astype(np.float32), init.astype(np.float32), bool(fc.is_face), bool(from_template))
 
@@ -189,6 +191,7 @@ def seed_worker(seed: int, epoch: int, worker: int) -> None:
     np.random.seed(s)
     torch.manual_seed(s)
     torch.set_num_threads(1)  # workers decode and warp; the model's threads stay with the trainer
+    # (no cv2.setNumThreads here: in a forked worker it can hang on the parent's thread pool)
 
 
 def make_loader(dataset: TrainingFaces, sampler: StepBatches, workers: int, epoch: int = 0) -> torch.utils.data.DataLoader:
