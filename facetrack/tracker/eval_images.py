@@ -11,7 +11,8 @@ else one group per folder given.
 
 Boxes: ``gt`` the ground truth's tight box (no detection error); ``300w`` the 300-W
 initialisation boxes (``--boxes DIR``: 4-point ``.pts`` named like the images, searched at any
-depth, e.g. the ``bboxes/mdm_bbs`` of the shared data), with the ``300w`` calibration;
+depth, e.g. the ``bboxes/mdm_bbs`` of the shared data; an image without one counts as missed),
+with the ``300w`` calibration;
 ``detector`` the tracker's default detector, the detection overlapping the ground truth most
 (IoU > 0.2), with its calibration. Torch-free: runs the model through
 :class:`facetrack.tracker.landmarker.Landmarker` like the tracker.
@@ -94,15 +95,17 @@ class BoxIndex:
     def __init__(self, root: Path) -> None:
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: --boxes is not a folder")
+        self.root = root
         self.by_stem: dict[str, list[Path]] = {}
         for p in root.rglob("*.pts"):
             self.by_stem.setdefault(p.stem, []).append(p)
 
     def find(self, image: Path) -> Path | None:
-        cands = self.by_stem.get(image.stem, [])
-        if len(cands) > 1:  # the same name in train and test folders: the one that matches the image's
-            test = "test" in str(image.parent).lower()
-            cands = [c for c in cands if ("test" in str(c.parent).lower()) == test] or cands
+        """The box of ``image``: same file stem, and a test folder for a test image (300-W reuses
+        names across its train and test folders: ``lfpw/trainset/image_0010`` is another face
+        than ``lfpw/testset/image_0010``)."""
+        test = "test" in "/".join(image.parent.parts[-2:]).lower()  # e.g. lfpw_test, helen/testset
+        cands = [c for c in self.by_stem.get(image.stem, []) if ("test" in str(c.parent.relative_to(self.root)).lower()) == test]
         return cands[0] if cands else None
 
 
@@ -140,8 +143,9 @@ def evaluate(images: Iterable[LabelledImage], model: str = "mdm-rt", box: str = 
             elif box == "300w":
                 bp = index.find(item.image) if index else None
                 if bp is None:
-                    raise FileNotFoundError(f"{item.image}: no 300-W box named {item.image.stem}.pts under {boxes}")
-                start = read_box_pts(bp)
+                    log.warning("%s: no 300-W box named %s.pts under %s: counted as missed", item.image, item.image.stem, boxes)
+                else:
+                    start = read_box_pts(bp)
             else:
                 dets = det.detect(gray)
                 best = max(dets, key=lambda d: box_iou(d.box, gt_box), default=None)
@@ -155,6 +159,8 @@ def evaluate(images: Iterable[LabelledImage], model: str = "mdm-rt", box: str = 
             out.append(res)
     finally:
         close_chain(chain)
+    if box == "300w" and out and all(r.missed for r in out):
+        raise FileNotFoundError(f"{boxes}: no 300-W box for any of the {len(out)} images")
     return out
 
 

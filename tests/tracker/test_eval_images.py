@@ -18,6 +18,20 @@ def test_300w_groups_from_paths() -> None:
     assert group_300w(Path("/d/helen/trainset/a.jpg")) is None
 
 
+def test_box_files_of_train_folders_never_stand_in_for_test_images(tmp_path: Path) -> None:
+    from facetrack.tracker.eval_images import BoxIndex
+
+    for folder in ("lfpw/trainset", "helen/testset", "helen/trainset"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "lfpw/trainset/image_0010.pts").write_text("x")
+    (tmp_path / "helen/testset/a.pts").write_text("x")
+    (tmp_path / "helen/trainset/a.pts").write_text("x")
+    idx = BoxIndex(tmp_path)
+    assert idx.find(Path("/d/images68/lfpw_test/image_0010.png")) is None  # only a train-folder namesake
+    assert idx.find(Path("/d/images68/helen_test/a.jpg")) == tmp_path / "helen/testset/a.pts"
+    assert idx.find(Path("/d/helen/trainset/a.jpg")) == tmp_path / "helen/trainset/a.pts"
+
+
 def test_summary_counts_misses_as_failures() -> None:
     ok = {"nme68": 0.04, "nme49": 0.03, "nme68_pupil": 0.05, "nme68_diag": 0.02}
     res = [FaceResult("a", "common", errors=ok), FaceResult("b", "common", missed=True),
@@ -61,6 +75,6 @@ def test_scores_agree_with_the_landmarker_and_the_cli(data_dir: Path, tmp_path: 
     assert "no such file" in capsys.readouterr().err
     (tmp_path / "noboxes").mkdir()
     assert main(["eval-images", str(tmp_path), "--box", "300w", "--boxes", str(tmp_path / "noboxes")]) == 2
-    assert "no 300-W box named" in capsys.readouterr().err
+    assert "no 300-W box for any of the 2 images" in capsys.readouterr().err
     assert main(["eval-images", str(tmp_path), "--box", "300w", "--boxes", str(tmp_path)]) == 2  # 68-point files are no boxes
     assert "expected 4 points, found 68" in capsys.readouterr().err
