@@ -104,7 +104,7 @@ class BoxIndex:
         """The box of ``image``: same file stem, and a test folder for a test image (300-W reuses
         names across its train and test folders: ``lfpw/trainset/image_0010`` is another face
         than ``lfpw/testset/image_0010``)."""
-        test = "test" in "/".join(image.parent.parts[-2:]).lower()  # e.g. lfpw_test, helen/testset
+        test = "test" in image.parent.name.lower()  # lfpw_test (the shared data), testset (300-W)
         cands = [c for c in self.by_stem.get(image.stem, []) if ("test" in str(c.parent.relative_to(self.root)).lower()) == test]
         return cands[0] if cands else None
 

@@ -51,6 +51,8 @@ def test_scores_agree_with_the_landmarker_and_the_cli(data_dir: Path, tmp_path: 
     from facetrack.tracker.models import resolve_model
 
     src = data_dir / "images68" / "helen_test"
+    tmp_path = tmp_path / "faces"
+    tmp_path.mkdir()
     for f in sorted(src.iterdir())[:4]:  # two faces
         shutil.copy(f, tmp_path / f.name)
     images = find_images([tmp_path])
