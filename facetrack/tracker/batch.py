@@ -1,8 +1,9 @@
 """Many inputs at once: ``facetrack VIDEO... --out-dir DIR [--jobs N] [--shard I/N]``.
 
-Each input is tracked into ``DIR/<its name>.csv`` by its own worker process (``python -m
-facetrack.tracker.batch``, one runtime thread each when ``--jobs`` is above 1), at most
-``--jobs`` at a time. A separate process per input means a crash in one (a decoder
+Each input is tracked into ``DIR/<its name>.csv`` by its own worker process: the public command
+(``python -m facetrack track INPUT --out ... --resume`` with the same options, so it is wired
+exactly as a user's run), one runtime thread each when ``--jobs`` is
+above 1), at most ``--jobs`` at a time. A separate process per input means a crash in one (a decoder
 segfault) costs that input only; the others go on. Inputs whose CSV is complete for the same
 input, model and options (the record beside it, :class:`~facetrack.tracker.output.RunRecord`)
 are skipped; a partial one is resumed. Each input ends with one line; the exit code is 0 when
@@ -15,13 +16,14 @@ coordinator: the same command line on every task, a different ``I``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from facetrack.tracker.track_cli import CliError, covers, make_record, model_files, to_frame
 
@@ -81,12 +83,30 @@ def _complete(args: argparse.Namespace, job: Job) -> bool:
     return not old.differences(new) and covers(old, end)
 
 
-def _worker_args(args: argparse.Namespace, job: Job, threads: int | None) -> dict:
-    skip = {"out_dir", "jobs", "shard"}
-    d = {k: v for k, v in vars(args).items() if k not in skip}
-    d.update(video=[job.input], out=str(job.out), overlay=None, resume=True, quiet=True, threads=threads, camera=None,
-             out_dir=None, jobs=1, shard=None)
-    return d
+def worker_argv(args: argparse.Namespace, job: Job, threads: int | None) -> list[str]:
+    """The ``facetrack track`` command line of one input: ``--out``, ``--resume``, ``threads``
+    and every other track option that differs from its default (so options added to
+    the track job later reach the workers too)."""
+    from facetrack.tracker.track_cli import add_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    own = {"video", "out", "out_dir", "jobs", "shard", "overlay", "resume", "quiet", "threads", "camera"}
+    argv = ["--out", str(job.out), "--resume"] + (["--threads", str(threads)] if threads is not None else [])
+    for action in parser._actions:
+        if not action.option_strings or action.dest in own:
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default:
+            continue
+        flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        if action.nargs == 0:  # store_true
+            argv += [flag] if value else []
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return [*argv, "--", job.input]
 
 
 def run_batch(args: argparse.Namespace) -> int:
@@ -133,7 +153,9 @@ def run_batch(args: argparse.Namespace) -> int:
             todo.append((k, j))
     failed = tracked = 0
     interrupted = False
-    running: dict[int, tuple[subprocess.Popen, Job, float]] = {}
+    # worker output goes to temporary files, read at its end: a pipe nobody reads while the
+    # worker runs would block it once full (hours of progress lines or warnings)
+    running: dict[int, tuple[subprocess.Popen, Job, float, Any, Any]] = {}
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if threads == 1 else dict(os.environ)
     queue = list(todo)
     t0 = time.perf_counter()
@@ -141,18 +163,18 @@ def run_batch(args: argparse.Namespace) -> int:
         while queue or running:
             while queue and len(running) < args.jobs:
                 k, j = queue.pop(0)
-                payload = json.dumps(_worker_args(args, j, threads))
-                proc = subprocess.Popen([sys.executable, "-m", "facetrack.tracker.batch", payload], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
-                running[k] = (proc, j, time.perf_counter())
-            done = [k for k, (p, _, _) in running.items() if p.poll() is not None]
+                out_f, err_f = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+                proc = subprocess.Popen([sys.executable, "-m", "facetrack", "track", *worker_argv(args, j, threads)],
+                                        env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f)
+                running[k] = (proc, j, time.perf_counter(), out_f, err_f)
+            done = [k for k, (p, *_) in running.items() if p.poll() is not None]
             if not done:
                 time.sleep(0.05)
                 continue
             for k in done:
-                proc, j, t = running.pop(k)
-                err = proc.stderr.read() if proc.stderr else ""
-                line = _last_line(err)
+                proc, j, t, out_f, err_f = running.pop(k)
+                summary, error = _last_line(_read(out_f)), _last_line(_read(err_f))
+                line = summary if proc.returncode == 0 else error
                 if proc.returncode == 0:
                     tracked += 1
                     if not args.quiet:
@@ -164,7 +186,7 @@ def run_batch(args: argparse.Namespace) -> int:
                     print(f"facetrack: [{k}/{n}] {display_name(j.input)}: FAILED (exit {proc.returncode}): {why}", file=sys.stderr)
     except KeyboardInterrupt:  # the workers got the same SIGINT and keep their rows
         interrupted = True
-        for proc, _, _ in running.values():
+        for proc, *_ in running.values():
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -177,6 +199,13 @@ def run_batch(args: argparse.Namespace) -> int:
         print(f"facetrack: {n} inputs: {tracked} tracked, {skipped} already complete, {failed} failed "
               f"({time.perf_counter() - t0:.1f} s) -> {display_name(out_dir)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _read(f: Any) -> str:
+    """What a worker wrote into the temporary file ``f`` (then closed, so deleted)."""
+    with f:
+        f.seek(0)
+        return f.read().decode("utf-8", "replace")
 
 
 def _last_line(err: str) -> str:
@@ -195,32 +224,3 @@ def _signal_text(rc: int) -> str:
         except ValueError:
             return f"worker killed by signal {-rc}"
     return "worker failed without a message"
-
-
-def _worker(payload: str) -> int:
-    """One input in this process (the arguments as JSON, from :func:`run_batch`)."""
-    import logging
-
-    from facetrack.tracker.track_cli import Outcome, track
-
-    logging.basicConfig(level=logging.WARNING, format="facetrack: %(message)s")
-    try:
-        from facetrack.cli import register_backends
-
-        register_backends()
-    except ImportError:  # backends above ``engines`` (PyTorch) are optional
-        pass
-    args = argparse.Namespace(**json.loads(payload))
-    try:
-        outcome = track(args)
-    except CliError as e:
-        outcome = Outcome(2 if str(e).startswith("usage") else 1, f"facetrack: {e}")
-    except KeyboardInterrupt:
-        outcome = Outcome(130, "facetrack: interrupted")
-    if outcome.line:
-        print(outcome.line, file=sys.stderr)
-    return outcome.status
-
-
-if __name__ == "__main__":  # pragma: no cover - the worker process
-    sys.exit(_worker(sys.argv[1]))
