@@ -387,3 +387,53 @@ def test_shards_split_the_inputs_deterministically():
     for bad in ("0/8", "9/8", "a/b", "3"):
         with pytest.raises(Exception):
             shard_arg(bad)
+
+
+def test_workers_get_every_option_that_changes_rows():
+    """A worker is the public command with --out, --resume, one thread and the caller's other
+    non-default options, the input after ``--`` (a name may start with a dash)."""
+    import argparse
+
+    from facetrack.tracker.batch import Job, worker_argv
+    from facetrack.tracker.track_cli import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--out-dir", "d", "--jobs", "2", "--end", "12f", "--smooth", "--confidence", "0.3",
+                              "--model", "aan", "--max-faces", "2", "--", "a.mp4", "-b.mp4"])
+    argv = worker_argv(args, Job("-b.mp4", Path("d/-b.csv")), 1)
+    assert argv[:5] == ["--out", "d/-b.csv", "--resume", "--threads", "1"] and argv[-2:] == ["--", "-b.mp4"]
+    opts = argv[5:-2]
+    for pair in (["--end", "12f"], ["--confidence", "0.3"], ["--model", "aan"], ["--max-faces", "2"]):
+        i = opts.index(pair[0])
+        assert opts[i:i + 2] == pair
+    assert "--smooth" in opts and "--jobs" not in opts and "--out-dir" not in opts
+    again = parser.parse_args(argv)  # what the worker parses: the same options
+    for k in ("end", "smooth", "confidence", "model", "max_faces"):
+        assert getattr(again, k) == getattr(args, k)
+    assert again.video == ["-b.mp4"] and again.resume and again.threads == 1
+
+
+def test_ctrl_c_stops_a_batch_and_a_rerun_finishes_it(clip, data_dir, tmp_path, model_args):
+    """SIGINT to the process group (what Ctrl-C does): exit 130, every CSV ends on whole
+    frames, and the same command again resumes them to the end."""
+    selfie = data_dir / "videos_unlabelled" / "sbr_demo_selfie.mp4"
+    args = [str(clip), str(selfie), "--out-dir", "out", "--jobs", "2", *model_args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "facetrack.cli", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    first = tmp_path / "out" / "short_hamilton_clip.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and (not first.exists() or first.read_bytes().count(b"\n") < 20):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the batch ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-1000:]
+    assert b"interrupted; rerun the same command to continue" in err and b"Traceback" not in err
+    n = len(read_landmarks_csv(first).frame)
+    assert 19 <= n < 275 and first.read_bytes().endswith(b"\n")  # the header and 19 rows were there
+    r = _cli(args, tmp_path)
+    assert r.returncode == 0, r.stderr.decode()[-1000:]
+    for name in ("short_hamilton_clip", "sbr_demo_selfie"):
+        assert list(read_landmarks_csv(tmp_path / "out" / f"{name}.csv").frame) == list(range(1, 276))
