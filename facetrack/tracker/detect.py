@@ -31,10 +31,11 @@ from facetrack.tracker.geometry import BoxCalibration, box_iou
 log = logging.getLogger(__name__)
 
 #: detector name used by ``default_detector()``, chosen by ``facetrack/bench/detectors.py``
-#: (docs/DETECTORS.md): the alt2 cascade with a 1.2 pyramid step costs 57 % of the CPU of the
-#: 1.1 step per search for 2 points less recall on frames_v2; searches are what the tracker
-#: spends most on after the model itself.
-DEFAULT_DETECTOR = "haar-alt2-fast"
+#: (docs/DETECTORS.md): the best recall of the detectors that need no extra package at a
+#: fifth of the profile passes' CPU. ``haar-alt2-fast`` (1.2 pyramid step) costs 57 % of it
+#: per search but missed small faces the tests and the Hamilton clip hold (a far face, a face
+#: in a 4K frame); the tracker's back-off searches on a half-size copy save more.
+DEFAULT_DETECTOR = "haar-alt2"
 
 
 @dataclass(frozen=True)

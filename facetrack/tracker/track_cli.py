@@ -106,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mod.add_argument("--threads", type=int, default=None,
                      help="CPU threads for the runtime (default 1: the least CPU time per frame; more threads never spin)")
     mod.add_argument("--detector", default=None, metavar="NAME",
-                     help="face detector: haar-alt2-fast (default), haar-alt2, haar-alt2+profile (also turned faces), "
+                     help="face detector: haar-alt2 (default), haar-alt2-fast, haar-alt2+profile-fast (also turned faces), "
                           "dlib-hog (needs the [dlib] extra), ... (docs/DETECTORS.md)")
     trk = parser.add_argument_group("tracking")
     trk.add_argument("--max-faces", type=int, default=1, metavar="N", help="track up to N faces (default 1)")

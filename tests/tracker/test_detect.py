@@ -127,8 +127,7 @@ def test_calibration_file_has_fitted_sources():
     path = detect._calibration_path()
     data = json.loads(path.read_text())
     assert data["version"] == 1
-    # the default (haar-alt2-fast) uses the alt2 cascade's calibration: same cascade, same boxes
-    assert "detector:haar-alt2" in data["sources"] and "300w" in data["sources"]
+    assert f"detector:{DEFAULT_DETECTOR}" in data["sources"] and "300w" in data["sources"]
     for src, entry in data["sources"].items():
         assert entry["n_train"] >= 3, src
         assert 0.3 < entry["sx"] < 3 and 0.3 < entry["sy"] < 3 and abs(entry["dx"]) < 0.5 and abs(entry["dy"]) < 0.5, src
