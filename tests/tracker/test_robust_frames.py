@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from facetrack.tracker import detect, models
+from facetrack.tracker.geometry import template
 from facetrack.tracker.io import read_pts
 from facetrack.tracker.landmarker import TIGHT_BOX, Fit, Landmarker
 from facetrack.tracker.metrics import nme
@@ -203,8 +204,9 @@ class _RawLandmarker:
         return out
 
     def fit_boxes(self, gray, boxes, timings=None):
-        fill = 100.0 if self.fill is None else self.fill
-        return [Fit(np.full((68, 2), fill, np.float32), self.confidence, True) for _ in boxes]
+        self.box_calls = getattr(self, "box_calls", 0) + 1
+        # a plausible face in each box, then broken like the tracking fits: every third point
+        return self._fits(len(boxes), [template(200) * (np.asarray(b[2:]) - b[:2]) / 200 + b[:2] for b in boxes])
 
     def fit_shapes(self, gray, shapes, timings=None, init="shape"):
         return self._fits(len(shapes), list(shapes))
@@ -277,6 +279,7 @@ def test_detection_path_rejects_non_finite_fits_that_claim_to_be_valid(face, fil
             r = tr.process(bgr)
             check_result(r, bgr.shape)
             assert not r.faces
+        assert bad.box_calls >= 1  # the broken fits were made and refused, not never asked for
 
 
 @pytest.mark.parametrize("fill", [np.nan, np.inf])
