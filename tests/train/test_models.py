@@ -297,7 +297,8 @@ def test_paper_readings_are_defaults_and_old_checkpoints_keep_their_model() -> N
     h = torch.randn(2, 8, 6, 6)
     for relu, lo in ((False, 0.0), (True, 0.5)):
         att = Attention(8, relu=relu).eval()
-        m = att(h.abs() + 1.0) / (h.abs() + 1.0) - 1.0  # recover M from (1 + M) * H
+        with torch.no_grad():
+            m = att(h.abs() + 1.0) / (h.abs() + 1.0) - 1.0  # recover M from (1 + M) * H
         assert float(m.min()) >= lo - 1e-6 and (relu or float(m.min()) < 0.45)
     assert config_for("aan").attention == "sigmoid"
     # MDM: the faithful model keeps the reference's patch/shape-diagonal ratio (30/200)
