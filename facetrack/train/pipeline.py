@@ -25,6 +25,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
+import cv2
 import numpy as np
 import torch
 
@@ -106,6 +107,10 @@ class TrainingFaces(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # what goes to a worker process: the detector (an OpenCV object) is made again there
+        return {**self.__dict__, "_detector": None}
 
     def _detections(self, key: tuple[str, int | None, int], image: np.ndarray) -> np.ndarray:
         if key not in self._detected:
@@ -191,13 +196,23 @@ def seed_worker(seed: int, epoch: int, worker: int) -> None:
     np.random.seed(s)
     torch.manual_seed(s)
     torch.set_num_threads(1)  # workers decode and warp; the model's threads stay with the trainer
-    # (no cv2.setNumThreads here: in a forked worker it can hang on the parent's thread pool)
+    cv2.setNumThreads(1)  # safe: workers start from a fresh forkserver process, not a fork of the trainer
 
 
 def make_loader(dataset: TrainingFaces, sampler: StepBatches, workers: int, epoch: int = 0) -> torch.utils.data.DataLoader:
-    """A ``DataLoader`` over ``sampler``'s batches with ``workers`` processes (0: in-process)."""
+    """A ``DataLoader`` over ``sampler``'s batches with ``workers`` processes (0: in-process).
+
+    Workers come from a ``forkserver`` (``spawn`` where there is none), never a plain fork of the
+    trainer: a fork inherits OpenCV's and PyTorch's thread pools in whatever state they are, and
+    a worker forked while one of their threads held a lock hangs for ever (seen in the tests)."""
+    import multiprocessing
+
+    context = None
+    if workers:
+        context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=workers, worker_init_fn=_WorkerSeed(sampler.seed, epoch) if workers else None,
+        dataset, batch_sampler=sampler, num_workers=workers, multiprocessing_context=context,
+        worker_init_fn=_WorkerSeed(sampler.seed, epoch) if workers else None,
         persistent_workers=False, prefetch_factor=4 if workers else None, pin_memory=torch.cuda.is_available())
 
 
