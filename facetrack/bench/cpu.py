@@ -15,7 +15,7 @@ for wall time gives end-to-end fps. Per round the ratio facetrack / MediaPipe is
 table gives medians over rounds and the load average per round. Measure on a quiet machine;
 on a shared one compare only figures of the same run.
 
-Usage: ``python -m facetrack.bench.cpu [--rounds 5] [--peers-python /work/peers/bin/python]
+Usage: ``python -m facetrack.bench.cpu [--rounds 5] [--data DIR] [--peers-python PATH]
 [--video PATH ...] [--json PATH] [-- extra facetrack options]``
 
 This file also runs the MediaPipe side (``--mediapipe VIDEO FRAMES``) under the peers'
@@ -107,16 +107,30 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         k = argv.index("--")
         argv, extra = argv[:k], argv[k + 1:]
-    data = Path(os.environ.get("FACETRACK_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--head", type=int, default=10, help="frames of the short run subtracted (default 10)")
-    ap.add_argument("--video", type=Path, nargs="*", default=[data / "videos_unlabelled" / v for v in DEFAULT_VIDEOS])
+    ap.add_argument("--data", type=Path, default=None, help="shared data folder (videos_unlabelled/); default: $FACETRACK_DATA")
+    ap.add_argument("--video", type=Path, nargs="*", default=None, help="default: the two videos of DATA/videos_unlabelled")
     ap.add_argument("--facetrack", default=str(Path(sys.executable).with_name("facetrack")), help="the facetrack command")
-    ap.add_argument("--peers-python", default="/work/peers/bin/python", help="interpreter with mediapipe==0.10.21")
+    ap.add_argument("--peers-python", default=None, help="interpreter with mediapipe==0.10.21; default: $FACETRACK_PEERS_PYTHON")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     args.extra = extra
+    # here, not at the top: this file also runs as a script under the peers' interpreter
+    from facetrack.bench.environment import SetupError, data_dir, peers_missing_line, peers_python
+
+    try:
+        if args.video is None:
+            args.video = [data_dir(args.data) / "videos_unlabelled" / v for v in DEFAULT_VIDEOS]
+    except SetupError as e:
+        print(f"facetrack.bench.cpu: {e}", file=sys.stderr)
+        return 2
+    peers = peers_python(args.peers_python)
+    if peers is None or not peers.is_file():
+        print(f"facetrack.bench.cpu: {peers_missing_line(peers)}", file=sys.stderr)
+        return 2
+    args.peers_python = str(peers)
     frames = {v: count_frames(v) for v in args.video}
     rows: dict[str, dict[str, list]] = {str(v): {"facetrack": [], "mediapipe": [], "ratio": [], "load": []} for v in args.video}
     with tempfile.TemporaryDirectory() as d:

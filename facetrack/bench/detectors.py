@@ -25,16 +25,17 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from facetrack.bench.environment import SetupError, data_dir
 from facetrack.tracker.detect import DETECTORS, DetectorUnavailableError, make_detector
 from facetrack.tracker.geometry import BoxCalibration
 
-DEFAULT_DATA = Path(os.environ.get("FACETRACK_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 TIMING_VIDEO = "videos_unlabelled/short_hamilton_clip.mp4"
 
 
@@ -172,11 +173,16 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--data", type=Path, default=None, help="shared data folder (frames_v2, images68, ...); default: $FACETRACK_DATA")
     ap.add_argument("--stride", type=int, default=1, help="use every n-th frames_v2 record (default 1: all)")
     ap.add_argument("--only", nargs="*", default=None, help="detector names (default: all)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    try:
+        args.data = data_dir(args.data)
+    except SetupError as e:
+        print(f"facetrack.bench.detectors: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING)
     cv2.setNumThreads(1)
     timing = video_frames(args.data / TIMING_VIDEO, 10)

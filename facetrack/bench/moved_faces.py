@@ -157,16 +157,24 @@ def markdown(summary: dict[str, dict[str, Any]], frames: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m facetrack.bench.moved_faces", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
+    p.add_argument("--data", type=Path, default=None, help="shared data folder (images68/); default: $FACETRACK_DATA")
     p.add_argument("--out", type=Path, default=Path("runs/moved_faces"))
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--model", default=None, help="--model for the CLI and per-frame runs (default: the CLI's default)")
     p.add_argument("--reuse", action="store_true", help="score CLI outputs already in --out instead of running the CLI again")
-    p.add_argument("--peers-python", type=Path, default=Path("/work/peers/bin/python"))
+    p.add_argument("--peers-python", type=Path, default=None, help="interpreter with dlib and MediaPipe; default: $FACETRACK_PEERS_PYTHON")
     args = p.parse_args(argv)
+    from facetrack.bench.environment import SetupError, data_dir, peers_missing_line, peers_python
     from facetrack.train.datasets import load_images68, read_image
+
+    try:
+        args.data = data_dir(args.data)
+    except SetupError as e:
+        print(f"moved_faces: {e}", file=sys.stderr)
+        return 2
+    args.peers_python = peers_python(args.peers_python)
 
     if args.frames < 20:
         print("moved_faces: --frames must be >= 20 (drift compares the first and last 10 frames)", file=sys.stderr)
@@ -197,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             elif m == "per-frame":
                 faces = run_per_frame(video, args.model or "mdm")
             else:
+                if args.peers_python is None or not args.peers_python.is_file():
+                    skipped = peers_missing_line(args.peers_python)
+                    break
                 got = run_peer(video, m, args.peers_python)
                 if isinstance(got, str):
                     skipped = got
