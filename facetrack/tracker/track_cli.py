@@ -118,9 +118,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="MDM start on a tracked face, in a crop aligned on its previous landmarks: the template "
                           "(default; no drift with the shipped weights) or the previous landmarks (MDM's 300VW protocol)")
     trk.add_argument("--smooth", action="store_true", help="One Euro smoothing of the output landmarks (off by default)")
-    trk.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ", help="One Euro cutoff at rest, Hz, > 0 (default 1.0)")
-    trk.add_argument("--smooth-beta", type=float, default=10.0, metavar="B",
-                     help="One Euro speed coefficient, Hz per face size per second, >= 0 (default 10)")
+    from facetrack.tracker.tracker import TrackerConfig  # the defaults live there
+
+    trk.add_argument("--smooth-min-cutoff", type=float, default=TrackerConfig.smooth_min_cutoff, metavar="HZ",
+                     help=f"One Euro cutoff at rest, Hz, > 0 (default {TrackerConfig.smooth_min_cutoff:g})")
+    trk.add_argument("--smooth-beta", type=float, default=TrackerConfig.smooth_beta, metavar="B",
+                     help=f"One Euro speed coefficient, Hz per face size per second, >= 0 (default {TrackerConfig.smooth_beta:g})")
 
 
 #: options that change the rows a run writes, recorded beside the CSV (``--resume`` compares them)

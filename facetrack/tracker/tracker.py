@@ -101,7 +101,7 @@ class TrackerConfig:
     max_faces: int = 1
     smooth: bool = False
     smooth_min_cutoff: float = 1.0
-    smooth_beta: float = 10.0
+    smooth_beta: float = 40.0  # tuned by flicker on moved faces (python -m facetrack.bench.smoothing): 10 lagged
     smooth_d_cutoff: float = 1.0
     confidence_threshold: float = 0.5
     detect_every: int = 3
