@@ -207,7 +207,8 @@ def backend_label(tracker: Any) -> str:
     Read from the tracker's landmarkers' backends (``Backend.device``); falls back to what
     :func:`facetrack.engines.registry.pick_backend` would choose.
     """
-    models = [getattr(tracker, "track_model", None), *list(getattr(tracker, "init_chain", []) or [])]
+    chain = getattr(tracker, "chain", None)
+    models = [getattr(tracker, "track_model", None), *(chain.stages if chain is not None else ())]
     labels = [str(getattr(getattr(m, "backend", None), "device", "") or "") for m in models if m is not None]
     labels = [x for x in dict.fromkeys(labels) if x]
     if labels:

@@ -234,7 +234,6 @@ class Tracker:
         lms, self._owned = open_landmarkers(choice, self.config.backend, self.config.threads, landmarkers)
         #: new faces are fitted by the model choice's chain; its last stage tracks them
         self.chain = FitChain([lms[k] for k in choice.stages])
-        self.init_chain: list[LandmarkerLike] = list(self.chain.stages)
         self.track_model: LandmarkerLike = self.chain.track
         if detector is None:
             from facetrack.tracker.detect import default_detector
@@ -411,12 +410,9 @@ class Tracker:
             if any(box_iou(fb, a) > c.iou_threshold for a in accepted):
                 continue
             accepted.append(fb)
-            t = _Track(free.pop(0), f.landmarks, f.confidence)
-            if c.smooth:
-                t.filter = OneEuroFilter(c.smooth_min_cutoff, c.smooth_beta, c.smooth_d_cutoff, 1.0 / c.default_fps)
-            self._tracks[t.face_id] = t
-            self._lost_recently.pop(t.face_id, None)
-            new.append(self._report(t, ts, "detected"))
+            face_id = free.pop(0)
+            self._lost_recently.pop(face_id, None)  # the slot holds a new face now
+            new.append(self._start_track(face_id, f, ts))
         timings["post"] += (time.perf_counter() - t0) * 1000
         self._end_part(bool(new))
         return new
@@ -513,14 +509,19 @@ class Tracker:
             b = box_of(best.landmarks)
             if any(box_iou(b, box_of(t.landmarks)) > c.iou_threshold for t in self._tracks.values()):
                 continue
-            t = _Track(free[0], best.landmarks, best.confidence)
-            if c.smooth:
-                t.filter = OneEuroFilter(c.smooth_min_cutoff, c.smooth_beta, c.smooth_d_cutoff, 1.0 / c.default_fps)
-            self._tracks[t.face_id] = t
             del self._lost_recently[fid]
-            new.append(self._report(t, ts, "detected"))
+            new.append(self._start_track(free[0], best, ts))
         timings["post"] += (time.perf_counter() - t0) * 1000
         return new
+
+    def _start_track(self, face_id: int, fit: Fit, ts: float) -> FaceResult:
+        """Track an accepted new (or re-acquired) face in slot ``face_id``; its report."""
+        c = self.config
+        t = _Track(face_id, fit.landmarks, fit.confidence)
+        if c.smooth:
+            t.filter = OneEuroFilter(c.smooth_min_cutoff, c.smooth_beta, c.smooth_d_cutoff, 1.0 / c.default_fps)
+        self._tracks[face_id] = t
+        return self._report(t, ts, "detected")
 
     @staticmethod
     def _report(t: _Track, ts: float, state: str) -> FaceResult:
