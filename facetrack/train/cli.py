@@ -1,9 +1,11 @@
-"""``facetrack train mdm|mdm-rt|aan --data SOURCE[:WEIGHT] ... --out RUN_DIR``: train a landmark model.
+"""``facetrack train mdm|mdm-rt|aan --data SOURCE[:WEIGHT] ... --out RUN_DIR [--config KEY=VALUE ...]``: train a landmark model.
 
 Sources (:mod:`facetrack.train.sources`): ``images68``, ``pseudo_dlib``, ``pseudo_v2`` (in
 ``--data-root``, the shared data folder), ``300w=DIR[,boxes=BOXDIR]``, ``300vw=DIR``, or the
 shared data folder itself (``images68`` at ``--human-weight`` + ``pseudo_dlib`` unless
 ``--no-pseudo``, + ``pseudo_v2`` with ``--pseudo-v2``: the options of earlier versions).
+``--config`` changes fields of the named configuration (:func:`facetrack.train.models.with_overrides`);
+an unknown field or a bad value is one line and exit 2.
 
 Writes ``RUN_DIR/last.pt``, ``best.pt`` (best validation NME), ``config.json``,
 ``metrics.jsonl`` and ``record.json``. ``--resume`` continues from ``last.pt`` (same split and
@@ -52,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="full: geometric + photometric + 20%% negatives; none: the plain crop from the shape (overfit checks)")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="warm start from this training checkpoint's weights (same architecture and split); new optimiser and schedule")
+    parser.add_argument("--config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="change fields of the architecture's configuration, e.g. hidden_size=256 conv_channels=16,32 "
+                             "(facetrack.train.mdm.MDMConfig / aan.AANConfig); stored in the checkpoints and the ONNX export")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -86,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0 or not 0 <= args.ema < 1:
         print("facetrack train: --workers must be >= 0 and --ema in [0, 1)", file=sys.stderr)
         return 2
+    from facetrack.train.models import ConfigOverrideError, config_for, with_overrides
+
+    try:
+        with_overrides(config_for(args.arch), args.config)
+    except ConfigOverrideError as e:
+        print(f"facetrack train: --config {e}", file=sys.stderr)
+        return 2
     items, root = expand_sources(args)
     try:
         parse_sources(items, root)
@@ -97,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                         seed=args.seed, val_every=args.val_every, resume=args.resume, device=args.device, sources=tuple(items),
                         threads=args.threads, limit_images=args.limit_images, output_lr_scale=args.output_lr_scale, progress=not args.quiet,
                         command=command, init_from=str(args.init_from) if args.init_from else "", workers=args.workers, ema=args.ema,
-                        amp=not args.no_amp, force=args.force, augment=NO_AUGMENT if args.augment == "none" else AugmentConfig())
+                        amp=not args.no_amp, force=args.force, config=tuple(args.config), augment=NO_AUGMENT if args.augment == "none" else AugmentConfig())
     try:
         metrics = train(opts)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:

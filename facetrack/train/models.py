@@ -3,11 +3,15 @@
 ``ARCHS``: ``mdm`` (faithful MDM, ~80 M weights), ``mdm-rt`` (the same algorithm, a few
 million weights, real time on a CPU) and ``aan`` (Attentional Alignment Network, ~1 M weights).
 Checkpoints store ``config_to_dict(config)``; ``build_model(config_from_dict(d))`` rebuilds.
+:func:`with_overrides` varies a named configuration field by field (``facetrack train mdm-rt
+--config hidden_size=256 conv_channels=16,32``): the result is stored, exported and run like the
+named ones, since every reader takes the whole config from the checkpoint or the ONNX metadata.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Union
+import typing
+from typing import Any, Sequence, Union
 
 from torch import nn
 
@@ -85,3 +89,100 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     values = {k: v for k, v in LEGACY_VALUES.items() if k in fields and k not in d}
     values.update({k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
     return cfg_cls(**values)
+
+
+class ConfigOverrideError(ValueError):
+    """A ``--config KEY=VALUE`` item that names no field of the configuration or gives a bad value
+    (the message is one line naming the item)."""
+
+
+#: Fields a ``--config`` item may not change: the architecture is the positional argument, and
+#: the tracker needs 68 points.
+FIXED_FIELDS = ("arch", "n_points")
+#: Numeric fields for which 0 means something (``reduce_channels=0``: no 1x1 reduction;
+#: ``patch_reference_diagonal=0``: ``patch_px`` in crop px); every other number must be > 0.
+ZERO_ALLOWED = ("reduce_channels", "patch_reference_diagonal")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parse_value(name: str, hint: Any, text: str) -> Any:
+    """``text`` as a value of the field type ``hint`` (int, float, bool, str or a tuple of ints)."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        parts = [t.strip() for t in text.split(",")]
+        n = len(args) if Ellipsis not in args else len(parts)
+        if len(parts) != n:
+            raise ConfigOverrideError(f"{name} takes {n} comma-separated values, got {text!r}")
+        return tuple(_parse_value(name, args[0], t) for t in parts)
+    if hint is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigOverrideError(f"{name} takes true or false, got {text!r}")
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigOverrideError(f"{name} takes an integer, got {text!r}") from None
+    if hint is float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise ConfigOverrideError(f"{name} takes a number, got {text!r}") from None
+        if v != v or v in (float("inf"), float("-inf")):
+            raise ConfigOverrideError(f"{name} takes a finite number, got {text!r}")
+        return v
+    return text
+
+
+def parse_overrides(config: ModelConfig, items: Sequence[str]) -> dict[str, Any]:
+    """``["hidden_size=256", "conv_channels=16,32"]`` -> ``{"hidden_size": 256, "conv_channels": (16, 32)}``,
+    typed by ``config``'s dataclass fields. Raises :class:`ConfigOverrideError` for an item
+    without ``=``, a repeated, unknown or fixed field, a value of the wrong type or count, or a
+    number out of range (<= 0; < 0 for :data:`ZERO_ALLOWED`)."""
+    hints = typing.get_type_hints(type(config))
+    names = [f.name for f in dataclasses.fields(config)]
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigOverrideError(f"{item!r}: expected KEY=VALUE")
+        if key not in names:
+            allowed = ", ".join(n for n in names if n not in FIXED_FIELDS)
+            raise ConfigOverrideError(f"{item!r}: {config.arch} has no field {key!r} (fields: {allowed})")
+        if key in FIXED_FIELDS:
+            raise ConfigOverrideError(f"{item!r}: {key} cannot be changed by --config")
+        if key in out:
+            raise ConfigOverrideError(f"{item!r}: {key} given twice")
+        try:
+            value = _parse_value(key, hints[key], text.strip())
+        except ConfigOverrideError as e:
+            raise ConfigOverrideError(f"{item!r}: {e}") from None
+        numbers = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, (int, float)) and not isinstance(v, bool) and (v < 0 or (v == 0 and key not in ZERO_ALLOWED)) for v in numbers):
+            raise ConfigOverrideError(f"{item!r}: {key} must be {'>= 0' if key in ZERO_ALLOWED else '> 0'}")
+        out[key] = value
+    return out
+
+
+def with_overrides(config: ModelConfig, items: Sequence[str]) -> ModelConfig:
+    """``config`` with the ``KEY=VALUE`` items of :func:`parse_overrides` applied, checked by the
+    config class itself too (e.g. ``patch_samples`` too small for MDM's two pools). No items:
+    ``config`` unchanged. Raises :class:`ConfigOverrideError`, one line."""
+    values = parse_overrides(config, items)
+    if not values:
+        return config
+    try:
+        return dataclasses.replace(config, **values)
+    except ValueError as e:
+        raise ConfigOverrideError(f"{' '.join(items)}: {str(e).splitlines()[0]}") from None
+
+
+def overrides_of(config: ModelConfig) -> dict[str, Any]:
+    """The fields in which ``config`` differs from its architecture's named configuration
+    (JSON-able values; empty for a named configuration)."""
+    base = config_to_dict(config_for(config.arch))
+    return {k: v for k, v in config_to_dict(config).items() if base.get(k) != v}

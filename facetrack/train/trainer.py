@@ -44,7 +44,7 @@ from facetrack.tracker.progress import Progress as SharedProgress
 from facetrack.train.augment import AugmentConfig, augment, mdm_init
 from facetrack.train.checkpoint import load_checkpoint, save_checkpoint
 from facetrack.train.datasets import PSEUDO_V2, CachedFace, FaceSample, build_cache
-from facetrack.train.models import build_model, config_for, config_from_dict, config_to_dict
+from facetrack.train.models import build_model, config_for, config_from_dict, config_to_dict, with_overrides
 from facetrack.train.sources import SplitData, load_sources, parse_sources, same_split, split_record
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class TrainOptions:
     ema: float = 0.999  # decay of the weights' moving average (0: none); the average is validated and saved
     amp: bool = True  # mixed precision on CUDA (never on the CPU)
     force: bool = False  # replace an earlier run in ``out``
+    config: tuple[str, ...] = ()  # ``KEY=VALUE`` changes to the architecture's configuration (models.with_overrides)
 
 
 def pick_device(name: str) -> torch.device:
@@ -448,7 +449,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         raise ValueError(f"{opts.data}: no training faces found")
     split = split_record(data.val)
 
-    cfg = config_for(opts.arch)
+    cfg = with_overrides(config_for(opts.arch), opts.config)
     ck = None
     last = out / "last.pt"
     if opts.resume:
@@ -472,6 +473,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         if opts.resume and ck_cfg != cfg:
             raise ValueError(f"{last}: checkpoint's architecture differs from the current {opts.arch!r} configuration "
                              f"({config_to_dict(ck_cfg)} vs {config_to_dict(cfg)}); start a new run")
+        if opts.config and ck_cfg != cfg:
+            raise ValueError(f"{where}: --config {' '.join(opts.config)} differs from the checkpoint's configuration {config_to_dict(ck_cfg)}")
         if ck_cfg != cfg:
             log.info("%s: keeping the checkpoint's configuration %s", where, config_to_dict(ck_cfg))
         cfg = ck_cfg
