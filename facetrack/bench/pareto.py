@@ -2,7 +2,7 @@
 landmark step as the budget line.
 
 ``python -m facetrack.bench.pareto --out RUNS_DIR [--data DIR] [--peers-python PATH]
-[--configs NAME ...] [--mdm-steps 1500] [--aan-steps 700] [--json PATH] [--train-only]``
+[--configs NAME ...] [--mdm-steps 1500] [--aan-steps 600] [--json PATH] [--train-only]``
 
 For every configuration of :data:`CONFIGS` (a named architecture, or one with ``--config``
 changes, :func:`facetrack.train.models.with_overrides`), one after the other:
@@ -74,11 +74,11 @@ class Capacity:
 #: (hidden width, conv channels, patch sampling, crop size; AAN widths and input size).
 CONFIGS: tuple[Capacity, ...] = (
     Capacity("mdm-rt", "mdm-rt"),
-    Capacity("mdm-rt-h256", "mdm-rt", ("hidden_size=256",), "half the recurrent width"),
     Capacity("mdm-rt-p10", "mdm-rt", ("patch_samples=10",), "10x10 samples per patch: 1x1x8 features"),
-    Capacity("mdm-rt-c16", "mdm-rt", ("conv_channels=16,32",), "twice the conv channels"),
+    Capacity("mdm-rt-h256", "mdm-rt", ("hidden_size=256",), "half the recurrent width"),
     Capacity("aan", "aan"),
     Capacity("aan-s96", "aan", ("input_size=96",), "96-px crop"),
+    Capacity("mdm-rt-c16", "mdm-rt", ("conv_channels=16,32",), "twice the conv channels"),
     Capacity("aan-narrow", "aan", ("block_channels=48,96,128,160",), "narrower blocks"),
     Capacity("mdm-rt-p18", "mdm-rt", ("patch_samples=18",), "18x18 samples per patch: 3x3x8 features"),
     Capacity("mdm-rt-s96", "mdm-rt", ("input_size=96", "patch_px=25.7"), "96-px crop, same patch face fraction"),
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", nargs="+", default=[c.name for c in CONFIGS], metavar="NAME",
                     help=f"configurations, in this order (default all: {', '.join(BY_NAME)})")
     ap.add_argument("--mdm-steps", type=int, default=1500, help="training steps of every mdm / mdm-rt configuration (default 1500)")
-    ap.add_argument("--aan-steps", type=int, default=700, help="training steps of every aan configuration (default 700)")
+    ap.add_argument("--aan-steps", type=int, default=600, help="training steps of every aan configuration (default 600)")
     ap.add_argument("--val-every", type=int, default=500, help="steps between validations (default 500)")
     ap.add_argument("--calls", type=int, default=300, help="timed calls per model and round (default 300)")
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds (default 3)")
