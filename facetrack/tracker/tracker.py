@@ -17,7 +17,10 @@ Per frame:
    angles, one batched call every other frame), as OpenFace and MediaPipe do.
 4. **Detection**: at once on a cut or when a track was lost, then at intervals that start at
    ``detect_every`` frames and double (up to ``search_backoff``) while searches find nothing,
-   as long as fewer than ``max_faces`` faces are tracked. With no face tracked a search runs
+   as long as fewer than ``max_faces`` faces are tracked. Searches at a doubled interval, the
+   search at a cut and the search after losing only large faces (``coarse_min_face``) look at
+   a half-size copy (``backoff_scale``); when the one at a cut leaves fewer than ``max_faces``
+   faces tracked, the full-size frame is searched at the next frame. With no face tracked a search runs
    whole; with a face tracked it is spread over frames, one of the detector's ``parts`` per
    frame, so no tracked frame waits for a whole search. Detections overlapping a tracked face
    (IoU of landmark-equivalent boxes over ``iou_threshold``) are ignored; the rest are fitted
@@ -88,6 +91,11 @@ class TrackerConfig:
     without a new face stay so.
     ``backoff_scale``: searches at a longer interval than ``detect_every`` (after one that
     found nothing) look at the frame scaled by this (1: full size).
+    ``coarse_min_face``: after a loss, the search looks at the ``backoff_scale`` copy when every
+    lost face is at least this large (geometric-mean side of its landmarks' box, as a fraction
+    of the frame's short side), else at the full frame. The default detector finds faces from
+    about 1/9 of the short side in a half-size copy of a 360-px frame (1/12 in larger ones); a
+    full-size search costs 2.5 times as much (docs/DETECTORS.md).
     ``reacquire_frames``: for this many frames after a face is lost (not at a cut), the tracking
     model looks for it around its last landmarks (a few scales and in-plane angles).
     ``max_refit_shift``: a new face is accepted only when refitting it in the crop aligned on
@@ -114,6 +122,7 @@ class TrackerConfig:
     track_init: str = "template"
     search_backoff: int = 24
     backoff_scale: float = 0.5
+    coarse_min_face: float = 1 / 6
     reacquire_frames: int = 8
     max_refit_shift: float = 0.35
 
@@ -251,12 +260,17 @@ class Tracker:
         self._lost_recently: dict[int, tuple[np.ndarray, int]] = {}  # face id -> (last landmarks, frames since)
         self.cuts.reset()
 
-    def _search_now(self) -> None:
-        """Start a new search cycle at this frame, at the shortest interval."""
+    def _search_now(self, coarse: bool = False, then_full: bool = False) -> None:
+        """Start a new search cycle at this frame, at the shortest interval. ``coarse``: the
+        cycle looks at the ``backoff_scale`` copy; ``then_full``: when it leaves fewer than
+        ``max_faces`` faces tracked, a cycle on the full frame follows at the next frame."""
         self._interval = self.config.detect_every
         self._since_search = self._interval
         self._part = 0
         self._cycle_found = False
+        coarse = coarse and self.config.backoff_scale < 1.0
+        self._cycle_scale = self.config.backoff_scale if coarse else 1.0
+        self._then_full = coarse and then_full
 
     def close(self) -> None:
         """Close the landmarkers this tracker opened itself."""
@@ -314,7 +328,8 @@ class Tracker:
                 lost[t.face_id] = self._lost(t)
             self._tracks.clear()
             self._lost_recently.clear()
-            self._search_now()
+            # a new shot: its faces are unknown, so the cheap copy first and the full frame after
+            self._search_now(coarse=cut, then_full=True)
         elif self._tracks:
             tracks = list(self._tracks.values())
             fits = self._call(functools.partial(self.track_model.fit_shapes, init=c.track_init), gray,
@@ -334,7 +349,10 @@ class Tracker:
             for t in self._tracks.values():
                 out[t.face_id] = self._report(t, ts, "tracking")
             if lost:
-                self._search_now()
+                # a large face that was lost is found in the half-size copy if it is still there;
+                # a small one (or a new face nearby) needs the full frame
+                short = min(gray.shape[:2])
+                self._search_now(coarse=all(face_size(f.landmarks) >= c.coarse_min_face * short for f in lost.values()))
             timings["post"] += (time.perf_counter() - t0) * 1000
 
         detector_ran = False
@@ -422,9 +440,11 @@ class Tracker:
         frame waits for it), else the next part of the detector's search (one per frame).
         Searches after one that found nothing (the back-off) look at a copy scaled by
         ``backoff_scale``: faces missed at full size are seldom found at the next search, and
-        the copy costs a fraction; faces that come in are usually large."""
+        the copy costs a fraction; faces that come in are usually large. So do the search at a
+        cut (the full frame follows if faces are left to find) and the one after losing only
+        large faces (see :meth:`_search_now`)."""
         parts = max(1, int(self.detector.parts))
-        f = self.config.backoff_scale if self._interval > self.config.detect_every else 1.0
+        f = self.config.backoff_scale if self._interval > self.config.detect_every else self._cycle_scale
         img = gray
         if f < 1.0:
             img = cv2.resize(gray, (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f))), interpolation=cv2.INTER_AREA)
@@ -449,6 +469,10 @@ class Tracker:
         self._cycle_found |= found
         self._part += 1
         if self._part >= max(1, int(self.detector.parts)):
+            then_full, self._then_full, self._cycle_scale = self._then_full, False, 1.0
+            if then_full and len(self._tracks) < c.max_faces:
+                self._part, self._since_search = 0, self._interval  # the full-size cycle at the next frame
+                return
             self._interval = c.detect_every if self._cycle_found else min(2 * self._interval, max(c.search_backoff, c.detect_every))
             self._part, self._since_search, self._cycle_found = 0, 0, False
 

@@ -252,9 +252,11 @@ def test_black_frames_are_a_cut_and_the_face_is_redetected():
     assert [r.cut for r in rs] == [False, False, False, True, False, False, True, False]
     assert rs[3].faces[0].state == "lost" and not rs[3].faces[0].success
     assert rs[3].detector_ran and all(not r.faces for r in rs[4:6])
+    # the cut's search looks at a half-size copy; finding nothing, the full frame follows at once
+    assert rs[4].detector_ran and not rs[5].detector_ran
     assert rs[6].detector_ran and rs[6].faces[0].state == "detected" and rs[6].faces[0].face_id == 0
     np.testing.assert_allclose(rs[6].faces[0].box, [150, 100, 210, 160], atol=1.0)
-    assert rs[7].faces[0].state == "tracking" and det.runs == 3
+    assert rs[7].faces[0].state == "tracking" and det.runs == 4
 
 
 def test_confidence_drop_loses_the_face_and_search_resumes():
@@ -355,8 +357,9 @@ def test_searches_after_a_failed_one_look_at_a_smaller_copy():
     det = Shapes()
     tr, _, _ = make_tracker(det=det, detect_every=1, search_backoff=2, backoff_scale=0.5)
     rs = [tr.process(scene([])) for _ in range(5)] + [tr.process(scene([(100, 80)])) for _ in range(2)]
-    # frames 0 (full size), 2 and 4 (after failures: half size), 5 (the face's arrival is a cut: full size)
-    assert det.shapes == [(240, 320), (120, 160), (120, 160), (240, 320)]
+    # frames 0 (full size), 2 and 4 (after failures: half size), 5 (the face's arrival is a cut:
+    # half size, where it is found, so no full-size search follows)
+    assert det.shapes == [(240, 320), (120, 160), (120, 160), (120, 160)]
     assert [r.index for r in rs if r.detector_ran] == [0, 2, 4, 5]
     np.testing.assert_allclose(rs[5].faces[0].box, [100, 80, 160, 140], atol=1.0)
     tr, _, _ = make_tracker(det=Shapes(), detect_every=1, search_backoff=2, backoff_scale=0.5, cut_threshold=-2.0)
