@@ -181,7 +181,7 @@ def use_compile(mode: str, kind: str) -> bool:
 
 def forward_loss(model: nn.Module, batch: Batch, device: torch.device, confidence_weight: float) -> tuple[torch.Tensor, dict[str, Any]]:
     """Loss of one batch and per-sample figures (``nme`` of the final shape, ``confidence``).
-    ``model``: a model, a :class:`TrainForward`, or a DistributedDataParallel of one."""
+    ``model``: a model, a :class:`TrainForward`, or a DistributedDataParallel or torch.compile of one."""
     image = torch.from_numpy(batch.image).to(device)
     gt = torch.from_numpy(batch.gt).to(device)
     is_face = torch.from_numpy(batch.is_face).to(device)
