@@ -15,8 +15,12 @@ for wall time gives end-to-end fps. Per round the ratio facetrack / MediaPipe is
 table gives medians over rounds and the load average per round. Measure on a quiet machine;
 on a shared one compare only figures of the same run.
 
+``--baseline COMMAND`` also runs a second facetrack command (another checkout's, e.g. the
+commit before a change) in the same rounds, so a change is measured against its baseline and
+MediaPipe on the same load.
+
 Usage: ``python -m facetrack.bench.cpu [--rounds 5] [--data DIR] [--peers-python PATH]
-[--video PATH ...] [--json PATH] [-- extra facetrack options]``
+[--video PATH ...] [--baseline COMMAND] [--json PATH] [-- extra facetrack options]``
 
 This file also runs the MediaPipe side (``--mediapipe VIDEO FRAMES``) under the peers'
 interpreter, so it imports nothing from facetrack at module level.
@@ -79,8 +83,9 @@ def count_frames(video: Path) -> int:
 
 
 def commands(method: str, video: Path, frames: int, args: argparse.Namespace, tmp: Path) -> list[str]:
-    if method == "facetrack":
-        return [args.facetrack, str(video), "--out", str(tmp / f"{video.stem}_{frames}.csv"), "-q", "--end", f"{frames}f",
+    if method in ("facetrack", "baseline"):
+        exe = args.facetrack if method == "facetrack" else args.baseline
+        return [exe, str(video), "--out", str(tmp / f"{video.stem}_{method}_{frames}.csv"), "-q", "--end", f"{frames}f",
                 *args.extra]
     return [args.peers_python, str(Path(__file__).resolve()), "--mediapipe", str(video), str(frames)]
 
@@ -113,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=None, help="shared data folder (videos_unlabelled/); default: $FACETRACK_DATA")
     ap.add_argument("--video", type=Path, nargs="*", default=None, help="default: the two videos of DATA/videos_unlabelled")
     ap.add_argument("--facetrack", default=str(Path(sys.executable).with_name("facetrack")), help="the facetrack command")
+    ap.add_argument("--baseline", default=None, help="a second facetrack command measured in the same rounds (e.g. another checkout's)")
     ap.add_argument("--peers-python", default=None, help="interpreter with mediapipe==0.10.21; default: $FACETRACK_PEERS_PYTHON")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -132,34 +138,43 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.peers_python = str(peers)
     frames = {v: count_frames(v) for v in args.video}
-    rows: dict[str, dict[str, list]] = {str(v): {"facetrack": [], "mediapipe": [], "ratio": [], "load": []} for v in args.video}
+    methods = ("facetrack", "mediapipe") if args.baseline is None else ("facetrack", "baseline", "mediapipe")
+    rows: dict[str, dict[str, list]] = {str(v): {**{m: [] for m in methods}, "ratio": [], "baseline_ratio": [], "load": []}
+                                        for v in args.video}
     with tempfile.TemporaryDirectory() as d:
         for r in range(args.rounds):
             for v in args.video:
-                order = ("facetrack", "mediapipe") if r % 2 == 0 else ("mediapipe", "facetrack")
+                order = methods if r % 2 == 0 else methods[::-1]
                 res = {m: measure(m, v, frames[v], args, Path(d)) for m in order}
                 row = rows[str(v)]
                 for m in order:
                     row[m].append(res[m])
-                row["ratio"].append(res["facetrack"]["cpu_ms_per_frame"] / res["mediapipe"]["cpu_ms_per_frame"])
+                mp = res["mediapipe"]["cpu_ms_per_frame"]
+                row["ratio"].append(res["facetrack"]["cpu_ms_per_frame"] / mp)
+                base = ""
+                if "baseline" in res:
+                    row["baseline_ratio"].append(res["baseline"]["cpu_ms_per_frame"] / mp)
+                    base = f"baseline {res['baseline']['cpu_ms_per_frame']:.2f} (ratio {row['baseline_ratio'][-1]:.2f}), "
                 row["load"].append(os.getloadavg()[0])
-                print(f"round {r + 1} {v.name}: facetrack {res['facetrack']['cpu_ms_per_frame']:.2f} CPU ms/frame, "
-                      f"MediaPipe {res['mediapipe']['cpu_ms_per_frame']:.2f}, ratio {row['ratio'][-1]:.2f}, "
-                      f"load {row['load'][-1]:.1f}", flush=True)
+                print(f"round {r + 1} {v.name}: facetrack {res['facetrack']['cpu_ms_per_frame']:.2f} CPU ms/frame, {base}"
+                      f"MediaPipe {mp:.2f}, ratio {row['ratio'][-1]:.2f}, load {row['load'][-1]:.1f}", flush=True)
     print(f"\nfacetrack options: {' '.join(extra) or '(defaults)'}; {args.rounds} rounds; per frame = (all frames - first "
           f"{args.head}) / (frames - {args.head}); CPU = user + system of the child")
     print("| video | facetrack CPU ms/frame | MediaPipe CPU ms/frame | ratio (median of rounds) | facetrack fps | MediaPipe fps | load average |")
     print("|---|---|---|---|---|---|---|")
     for v, row in rows.items():
-        ft = median([x["cpu_ms_per_frame"] for x in row["facetrack"]])
         mp = median([x["cpu_ms_per_frame"] for x in row["mediapipe"]])
-        fps_ft = 1e3 / median([x["wall_ms_per_frame"] for x in row["facetrack"]])
         fps_mp = 1e3 / median([x["wall_ms_per_frame"] for x in row["mediapipe"]])
-        print(f"| {Path(v).name} | {ft:.2f} | {mp:.2f} | {median(row['ratio']):.2f} "
-              f"({min(row['ratio']):.2f}-{max(row['ratio']):.2f}) | {fps_ft:.0f} | {fps_mp:.0f} | "
-              f"{min(row['load']):.1f}-{max(row['load']):.1f} |")
+        for m, ratios in (("facetrack", row["ratio"]), ("baseline", row["baseline_ratio"])):
+            if m not in row:
+                continue
+            ft = median([x["cpu_ms_per_frame"] for x in row[m]])
+            fps_ft = 1e3 / median([x["wall_ms_per_frame"] for x in row[m]])
+            label = Path(v).name + (" (baseline)" if m == "baseline" else "")
+            print(f"| {label} | {ft:.2f} | {mp:.2f} | {median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
+                  f"{fps_ft:.0f} | {fps_mp:.0f} | {min(row['load']):.1f}-{max(row['load']):.1f} |")
     if args.json:
-        args.json.write_text(json.dumps({"extra": extra, "rounds": rows}, indent=1), encoding="utf-8")
+        args.json.write_text(json.dumps({"extra": extra, "baseline": args.baseline, "rounds": rows}, indent=1), encoding="utf-8")
     return 0
 
 
