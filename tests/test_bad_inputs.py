@@ -351,6 +351,8 @@ CASES: list[Case] = [
     Case("confidence_negative", "--confidence -1", _opt(["--confidence", "-1"]), "must be between 0 and 1", rc=2),
     Case("smooth_cutoff_negative", "--smooth --smooth-min-cutoff -1 (left a header-only CSV)",
          _opt(["--smooth", "--smooth-min-cutoff", "-1"]), "above 0 Hz", rc=2),
+    Case("smooth_shape_beta_negative", "--smooth --smooth-shape-beta -2", _opt(["--smooth", "--smooth-shape-beta", "-2"]),
+         "--smooth-shape-beta -2: must be 0 or more", rc=2),
     Case("threads_negative", "--threads -3 (was accepted)", _opt(["--threads", "-3"]), "must be at least 1", rc=2),
     Case("jobs_zero", "--jobs 0", _opt(["--jobs", "0"]), "must be at least 1", rc=2),
     Case("out_name_too_long", "an output file name of 300 bytes",

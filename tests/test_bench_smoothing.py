@@ -10,7 +10,8 @@ from facetrack.bench import smoothing
 def test_rejects_settings_the_filter_refuses(tmp_path: Path, data_dir: Path, capsys) -> None:
     assert smoothing.main(["--data", str(data_dir), "--out", str(tmp_path), "--min-cutoff", "0"]) == 2
     assert smoothing.main(["--data", str(data_dir), "--out", str(tmp_path), "--beta", "-1"]) == 2
-    assert "--min-cutoff must be > 0" in capsys.readouterr().err
+    assert "--min-cutoff and --shape-min-cutoff must be > 0" in capsys.readouterr().err
+    assert smoothing.main(["--data", str(data_dir), "--out", str(tmp_path), "--shape-beta", "-1"]) == 2
     assert not list(tmp_path.iterdir()), "nothing is written for settings that are refused"
 
 

@@ -1,12 +1,17 @@
 """The One Euro filter (``--smooth``) tuned by flicker on the moved-face clips.
 
     python -m facetrack.bench.smoothing [--data DIR] [--out runs/smoothing] [--min-cutoff 0.5 1 2 4] [--beta 1 10 40]
+        [--shape-min-cutoff 1] [--shape-beta 10]
 
 The clips are those of :mod:`facetrack.bench.moved_faces` (the 300-W common test faces moved by a
 seeded smooth similarity motion, same ``--frames`` and ``--seed``); faces whose picture holds a
 second person can be left out with ``--skip`` (default: face 0, see that module). For each
 setting the ``facetrack`` CLI runs with its defaults, ``--max-faces 3`` and ``--smooth
---smooth-min-cutoff MC --smooth-beta B``; the face nearest the truth is scored. The table gives,
+--smooth-min-cutoff MC --smooth-beta B --smooth-shape-min-cutoff SMC --smooth-shape-beta SB``
+(the pose's and the shape's filters of :class:`facetrack.tracker.smoothing.PoseShapeFilter`);
+the face nearest the truth is scored. The clips move a still expression, so they measure the
+pose filter's lag and what the shape filter removes, not the shape filter's lag on a changing
+expression (``tests/tracker/test_smoothing.py`` measures that on a synthetic opening mouth). The table gives,
 per setting: mean NME68 (%) — the price of the filter's lag, since the faces move — flicker (%,
 :func:`facetrack.tracker.metrics.flicker`) and median drift, beside the unsmoothed CLI; and the
 filter's own CPU cost per face and frame (measured on the landmarks, in microseconds).
@@ -24,13 +29,14 @@ import numpy as np
 from facetrack.bench.moved_faces import make_clip, nearest, read_cli_csv, run_cli, score, summarise
 
 
-def filter_cost_us(min_cutoff: float, beta: float, frames: int = 2000) -> float:
-    """Mean wall time of one :class:`OneEuroFilter` call on 68 points, µs."""
-    from facetrack.tracker.smoothing import OneEuroFilter
+def filter_cost_us(min_cutoff: float, beta: float, shape_min_cutoff: float = 1.0, shape_beta: float = 10.0, frames: int = 2000) -> float:
+    """Mean wall time of one :class:`PoseShapeFilter` call on 68 points, µs."""
+    from facetrack.tracker.geometry import template
+    from facetrack.tracker.smoothing import PoseShapeFilter
 
-    f = OneEuroFilter(min_cutoff=min_cutoff, beta=beta)
+    f = PoseShapeFilter(min_cutoff, beta, shape_min_cutoff, shape_beta)
     rng = np.random.default_rng(0)
-    pts = (rng.random((frames, 68, 2)) * 200).astype(np.float32)
+    pts = (template(200)[None] + rng.normal(0, 2.0, (frames, 68, 2))).astype(np.float32)
     t0 = time.perf_counter()
     for k in range(frames):
         f(pts[k], k / 30.0)
@@ -46,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", type=int, nargs="*", default=[0], help="faces to leave out (default 0: its picture holds a second person)")
     p.add_argument("--min-cutoff", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0], help="Hz")
     p.add_argument("--beta", type=float, nargs="+", default=[1.0, 10.0, 40.0])
+    p.add_argument("--shape-min-cutoff", type=float, nargs="+", default=[1.0], help="Hz, the shape's filter")
+    p.add_argument("--shape-beta", type=float, nargs="+", default=[10.0], help="the shape's filter")
     args = p.parse_args(argv)
     from facetrack.bench.environment import SetupError, data_dir
     from facetrack.train.datasets import load_images68, read_image
@@ -55,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except SetupError as e:
         print(f"smoothing: {e}", file=sys.stderr)
         return 2
-    if any(v <= 0 for v in args.min_cutoff) or any(v < 0 for v in args.beta):
-        print("smoothing: --min-cutoff must be > 0 and --beta >= 0", file=sys.stderr)
+    if any(v <= 0 for v in args.min_cutoff + args.shape_min_cutoff) or any(v < 0 for v in args.beta + args.shape_beta):
+        print("smoothing: --min-cutoff and --shape-min-cutoff must be > 0, --beta and --shape-beta >= 0", file=sys.stderr)
         return 2
     samples = load_images68(args.data, "common")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -66,18 +74,21 @@ def main(argv: list[str] | None = None) -> int:
             continue
         video = args.out / f"face{i}_{Path(s.image).stem}.mp4"
         clips.append((video, make_clip(read_image(s.image), s.landmarks.astype(np.float64), args.frames, args.seed * 1000 + i, video)))
-    settings: list[tuple[str, list[str], float, float]] = [("off", [], float("nan"), float("nan"))]
-    settings += [(f"{mc:g} Hz, beta {b:g}", ["--smooth", "--smooth-min-cutoff", f"{mc:g}", "--smooth-beta", f"{b:g}"], mc, b)
-                 for mc in args.min_cutoff for b in args.beta]
+    nan = float("nan")
+    settings: list[tuple[str, list[str], tuple[float, ...]]] = [("off", [], (nan, nan, nan, nan))]
+    settings += [(f"pose {mc:g} Hz, beta {b:g}; shape {smc:g} Hz, beta {sb:g}",
+                  ["--smooth", "--smooth-min-cutoff", f"{mc:g}", "--smooth-beta", f"{b:g}",
+                   "--smooth-shape-min-cutoff", f"{smc:g}", "--smooth-shape-beta", f"{sb:g}"], (mc, b, smc, sb))
+                 for mc in args.min_cutoff for b in args.beta for smc in args.shape_min_cutoff for sb in args.shape_beta]
     rows = []
-    for name, extra, mc, b in settings:
+    for name, extra, params in settings:
         per_face = []
         for k, (video, gts) in enumerate(clips):
             out_csv = args.out / f"{video.stem}.{k}.{abs(hash(name)) % 10**8}.csv"
             run_cli(video, extra, out_csv)
             per_face.append(score(nearest(read_cli_csv(out_csv, len(gts)), gts), gts))
         s = summarise(per_face)
-        s.update(setting=name, filter_us=filter_cost_us(mc, b) if extra else 0.0)
+        s.update(setting=name, filter_us=filter_cost_us(*params) if extra else 0.0)
         rows.append(s)
         print(f"{name}: NME {s['mean_nme_pct']:.2f} %, flicker {s['flicker_pct']:.2f} %, drift {s['median_drift_pts']:+.2f} pts", flush=True)
     lines = ["| One Euro setting | mean NME68 % | flicker % | median drift, pts | frames with a face | filter µs per face and frame |",

@@ -124,11 +124,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"One Euro cutoff at rest, Hz, > 0 (default {TrackerConfig.smooth_min_cutoff:g})")
     trk.add_argument("--smooth-beta", type=float, default=TrackerConfig.smooth_beta, metavar="B",
                      help=f"One Euro speed coefficient, Hz per face size per second, >= 0 (default {TrackerConfig.smooth_beta:g})")
+    trk.add_argument("--smooth-shape-min-cutoff", type=float, default=TrackerConfig.smooth_shape_min_cutoff, metavar="HZ",
+                     help="the same for the face's shape (expression), filtered apart from its pose (position, size, roll), "
+                          f"which the two options above filter (default {TrackerConfig.smooth_shape_min_cutoff:g})")
+    trk.add_argument("--smooth-shape-beta", type=float, default=TrackerConfig.smooth_shape_beta, metavar="B",
+                     help=f"speed coefficient of the shape's filter (default {TrackerConfig.smooth_shape_beta:g})")
 
 
 #: options that change the rows a run writes, recorded beside the CSV (``--resume`` compares them)
 ROW_OPTIONS: tuple[str, ...] = ("format", "max_faces", "detect_every", "confidence", "track_init", "smooth",
-                                "smooth_min_cutoff", "smooth_beta", "detector")
+                                "smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "detector")
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -146,10 +151,14 @@ def check_options(args: argparse.Namespace) -> None:
                        f"(choose from auto, {', '.join(BACKENDS)})")
     if not (finite(args.confidence) and 0.0 <= args.confidence <= 1.0):
         raise CliError(f"usage: --confidence {args.confidence:g}: must be between 0 and 1")
-    if not (finite(args.smooth_min_cutoff) and args.smooth_min_cutoff > 0):
-        raise CliError(f"usage: --smooth-min-cutoff {args.smooth_min_cutoff:g}: must be a frequency above 0 Hz")
-    if not (finite(args.smooth_beta) and args.smooth_beta >= 0):
-        raise CliError(f"usage: --smooth-beta {args.smooth_beta:g}: must be 0 or more")
+    for name in ("smooth_min_cutoff", "smooth_shape_min_cutoff"):
+        v = getattr(args, name)
+        if not (finite(v) and v > 0):
+            raise CliError(f"usage: --{name.replace('_', '-')} {v:g}: must be a frequency above 0 Hz")
+    for name in ("smooth_beta", "smooth_shape_beta"):
+        v = getattr(args, name)
+        if not (finite(v) and v >= 0):
+            raise CliError(f"usage: --{name.replace('_', '-')} {v:g}: must be 0 or more")
     if args.threads is not None and args.threads < 1:
         raise CliError(f"usage: --threads {args.threads}: must be at least 1")
     if args.max_faces < 1 or args.detect_every < 1:
@@ -273,8 +282,8 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
 
     options = {k: getattr(args, k, None) for k in ROW_OPTIONS if hasattr(args, k)}
     if not args.smooth:  # the One Euro settings change nothing without --smooth
-        options.pop("smooth_min_cutoff", None)
-        options.pop("smooth_beta", None)
+        for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta"):
+            options.pop(k, None)
     model = {"name": str(args.model), "sha256": [_model_sha256(f) for f in files]}
     return RunRecord(input_identity(source_path), model, int(start), end, options)
 
@@ -391,6 +400,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
     backend = _runtime(args, files)
     config = TrackerConfig(model=args.model, backend=backend, threads=args.threads, max_faces=args.max_faces,
                            smooth=args.smooth, smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
+                           smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
                            confidence_threshold=args.confidence, detect_every=args.detect_every,
                            default_fps=source.fps, track_init=args.track_init)
     try:

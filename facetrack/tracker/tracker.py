@@ -50,7 +50,7 @@ import numpy as np
 from facetrack.tracker.geometry import box_iou, box_of, to_gray
 from facetrack.tracker.landmarker import Fit
 from facetrack.tracker.models import FitChain, open_landmarkers, parse_model
-from facetrack.tracker.smoothing import OneEuroFilter, face_size
+from facetrack.tracker.smoothing import PoseShapeFilter, face_size
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ class TrackerConfig:
     ``detect_every``: frames between searches for new faces while fewer than ``max_faces``
     are tracked (1: every such frame); a lost track or a cut always searches at once.
     ``cut_threshold``: thumbnail correlation (in [-1, 1]) below which a frame starts a new shot.
-    ``smooth_*``: One Euro parameters (min_cutoff, d_cutoff Hz; beta per face size per second).
+    ``smooth_*``: One Euro parameters (min_cutoff, d_cutoff Hz; beta per face size per second)
+    of the pose, and ``smooth_shape_*`` of the shape (:class:`~facetrack.tracker.smoothing.PoseShapeFilter`).
     ``track_init``: how MDM starts on a tracked face. Both crop around the previous landmarks
     (similarity-aligned); ``"template"`` starts MDM from the template in that crop,
     ``"shape"`` from the previous landmarks themselves (MDM's 300VW protocol). With the shipped
@@ -111,6 +112,8 @@ class TrackerConfig:
     smooth_min_cutoff: float = 1.0
     smooth_beta: float = 40.0  # tuned by flicker on moved faces (python -m facetrack.bench.smoothing): 10 lagged
     smooth_d_cutoff: float = 1.0
+    smooth_shape_min_cutoff: float = 1.0  # the shape (expression) apart from the pose: see PoseShapeFilter
+    smooth_shape_beta: float = 10.0
     confidence_threshold: float = 0.5
     detect_every: int = 3
     cut_threshold: float = 0.5
@@ -183,7 +186,7 @@ class _Track:
     face_id: int
     landmarks: np.ndarray  # raw last fit, image px
     confidence: float
-    filter: OneEuroFilter | None = None
+    filter: PoseShapeFilter | None = None
 
 
 class CutDetector:
@@ -543,7 +546,8 @@ class Tracker:
         c = self.config
         t = _Track(face_id, fit.landmarks, fit.confidence)
         if c.smooth:
-            t.filter = OneEuroFilter(c.smooth_min_cutoff, c.smooth_beta, c.smooth_d_cutoff, 1.0 / c.default_fps)
+            t.filter = PoseShapeFilter(c.smooth_min_cutoff, c.smooth_beta, c.smooth_shape_min_cutoff, c.smooth_shape_beta,
+                                       c.smooth_d_cutoff, 1.0 / c.default_fps)
         self._tracks[face_id] = t
         return self._report(t, ts, "detected")
 
