@@ -91,7 +91,8 @@ class TrackerConfig:
     again at ``detect_every``. A search costs more than tracking a face, and most frames
     without a new face stay so.
     ``backoff_scale``: searches at a longer interval than ``detect_every`` (after one that
-    found nothing) look at the frame scaled by this (1: full size).
+    found nothing), the search at a cut and the search after losing only large faces look at
+    the frame scaled by this (1: full size, and no second search after a cut).
     ``coarse_min_face``: after a loss, the search looks at the ``backoff_scale`` copy when every
     lost face is at least this large (geometric-mean side of its landmarks' box, as a fraction
     of the frame's short side), else at the full frame. The default detector finds faces from
