@@ -60,6 +60,7 @@ CONFIG = "facetrack.config"  # JSON: the architecture config dataclass
 TRAINING = "facetrack.training"  # JSON: command, data, seed, steps, figures (NME ...)
 VERSION = "facetrack.version"  # facetrack version that exported it
 CHECKSUM = "facetrack.weights_sha256"  # optional: sha256 over the initializers
+INT8_SOURCE = "facetrack.int8.source_sha256"  # int8 variant (NAME.int8.onnx): sha256 of the float32 file it was made from
 
 FORMAT_VERSION = "1"
 REQUIRED_KEYS = (FORMAT, KIND, ARCH, INPUT_SIZE, N_POINTS, HIDDEN_SIZE, STEPS)

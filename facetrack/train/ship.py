@@ -6,6 +6,11 @@ and record command, data and figures inside each ONNX file (``facetrack.training
         --command mdm-rt="facetrack train mdm-rt ..." --command aan="facetrack train aan ..." \\
         --out facetrack/tracker/weights
 
+Each shipped file also gets its int8 variant for the CPU (``NAME.int8.onnx``,
+:mod:`facetrack.train.quantize`), kept only when its mean NME on the checkpoint's held-out
+validation faces is within ``--int8-tolerance`` of the float32 model's (relative; default 1 %);
+the comparison is recorded in the int8 file (``facetrack.int8.quantization``).
+
 Scores (mean NME, outer eye corners, 68 points) are computed through the runtime path the
 tracker uses (:class:`facetrack.tracker.landmarker.Landmarker` on ONNX Runtime) on the 300-W test faces in
 the shared data (``common`` = helen_test + lfpw_test, ``challenging`` = ibug), from three boxes:
@@ -96,6 +101,30 @@ def set_training_record(onnx_path: Path, record: dict[str, Any]) -> None:
     onnx.save(proto, str(onnx_path))
 
 
+def ship_int8(path: Path, checkpoint: str | Path, data: Path, tolerance: float) -> dict[str, Any]:
+    """Write ``path``'s int8 variant, compare both on the checkpoint's validation faces, and keep
+    the variant only within ``tolerance``; returns the comparison (``kept`` says which)."""
+    from facetrack.train.quantize import QUANTIZATION, compare, quantize, validation_faces
+
+    q = quantize(path)
+    figures = compare(path, q, validation_faces(checkpoint, data))
+    figures["kept"] = figures["nme_int8_pct"] <= figures["nme_fp32_pct"] * (1.0 + tolerance)
+    if figures["kept"]:
+        import onnx
+
+        proto = onnx.load(str(q))
+        for prop in proto.metadata_props:
+            if prop.key == QUANTIZATION:
+                prop.value = json.dumps({**json.loads(prop.value), "validation": figures})
+        onnx.save(proto, str(q))
+        print(f"{q}: {q.stat().st_size / 1e6:.1f} MB, validation NME {figures['nme_int8_pct']:.3f} % "
+              f"against {figures['nme_fp32_pct']:.3f} % in float32 ({figures['faces']} faces)")
+    else:
+        q.unlink()
+        print(f"{q}: not kept: validation NME {figures['nme_int8_pct']:.3f} % against {figures['nme_fp32_pct']:.3f} % in float32")
+    return figures
+
+
 def markdown(scores: dict[str, Any]) -> str:
     """The score table as Markdown (mean NME, 68 points, outer-eye normalised)."""
     rows = ["| model | split | GT box | 300-W box | detector box (missed) |", "|---|---|---|---|---|"]
@@ -119,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", action="append", default=[], metavar="ARCH=TEXT", help="free text to record")
     p.add_argument("--out", type=Path, default=Path("facetrack/tracker/weights"))
     p.add_argument("--json", type=Path, default=None, help="also write the records here")
+    p.add_argument("--output-tolerance", type=float, default=1e-4,
+                   help="export parity tolerance on the other outputs (confidence, hidden state; default 1e-4)")
+    p.add_argument("--no-int8", action="store_true", help="no int8 variant for the CPU")
+    p.add_argument("--int8-tolerance", type=float, default=0.01,
+                   help="largest relative rise of the validation NME the int8 variant may cost (default 0.01)")
     p.add_argument("--landmark-tolerance", type=float, default=2e-3,
                    help="export parity tolerance on landmarks, crop px (default 2e-3: a trained 4-step mdm-rt "
                         "compounds float32 rounding to ~1.2e-3 px on the exporter's random inputs, 1e-5 of the crop)")
@@ -130,11 +164,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # the exporter's check reads this module constant; the shipped figure is recorded in the metadata
     export_module.PARITY_TOL_LANDMARKS = max(export_module.PARITY_TOL_LANDMARKS, args.landmark_tolerance)
+    export_module.PARITY_TOL = max(export_module.PARITY_TOL, args.output_tolerance)
     paths, records = {}, {}
     for arch, ck in ckpts.items():
         rec = training_facts(load_checkpoint(ck).meta)
         rec.update({"commands": commands.get(arch, ""), "note": notes.get(arch, ""), "checkpoint": str(ck),
                     "license": "trained on 300-W / iBUG images and dlib pseudo-labels: iBUG non-commercial research terms"})
+        from facetrack.engines.onnxrt import int8_path
+
+        int8_path(args.out / f"{arch}.onnx").unlink(missing_ok=True)  # made from the file replaced now
         paths[arch] = export_onnx(ck, args.out / f"{arch}.onnx", training=rec)
         records[arch] = rec
     scores = score_300w(paths, args.data)
@@ -145,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                                           "boxes: ground-truth tight box, 300-W box (300w calibration), default detector (its calibration)")
         set_training_record(path, records[arch])
         print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
+        if not args.no_int8:
+            ship_int8(path, ckpts[arch], args.data, args.int8_tolerance)
     print(markdown(scores))
     if args.json:
         args.json.write_text(json.dumps({"records": records, "scores": scores}, indent=1), encoding="utf-8")
