@@ -314,8 +314,10 @@ def measure(onnx: dict[str, Path], peers: Path | None, video: Path, frames: int,
     times: dict[str, dict[str, list[float]]] = {n: {"cpu_ms": [], "wall_ms": [], "step_cpu_ms": [], "step_wall_ms": []} for n in backends}
     mp_times: dict[str, dict[str, list[float]]] = {m: {"cpu_ms": [], "wall_ms": [], "found": []} for m in ("track", "image")}
     mp_version = ""
-    loads = []
+    loads: list[float] = []
+    per_round: list[dict[str, float]] = []  # each round's medians: the spread of the paired figures
     for r in range(rounds):
+        this: dict[str, float] = {}
         order = list(backends) if r % 2 == 0 else list(reversed(backends))
         for n in order:
             b, f = backends[n], feeds[n]
@@ -326,6 +328,7 @@ def measure(onnx: dict[str, Path], peers: Path | None, video: Path, frames: int,
             cpu, wall = time_calls(lambda lm=lm: lm.fit_box(gray, box, calibration=TIGHT_BOX), calls, warmup=20)
             times[n]["step_cpu_ms"] += cpu
             times[n]["step_wall_ms"] += wall
+            this[n] = median(cpu)
         if peers is not None:
             res = time_mediapipe(peers, video, frames)
             mp_version = res["mediapipe"]
@@ -333,10 +336,13 @@ def measure(onnx: dict[str, Path], peers: Path | None, video: Path, frames: int,
                 mp_times[m]["cpu_ms"] += res[m]["cpu_ms"]
                 mp_times[m]["wall_ms"] += res[m]["wall_ms"]
                 mp_times[m]["found"].append(f"{res[m]['found']}/{res['crops']}")
+            this["mediapipe"] = median(res["track"]["cpu_ms"])
         loads.append(os.getloadavg()[0])
-        print(f"round {r + 1}/{rounds}: load {loads[-1]:.1f}", flush=True)
+        per_round.append(this)
+        print(f"round {r + 1}/{rounds}: load {loads[-1]:.1f}; landmark step CPU ms: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in this.items()), flush=True)
     out: dict[str, Any] = {"models": {n: {**{k: median(v) for k, v in t.items()}, "calls": len(t["cpu_ms"])} for n, t in times.items()},
-                           "load_average": loads, "frame": list(gray.shape), "box": [round(float(x), 1) for x in box]}
+                           "load_average": loads, "rounds": per_round, "frame": list(gray.shape), "box": [round(float(x), 1) for x in box]}
     if peers is not None:
         out["mediapipe"] = {"version": mp_version, **{m: {"cpu_ms": median(t["cpu_ms"]), "wall_ms": median(t["wall_ms"]),
                                                           "calls": len(t["cpu_ms"]), "found": t["found"]}
