@@ -25,12 +25,14 @@ from facetrack.tracker.geometry import template
 
 log = logging.getLogger(__name__)
 
-#: Largest allowed |PyTorch - ONNX Runtime| on float32 outputs of unit scale (confidence, hidden).
-PARITY_TOL = 1e-4
+#: Largest allowed |PyTorch - ONNX Runtime| on float32 outputs of unit scale (confidence, hidden):
+#: the shipped mdm-rt after 30,000 training steps reads 1.2e-4 on its confidence (random inputs).
+PARITY_TOL = 5e-4
 #: ... and on ``landmarks``, which are crop pixels (up to ~112): float32 carries ~7 significant
-#: digits, and a trained 4-step MDM compounds rounding to ~2e-4 px. 1e-3 px is 1/40,000 of the
-#: inter-ocular distance in the crop.
-PARITY_TOL_LANDMARKS = 1e-3
+#: digits, and a trained 4-step MDM compounds rounding: 1.2e-3 px after 8,000 training steps,
+#: 2.8e-3 px after 30,000 (a plain ``facetrack export`` of those checkpoints failed at 1e-3).
+#: 5e-3 px is 1/8,000 of the inter-ocular distance in the crop; an export bug is off by pixels.
+PARITY_TOL_LANDMARKS = 5e-3
 
 
 def _version() -> str:

@@ -148,14 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", action="append", default=[], metavar="ARCH=TEXT", help="free text to record")
     p.add_argument("--out", type=Path, default=Path("facetrack/tracker/weights"))
     p.add_argument("--json", type=Path, default=None, help="also write the records here")
-    p.add_argument("--output-tolerance", type=float, default=1e-4,
-                   help="export parity tolerance on the other outputs (confidence, hidden state; default 1e-4)")
+    p.add_argument("--output-tolerance", type=float, default=0.0,
+                   help="export parity tolerance on the other outputs (confidence, hidden state; default: the exporter's)")
     p.add_argument("--no-int8", action="store_true", help="no int8 variant for the CPU")
     p.add_argument("--int8-tolerance", type=float, default=0.01,
                    help="largest relative rise of the validation NME the int8 variant may cost (default 0.01)")
-    p.add_argument("--landmark-tolerance", type=float, default=2e-3,
-                   help="export parity tolerance on landmarks, crop px (default 2e-3: a trained 4-step mdm-rt "
-                        "compounds float32 rounding to ~1.2e-3 px on the exporter's random inputs, 1e-5 of the crop)")
+    p.add_argument("--landmark-tolerance", type=float, default=0.0,
+                   help="export parity tolerance on landmarks, crop px (default: the exporter's, "
+                        "facetrack.train.export.PARITY_TOL_LANDMARKS)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="ship: %(message)s")
     kv = lambda items: dict(i.split("=", 1) for i in items)  # noqa: E731
