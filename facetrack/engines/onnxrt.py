@@ -121,6 +121,7 @@ class OnnxRuntimeBackend(Backend):
             providers = [CUDA_PROVIDER, CPU_PROVIDER]
         else:
             providers = [CPU_PROVIDER]
+
         def session(f: Path) -> Any:
             try:
                 return ort.InferenceSession(str(f), sess_options=opts, providers=providers)
@@ -133,12 +134,16 @@ class OnnxRuntimeBackend(Backend):
         self._session = None
         q = int8_variant(p)
         if device == "cpu" and int8 and q is not None:
-            s = session(q)
-            made_from = s.get_modelmeta().custom_metadata_map.get(names.INT8_SOURCE)
-            if made_from == file_sha256(p):
-                self._session, self.file = s, q
+            try:
+                s = session(q)
+            except ModelFileError as e:  # a broken variant must not stop the model it stands in for
+                log.warning("%s; running the float32 model", e)
             else:
-                log.warning("%s: not made from %s as it is now (re-run facetrack.train.quantize); running the float32 model", q, p.name)
+                made_from = s.get_modelmeta().custom_metadata_map.get(names.INT8_SOURCE)
+                if made_from == file_sha256(p):
+                    self._session, self.file = s, q
+                else:
+                    log.warning("%s: not made from %s as it is now (re-run facetrack.train.quantize); running the float32 model", q, p.name)
         if self._session is None:
             self._session = session(p)
         if device == "cuda" and CUDA_PROVIDER not in self._session.get_providers():

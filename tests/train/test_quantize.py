@@ -50,6 +50,12 @@ def test_cpu_runs_the_current_variant_and_ignores_a_stale_one(pair, tmp_path, ca
         b = OnnxRuntimeBackend(new)
     assert b.file == new
     assert "not made from mdm-rt.onnx as it is now" in caplog.text
+    # a variant that is not an ONNX model at all: the float32 model still runs
+    int8_path(new).write_bytes(b"\x00broken")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="facetrack.engines.onnxrt"):
+        assert OnnxRuntimeBackend(new).file == new
+    assert "mdm-rt.int8.onnx: not a loadable ONNX model" in caplog.text
 
 
 def test_int8_fits_real_faces_as_the_float32_model_does(pair, data_dir) -> None:
