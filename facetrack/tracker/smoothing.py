@@ -9,10 +9,10 @@ per second* (face size: geometric mean of the landmarks' tight box sides), so th
 :class:`PoseShapeFilter` (what ``--smooth`` uses) filters the face's *pose* and its *shape*
 apart: a head that moves fast keeps its expression, and an expression that changes fast keeps
 the head where it is, so each part gets the cutoff its own speed asks for. Measured on the
-moved-face clips (``python -m facetrack.bench.smoothing``; the CLI's unsmoothed fits, filtered
-offline, 7 faces x 60 frames): per-point One Euro 1 Hz / beta 40: flicker 1.13 %, NME 4.39 %;
-pose 1 Hz / beta 40 with shape 1 Hz / beta 10: flicker 1.01 %, NME 4.37 % (unsmoothed: 1.37 %,
-4.35 %).
+moved-face clips (``python -m facetrack.bench.smoothing``, 7 faces x 60 frames, the shipped
+weights): pose 1 Hz / beta 40 with shape 1 Hz / beta 10: flicker 0.96 %, NME 4.06 %; every
+point on its own at 1 Hz / beta 40 (the same fits filtered offline): 1.14 %, 4.08 %;
+unsmoothed: 1.45 %, 4.04 %.
 """
 from __future__ import annotations
 
@@ -95,9 +95,9 @@ class PoseShapeFilter:
     shape) onto the landmarks; it is filtered as two points in image px, the images of the
     template's centre and of a point one face size to its right (so its speeds are in face sizes
     per second like any point's), with ``min_cutoff`` / ``beta``, and read back as the
-    similarity those two points define. The *shape* is the landmarks mapped by the inverse of that similarity into
-    the template's frame (expression, and what a 3-D turn does that a similarity cannot); it is
-    filtered there with ``shape_min_cutoff`` / ``shape_beta``. The output is the filtered shape
+    similarity those two points define. The *shape* is the landmarks mapped by the inverse of
+    that similarity into the template's frame (expression, and what a 3-D turn does that a
+    similarity cannot); it is filtered there with ``shape_min_cutoff`` / ``shape_beta``. The output is the filtered shape
     under the filtered pose. The first sample, and any after non-finite input (which resets
     both), passes through unchanged.
     """

@@ -5,7 +5,7 @@
 Where mdm-rt's CPU time goes (``docs/DETECTORS.md``): GridSample a third, and the recurrent
 layer's matrix product about a quarter, most of it reading 5.5 MB of float32 weights per step.
 ONNX Runtime's dynamic quantization stores the weights of every ``Gemm`` / ``MatMul`` as int8
-(per tensor, symmetric) and quantizes their inputs per call; convolutions and patch sampling
+(per tensor) and quantizes their inputs per call; convolutions and patch sampling
 stay float32. The result is written beside the model as ``NAME.int8.onnx`` (:func:`int8_path`)
 with the model's metadata, its own weights checksum, and ``facetrack.int8.source_sha256``: the
 sha256 of the float32 file it was made from. ONNX Runtime on the CPU loads that file in place of
@@ -31,7 +31,7 @@ from facetrack.engines import names
 from facetrack.engines.engine_cache import file_sha256
 from facetrack.engines.onnxrt import int8_path
 
-#: metadata of an int8 file: how it was made (JSON), and the sha256 of the float32 file
+#: metadata of an int8 file: how it was made and, after ship, its validation figures (JSON)
 QUANTIZATION = "facetrack.int8.quantization"
 
 
