@@ -184,7 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         set_training_record(path, records[arch])
         print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
         if not args.no_int8:
-            ship_int8(path, ckpts[arch], args.data, args.int8_tolerance)
+            try:
+                ship_int8(path, ckpts[arch], args.data, args.int8_tolerance)
+            except ValueError as e:  # e.g. a checkpoint without its data sources: no faces to judge it on
+                from facetrack.engines.onnxrt import int8_path
+
+                int8_path(path).unlink(missing_ok=True)
+                print(f"{int8_path(path)}: not made: {e}", file=sys.stderr)
     print(markdown(scores))
     if args.json:
         args.json.write_text(json.dumps({"records": records, "scores": scores}, indent=1), encoding="utf-8")
