@@ -78,3 +78,36 @@ def test_shipped_int8_variants_are_current() -> None:
         p = shipped_path(name)
         if int8_variant(p) is not None:
             assert OnnxRuntimeBackend(p).file == int8_path(p), name
+
+
+def test_ship_judges_the_variant_on_the_checkpoints_validation_faces(data_dir, tmp_path) -> None:
+    """``ship_int8`` rebuilds the checkpoint's held-out faces from its recorded sources and seed
+    (checked against the split it stored), compares both files there, and keeps the variant
+    only within the tolerance; a checkpoint without recorded sources is refused in one line."""
+    from facetrack.train.augment import NO_AUGMENT
+    from facetrack.train.checkpoint import load_checkpoint, save_checkpoint
+    from facetrack.train.export import export_onnx
+    from facetrack.train.quantize import validation_faces
+    from facetrack.train.ship import ship_int8
+    from facetrack.train.trainer import TrainOptions, train
+
+    opts = TrainOptions(arch="mdm-rt", data=str(data_dir), out=str(tmp_path / "run"), sources=("images68:1",), steps=2, batch=4,
+                        val_every=2, threads=1, warmup=1, val_variants=2, progress=False, augment=NO_AUGMENT,
+                        config=("hidden_size=32", "conv_channels=4,8", "patch_samples=10"))
+    train(opts)
+    ck = tmp_path / "run" / "best.pt"
+    faces = validation_faces(ck, data_dir)
+    stored = load_checkpoint(ck).meta["split"]
+    assert len(faces) == stored["val_faces"] > 0
+    assert sorted({Path(f.image).name for f in faces}) == sorted(stored["val_images"])
+    model = export_onnx(ck, tmp_path / "w" / "mdm-rt.onnx")
+    kept = ship_int8(model, ck, data_dir, tolerance=10.0)  # two steps from scratch: any sane variant passes
+    assert kept["kept"] and kept["faces"] == len(faces) and int8_path(model).is_file()
+    meta = OnnxRuntimeBackend(model).metadata
+    assert '"validation"' in meta["facetrack.int8.quantization"]
+    refused = ship_int8(model, ck, data_dir, tolerance=-1.0)  # no variant can be 100 % better
+    assert not refused["kept"] and not int8_path(model).exists()
+    bare = load_checkpoint(ck)
+    save_checkpoint(tmp_path / "bare.pt", bare.state_dict, bare.config, arch="mdm-rt")
+    with pytest.raises(ValueError, match="no data sources recorded"):
+        validation_faces(tmp_path / "bare.pt", data_dir)
