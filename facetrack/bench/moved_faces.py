@@ -68,6 +68,21 @@ def make_clip(image: np.ndarray, gt: np.ndarray, frames: int, seed: int, path: P
     return np.stack(gts)
 
 
+def make_clips(samples: Sequence[Any], out: Path, frames: int, seed: int, skip: Sequence[int] = ()) -> list[tuple[Path, np.ndarray]]:
+    """``(video, ground truth)`` of each face of ``samples`` but those at the indices in ``skip``:
+    face ``i`` moved with seed ``seed * 1000 + i`` and written as ``out/face{i}_{stem}.mp4``, so
+    every benchmark on these clips sees the same videos."""
+    from facetrack.train.datasets import read_image
+
+    clips = []
+    for i, s in enumerate(samples):
+        if i in skip:
+            continue
+        video = out / f"face{i}_{Path(s.image).stem}.mp4"
+        clips.append((video, make_clip(read_image(s.image), s.landmarks.astype(np.float64), frames, seed * 1000 + i, video)))
+    return clips
+
+
 def read_cli_csv(path: Path, frames: int) -> list[list[np.ndarray]]:
     """Per frame (0-based), the successful faces' landmarks in the CLI's CSV."""
     faces: list[list[np.ndarray]] = [[] for _ in range(frames)]
@@ -167,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers-python", type=Path, default=None, help="interpreter with dlib and MediaPipe; default: $FACETRACK_PEERS_PYTHON")
     args = p.parse_args(argv)
     from facetrack.bench.environment import SetupError, data_dir, peers_missing_line, peers_python
-    from facetrack.train.datasets import load_images68, read_image
+    from facetrack.train.datasets import load_images68
 
     try:
         args.data = data_dir(args.data)
@@ -184,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moved_faces: {args.data}: no 300-W common test faces in images68/", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for i, s in enumerate(samples):
-        video = args.out / f"face{i}_{Path(s.image).stem}.mp4"
-        gts = make_clip(read_image(s.image), s.landmarks.astype(np.float64), args.frames, args.seed * 1000 + i, video)
-        clips.append((video, gts))
+    clips = make_clips(samples, args.out, args.frames, args.seed)
     extra_model = ["--model", args.model] if args.model else []
     results: dict[str, Any] = {}
     summary: dict[str, dict[str, Any]] = {}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facetrack.bench.moved_faces import make_clip, nearest, read_cli_csv, run_cli, score, summarise
+from facetrack.bench.moved_faces import make_clips, nearest, read_cli_csv, run_cli, score, summarise
 
 
 def filter_cost_us(min_cutoff: float, beta: float, shape_min_cutoff: float = 1.0, shape_beta: float = 10.0, frames: int = 2000) -> float:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape-beta", type=float, nargs="+", default=[10.0], help="the shape's filter")
     args = p.parse_args(argv)
     from facetrack.bench.environment import SetupError, data_dir
-    from facetrack.train.datasets import load_images68, read_image
+    from facetrack.train.datasets import load_images68
 
     try:
         args.data = data_dir(args.data)
@@ -68,12 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     samples = load_images68(args.data, "common")
     args.out.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for i, s in enumerate(samples):
-        if i in args.skip:
-            continue
-        video = args.out / f"face{i}_{Path(s.image).stem}.mp4"
-        clips.append((video, make_clip(read_image(s.image), s.landmarks.astype(np.float64), args.frames, args.seed * 1000 + i, video)))
+    clips = make_clips(samples, args.out, args.frames, args.seed, args.skip)
     nan = float("nan")
     settings: list[tuple[str, list[str], tuple[float, ...]]] = [("off", [], (nan, nan, nan, nan))]
     settings += [(f"pose {mc:g} Hz, beta {b:g}; shape {smc:g} Hz, beta {sb:g}",

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facetrack.bench.moved_faces import make_clip, nearest, read_cli_csv, score, summarise
+from facetrack.bench.moved_faces import make_clip, make_clips, nearest, read_cli_csv, score, summarise
 from facetrack.tracker.metrics import nme
 from facetrack.train.datasets import load_images68, read_image
 
@@ -33,6 +33,18 @@ def test_clip_frames_hold_the_moved_face(data_dir: Path, tmp_path: Path) -> None
     a, b = patch(frames[0], gts[0][30]), patch(frames[-1], gts[-1][30])
     other = patch(frames[-1], gts[0][30] + 25)
     assert np.abs(a - b).mean() < np.abs(a - other).mean()
+
+
+def test_both_benches_get_the_same_clips(data_dir: Path, tmp_path: Path) -> None:
+    """``make_clips`` (moved_faces and smoothing): face ``i`` named ``face{i}_{stem}.mp4`` and moved
+    with seed ``seed * 1000 + i``; skipped faces keep the others' names and seeds."""
+    samples = load_images68(data_dir, "common")[:3]
+    clips = make_clips(samples, tmp_path, 12, 2, skip=[1])
+    assert [v.name for v, _ in clips] == [f"face{i}_{Path(samples[i].image).stem}.mp4" for i in (0, 2)]
+    for (video, gts), i in zip(clips, (0, 2)):
+        assert video.is_file()
+        again = make_clip(read_image(samples[i].image), samples[i].landmarks.astype(np.float64), 12, 2000 + i, tmp_path / "x.mp4")
+        np.testing.assert_array_equal(gts, again)
 
 
 def test_nearest_face_and_missing_frames() -> None:
