@@ -59,6 +59,11 @@ class OneEuroFilter:
         self._t: float | None = None
         self._dt = self.default_dt
 
+    @property
+    def started(self) -> bool:
+        """Whether a sample has been filtered since the last reset (the next one is smoothed)."""
+        return self._x is not None
+
     def __call__(self, landmarks: np.ndarray, timestamp: float | None = None, size: float | None = None) -> np.ndarray:
         """Filter one sample ``(N, 2)`` taken at ``timestamp`` seconds; returns float32 ``(N, 2)``.
         ``size``: the face size (px) speeds are measured in; default: :func:`face_size` of the
@@ -130,7 +135,7 @@ class PoseShapeFilter:
         except (ValueError, np.linalg.LinAlgError):  # all points on one spot: no pose to speak of
             self.reset()
             return x.astype(np.float32)
-        first = self.pose._x is None
+        first = not self.pose.started
         p = self.pose(apply_affine(m, self._POSE_POINTS), timestamp, size=float(np.hypot(m[0, 0], m[1, 0])) * self._SIZE).astype(np.float64)
         shape = self.shape(apply_affine(to_template, x), timestamp, size=self._SIZE).astype(np.float64)
         if first:  # exactly the input, not its round trip through the similarity

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from facetrack.engines import names
+from facetrack.engines.onnxrt import int8_path
 from facetrack.tracker.geometry import box_of, to_gray
 from facetrack.tracker.metrics import nme
 
@@ -170,8 +171,6 @@ def main(argv: list[str] | None = None) -> int:
         rec = training_facts(load_checkpoint(ck).meta)
         rec.update({"commands": commands.get(arch, ""), "note": notes.get(arch, ""), "checkpoint": str(ck),
                     "license": "trained on 300-W / iBUG images and dlib pseudo-labels: iBUG non-commercial research terms"})
-        from facetrack.engines.onnxrt import int8_path
-
         int8_path(args.out / f"{arch}.onnx").unlink(missing_ok=True)  # made from the file replaced now
         paths[arch] = export_onnx(ck, args.out / f"{arch}.onnx", training=rec)
         records[arch] = rec
@@ -187,8 +186,6 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 ship_int8(path, ckpts[arch], args.data, args.int8_tolerance)
             except ValueError as e:  # e.g. a checkpoint without its data sources: no faces to judge it on
-                from facetrack.engines.onnxrt import int8_path
-
                 int8_path(path).unlink(missing_ok=True)
                 print(f"{int8_path(path)}: not made: {e}", file=sys.stderr)
     print(markdown(scores))
