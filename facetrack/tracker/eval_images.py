@@ -110,8 +110,9 @@ class BoxIndex:
 
 
 def evaluate(images: Iterable[LabelledImage], model: str = "mdm-rt", box: str = "gt", boxes: Path | None = None,
-             backend: str = "auto", threads: int | None = None) -> list[FaceResult]:
-    """Fit and score every image (see the module docstring)."""
+             backend: str = "auto", threads: int | None = None, flip: bool = False) -> list[FaceResult]:
+    """Fit and score every image (see the module docstring; ``flip``: test-time mirroring, as
+    the tracking CLI does on still images)."""
     import cv2
 
     from facetrack.tracker.detect import box_calibration, default_detector
@@ -126,7 +127,7 @@ def evaluate(images: Iterable[LabelledImage], model: str = "mdm-rt", box: str = 
     index = BoxIndex(boxes) if box == "300w" and boxes is not None else None
     cal = TIGHT_BOX if box == "gt" else box_calibration("300w") if box == "300w" else None
     det = default_detector() if box == "detector" else None
-    chain = open_chain(model, backend=backend, threads=threads)
+    chain = open_chain(model, backend=backend, threads=threads, flip=flip)
     out: list[FaceResult] = []
     try:
         for item in images:
@@ -207,6 +208,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="mdm-rt", help="mdm-rt, aan, aan+mdm, or a model file (default mdm-rt)")
     parser.add_argument("--backend", default="auto", help="runtime backend (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="runtime threads")
+    parser.add_argument("--flip", action="store_true",
+                        help="also fit each face's mirror image and average the two, as `facetrack IMAGES` does "
+                             "(default: off, the model alone)")
     parser.add_argument("--json", type=Path, default=None, help="write the summary and per-face errors here")
     parser.add_argument("--ced", type=Path, default=None, help="write a CED plot (PNG) of NME68 per group here")
 
@@ -218,12 +222,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         images = find_images(args.dirs)
         t0 = time.perf_counter()
-        results = evaluate(images, args.model, args.box, args.boxes, args.backend, args.threads)
+        results = evaluate(images, args.model, args.box, args.boxes, args.backend, args.threads, args.flip)
     except (FileNotFoundError, ValueError, OSError, ModelNotFoundError) as e:
         print(f"facetrack eval-images: {e}", file=sys.stderr)
         return 2
     summary = summarise(results)
-    print(table(summary, f"{args.model}, {args.box} box, {len(results)} faces ({time.perf_counter() - t0:.1f} s)"))
+    print(table(summary, f"{args.model}{' (flip)' if args.flip else ''}, {args.box} box, {len(results)} faces ({time.perf_counter() - t0:.1f} s)"))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": args.model, "box": args.box, "summary": summary,

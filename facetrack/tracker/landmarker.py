@@ -10,6 +10,12 @@ landmarks (crop pixels) are mapped back with ``invert_affine(M)``.
   the given shape mapped into the crop, or from the template in that crop (``init``).
 - AAN kind: input ``image`` only; it predicts directly in either crop.
 
+``flip=True`` (test-time mirroring): every crop also goes through the model mirrored, in the same
+call, and the two fits are averaged (the mirrored one mapped back, its points renumbered by
+:data:`facetrack.tracker.markup.MIRROR_PERMUTATION`). Measured on the 298 held-out validation
+faces of the shipped mdm-rt (int8, CPU), NME from the ground truth's box 3.48 -> 3.20 %, from the
+default detector's box and the tracker's refit 3.66 -> 3.37 %, for twice the model's work.
+
 Boxes: a model is cropped from the *landmarks' tight box*. A detector's box (or a 300-W box)
 is not one: it goes through its source's :class:`facetrack.tracker.geometry.BoxCalibration`
 first, so :meth:`Landmarker.fit_box` takes the calibration as a required keyword
@@ -32,6 +38,7 @@ import numpy as np
 from facetrack.engines import names
 from facetrack.tracker.geometry import (BoxCalibration, apply_affine, crop_from_box, crop_from_shape, invert_affine, template,
                                         to_input, warp_crop)
+from facetrack.tracker.markup import mirror_landmarks
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +78,12 @@ class Landmarker:
     ``facetrack.engines.registry.open_backend``) or an already open
     :class:`facetrack.engines.base.Backend` (``infer``, ``metadata``, ``close``).
     ``threads``: CPU threads for the runtime (``None``: its default).
+    ``flip``: average each fit with the fit of the mirrored crop (see the module docstring).
     """
 
-    def __init__(self, model: str | os.PathLike | Any, backend: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, model: str | os.PathLike | Any, backend: str = "auto", threads: int | None = None,
+                 flip: bool = False) -> None:
+        self.flip = bool(flip)
         if isinstance(model, (str, os.PathLike)):
             from facetrack.engines.registry import open_backend
 
@@ -116,7 +126,8 @@ class Landmarker:
         return np.array(template(self.input_size), np.float32)
 
     def __repr__(self) -> str:
-        return f"Landmarker({self._name()!r}, kind={self.kind!r}, arch={self.arch!r}, input_size={self.input_size})"
+        return (f"Landmarker({self._name()!r}, kind={self.kind!r}, arch={self.arch!r}, input_size={self.input_size}"
+                f"{', flip=True' if self.flip else ''})")
 
     def close(self) -> None:
         """Release the runtime session."""
@@ -190,18 +201,27 @@ class Landmarker:
         t0 = time.perf_counter()
         s = self.input_size
         n = len(mats)
-        image = np.empty((n, 1, s, s), np.float32)
+        copies = 2 if self.flip else 1
+        image = np.empty((copies * n, 1, s, s), np.float32)
         for k, m in enumerate(mats):
             image[k] = to_input(warp_crop(gray, m, s))[0]
+        init = np.stack(inits).astype(np.float32)
+        if self.flip:  # the mirrored crops follow the plain ones in the same call
+            image[n:] = image[:n, :, :, ::-1]
+            init = np.concatenate([init, mirror_landmarks(init, s).astype(np.float32)])
         feed: dict[str, np.ndarray] = {names.IMAGE: image}
         if self.kind == "mdm":
-            feed[names.INIT_SHAPE] = np.ascontiguousarray(np.stack(inits).astype(np.float32))
-            feed[names.HIDDEN] = np.zeros((n, self.hidden_size), np.float32)
+            feed[names.INIT_SHAPE] = np.ascontiguousarray(init)
+            feed[names.HIDDEN] = np.zeros((copies * n, self.hidden_size), np.float32)
         t0 = _add(timings, "crop", t0)
         result = self.backend.infer(feed)
         t0 = _add(timings, "infer", t0)
-        lm = np.array(result[names.LANDMARKS], np.float64, copy=True).reshape(n, 68, 2)
-        conf = np.array(result[names.CONFIDENCE], np.float64, copy=True).reshape(n)
+        lm = np.array(result[names.LANDMARKS], np.float64, copy=True).reshape(copies * n, 68, 2)
+        conf = np.array(result[names.CONFIDENCE], np.float64, copy=True).reshape(copies * n)
+        if self.flip:
+            with np.errstate(invalid="ignore", over="ignore"):  # non-finite output is handled below
+                lm = 0.5 * (lm[:n] + mirror_landmarks(lm[n:], s))
+                conf = 0.5 * (conf[:n] + conf[n:])
         fits = []
         for k, m in enumerate(mats):
             with np.errstate(invalid="ignore", over="ignore"):  # non-finite output is handled below

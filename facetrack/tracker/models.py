@@ -154,9 +154,10 @@ class FitChain:
 
 
 def open_landmarkers(choice: ModelChoice, backend: str = "auto", threads: int | None = None,
-                     given: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[Any]]:
+                     given: Mapping[str, Any] | None = None, flip: bool = False) -> tuple[dict[str, Any], list[Any]]:
     """Stage -> landmarker for every stage of ``choice``: ``given`` ones as they are, the rest
-    opened from :meth:`ModelChoice.paths` (one per distinct file). Returns ``(by stage, opened)``;
+    opened from :meth:`ModelChoice.paths` (one per distinct file; ``flip``: test-time mirroring,
+    see :class:`facetrack.tracker.landmarker.Landmarker`). Returns ``(by stage, opened)``;
     the caller closes the opened ones."""
     from facetrack.tracker.landmarker import Landmarker
 
@@ -168,17 +169,18 @@ def open_landmarkers(choice: ModelChoice, backend: str = "auto", threads: int | 
             continue
         path = resolve_model(stage)
         if path not in by_path:
-            by_path[path] = Landmarker(path, backend=backend, threads=threads)
+            by_path[path] = Landmarker(path, backend=backend, threads=threads, flip=flip)
             opened.append(by_path[path])
         out[stage] = by_path[path]
     return out, opened
 
 
-def open_chain(model: "str | os.PathLike | ModelChoice", backend: str = "auto", threads: int | None = None) -> FitChain:
+def open_chain(model: "str | os.PathLike | ModelChoice", backend: str = "auto", threads: int | None = None,
+               flip: bool = False) -> FitChain:
     """The :class:`FitChain` of a ``--model`` value, its landmarkers opened (close them with
     :func:`close_chain`)."""
     choice = parse_model(model)
-    lms, _ = open_landmarkers(choice, backend, threads)
+    lms, _ = open_landmarkers(choice, backend, threads, flip=flip)
     return FitChain([lms[s] for s in choice.stages])
 
 

@@ -108,6 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mod.add_argument("--detector", default=None, metavar="NAME",
                      help="face detector: haar-alt2 (default), haar-alt2-fast, haar-alt2+profile-fast (also turned faces), "
                           "dlib-hog (needs the [dlib] extra), ... (docs/DETECTORS.md)")
+    mod.add_argument("--flip", choices=("auto", "on", "off"), default="auto",
+                     help="also fit each face's mirror image and average the two: less error and flicker for twice the "
+                          "landmark model's CPU (default auto: on for images, off for video and cameras)")
     trk = parser.add_argument_group("tracking")
     trk.add_argument("--max-faces", type=int, default=1, metavar="N", help="track up to N faces (default 1)")
     trk.add_argument("--detect-every", type=int, default=3, metavar="K",
@@ -133,7 +136,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: options that change the rows a run writes, recorded beside the CSV (``--resume`` compares them)
 ROW_OPTIONS: tuple[str, ...] = ("format", "max_faces", "detect_every", "confidence", "track_init", "smooth",
-                                "smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "detector")
+                                "smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "detector",
+                                "flip")
+
+
+def flip_on(args: argparse.Namespace, images: bool) -> bool:
+    """``--flip`` for this input: ``auto`` mirrors still images (accuracy matters more there than
+    the model's CPU, which decoding and the face search dwarf) and not video or cameras."""
+    flip = getattr(args, "flip", "auto")
+    return flip == "on" or (flip == "auto" and images)
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -276,11 +287,16 @@ def _runtime(args: argparse.Namespace, files: list[Path]) -> str:
     return args.backend
 
 
-def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], start: int, end: int | None) -> Any:
-    """The :class:`~facetrack.tracker.output.RunRecord` of this run."""
+def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], start: int, end: int | None,
+                images: bool = False) -> Any:
+    """The :class:`~facetrack.tracker.output.RunRecord` of this run (``images``: the input is read
+    as still images)."""
     from facetrack.tracker.output import RunRecord, input_identity
 
     options = {k: getattr(args, k, None) for k in ROW_OPTIONS if hasattr(args, k)}
+    options.pop("flip", None)
+    if flip_on(args, images):  # recorded only when on, so runs recorded before the option still resume
+        options["flip"] = "on"
     if not args.smooth:  # the One Euro settings change nothing without --smooth
         for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta"):
             options.pop(k, None)
@@ -336,7 +352,7 @@ def track(args: argparse.Namespace) -> Outcome:
         files = model_files(args.model)
         start = to_frame(args.start, source.fps) or 0
         end = to_frame(args.end, source.fps)
-        record = make_record(args, in_paths[0], files, start, end) if in_paths else None
+        record = make_record(args, in_paths[0], files, start, end, images) if in_paths else None
         resume_from, append, last = 0, False, None
         if args.resume and out.exists() and out.stat().st_size > 0:
             if record is None:
@@ -402,7 +418,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
                            smooth=args.smooth, smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
                            smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
                            confidence_threshold=args.confidence, detect_every=args.detect_every,
-                           default_fps=source.fps, track_init=args.track_init)
+                           default_fps=source.fps, track_init=args.track_init, flip=flip_on(args, images))
     try:
         tracker = Tracker(config, detector=_detector(args.detector))
     except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:
