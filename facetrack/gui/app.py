@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="mdm-rt", help="mdm-rt | aan | aan+mdm | PATH to an exported .onnx")
     parser.add_argument("--backend", default="auto", help="auto | onnxruntime | onnxruntime-cuda | torch | tensorrt")
     parser.add_argument("--smooth", action="store_true", help="start with landmark smoothing on")
+    parser.add_argument("--flip", action="store_true", help="start with mirror-averaging on (twice the model's CPU)")
     parser.add_argument("--300vw-root", dest="vw_root", type=Path, help="300VW root to put in the 300VW tab")
     parser.add_argument("--300vw-category", dest="vw_categories", type=int, nargs="+", choices=(1, 2, 3),
                         help="categories ticked in the 300VW tab (default: 1 2 3)")
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         win.live.show_message(problem)
     if args.smooth:
         win.live.smooth.setChecked(True)
+    if args.flip:
+        win.live.flip.setChecked(True)
     ev = win.evaluation
     if args.vw_root is not None:
         ev.root_edit.setText(str(args.vw_root))

@@ -184,6 +184,7 @@ class TrackerSpec:
     backend: str = "auto"
     smooth: bool = False
     max_faces: int = 1
+    flip: bool = False  # test-time mirroring (TrackerConfig.flip)
 
 
 class TrackerLike(Protocol):
@@ -198,7 +199,8 @@ def default_tracker_factory(spec: TrackerSpec) -> TrackerLike:
     """Build :class:`facetrack.tracker.tracker.Tracker` from a spec (imported here: the app opens without it)."""
     from facetrack.tracker.tracker import Tracker, TrackerConfig
 
-    return Tracker(TrackerConfig(model=spec.model, backend=spec.backend, max_faces=spec.max_faces, smooth=spec.smooth))
+    return Tracker(TrackerConfig(model=spec.model, backend=spec.backend, max_faces=spec.max_faces, smooth=spec.smooth,
+                                 flip=spec.flip))
 
 
 def backend_label(tracker: Any) -> str:

@@ -380,3 +380,26 @@ def test_a_video_whose_name_is_not_utf8_opens_with_its_name_unmangled(qtbot, mak
     # a drop carries the name percent-encoded; toLocalFile() would replace the bytes
     url = QUrl.fromEncoded(b"file://" + os.fsencode(tmp_path).replace(b"%", b"%25") + b"/caf%E9_%FF.mp4")
     assert local_path(url) == str(path)
+
+
+def test_mirror_average_box_rebuilds_the_tracker_with_flip(qtbot, make_window, data_dir):
+    """Ticking "mirror-average" asks for a tracker with test-time mirroring; the real factory
+    then opens landmarkers that mirror (``Landmarker.flip``)."""
+    from facetrack.gui.workers import TrackerSpec, default_tracker_factory
+
+    specs = []
+
+    def factory(spec):
+        specs.append(spec)
+        return FakeTracker()
+
+    win = make_window(factory)
+    _open(qtbot, win, data_dir / VIDEO)
+    win.live.flip.setChecked(True)
+    qtbot.waitUntil(lambda: bool(specs) and specs[-1].flip, timeout=10000)
+    assert not specs[-1].smooth
+    tracker = default_tracker_factory(TrackerSpec(flip=True))
+    try:
+        assert tracker.track_model.flip is True
+    finally:
+        tracker.close()
