@@ -9,7 +9,8 @@ outcomes*, drifted fits included. This module measures how far it can be trusted
 **held-out** sequences (the ``pseudo_v2`` groups and human images both training stages hold
 out; see :func:`facetrack.train.track_train.load_track_data`):
 
-1. The model tracks each sequence from its previous fit (``--track-init shape``); in a share of
+1. The model tracks each sequence from its previous fit (``--track-init shape``; ``--init template``:
+   as the tracker's default, from the template in the crop aligned on it); in a share of
    the sequences a drifted start (:func:`facetrack.train.track_train.drifted`) is injected at a
    random frame, as a drifting tracker would make it. Every frame gives one outcome:
    ``(confidence, NME)``.
@@ -94,10 +95,12 @@ def choose_threshold(confidence: np.ndarray, good: np.ndarray, max_false_accept:
     return {"threshold": 1.0, "false_accept": fa, "false_reject": fr}
 
 
-def collect_outcomes(model: Any, seqs: list, seed: int = 0, p_drift: float = 0.3) -> dict[str, np.ndarray]:
+def collect_outcomes(model: Any, seqs: list, seed: int = 0, p_drift: float = 0.3, init: str = "shape") -> dict[str, np.ndarray]:
     """Track ``seqs`` from the previous fit with drifted starts injected in a share ``p_drift`` of
-    them; returns per-frame ``confidence``, ``nme`` and ``drifted`` (frames at or after an
-    injection) as flat arrays (frame 0, the box fit, included)."""
+    them (``init="template"``: as the tracker's default does, MDM from the template in the crop
+    aligned on the previous fit; the drifted starts then give drifted crops); returns per-frame
+    ``confidence``, ``nme`` and ``drifted`` (frames at or after an injection) as flat arrays
+    (frame 0, the box fit, included)."""
     import torch
 
     from facetrack.train.track_train import roll_out
@@ -107,7 +110,7 @@ def collect_outcomes(model: Any, seqs: list, seed: int = 0, p_drift: float = 0.3
     drift_at = {i: int(rng.integers(2, frames)) for i in range(len(seqs)) if rng.random() < p_drift}
     model.eval()
     with torch.no_grad():
-        r = roll_out(model, seqs, rng, init="shape", drift_at=drift_at)
+        r = roll_out(model, seqs, rng, init=init, drift_at=drift_at)
     after = np.zeros_like(r.nme, bool)
     for i, t in drift_at.items():
         after[i, t:] = True
@@ -222,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refit", type=Path, default=None, metavar="OUT.pt",
                    help="first refit the confidence head on the model's own tracking of training sequences, write the checkpoint here, report on it")
     p.add_argument("--refit-sequences", type=int, default=96)
+    p.add_argument("--init", choices=("shape", "template"), default="shape",
+                   help="how the held-out sequences are tracked: MDM from the previous fit (default) or, as the "
+                        "tracker's default, from the template in the crop aligned on it")
     args = p.parse_args(argv)
     import torch
 
@@ -254,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         save_checkpoint(args.refit, model.state_dict(), config_to_dict(model.config), arch=ck.arch, **meta)
         print(f"{args.refit}: confidence head refitted ({refit})")
     seqs = validation_sequences(d, args.sequences, args.frames, seed=1000 + args.seed)
-    rep = report(collect_outcomes(model, seqs, args.seed), args.false_accept)
-    rep.update({"refit": refit, "checkpoint": str(args.refit or args.checkpoint), "sequences": args.sequences, "frames": args.frames,
+    rep = report(collect_outcomes(model, seqs, args.seed, init=args.init), args.false_accept)
+    rep.update({"init": args.init, "refit": refit, "checkpoint": str(args.refit or args.checkpoint), "sequences": args.sequences, "frames": args.frames,
                 "held_out": {"groups": d.record["val_groups"], "images": d.record["val_images"]}})
     md = markdown(rep)
     if args.out:
