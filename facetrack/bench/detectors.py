@@ -17,7 +17,11 @@ For each detector of ``facetrack.tracker.detect.DETECTORS`` (those whose package
 These are teacher boxes (MediaPipe's BlazeFace and dlib's HOG), not people's: a detector that
 agrees with dlib scores well by construction on the faces only dlib found.
 
-Usage: ``python -m facetrack.bench.detectors [--data ../shared/data] [--stride 1] [--only NAME ...] [--json PATH]``
+``--heldout-of FILE``: only the ``frames_v2`` groups a trained detector file was not trained on
+(its ``facetrack.detector.heldout_groups`` metadata, :mod:`facetrack.tracker.detect_cnn`), for
+every detector measured, so all are compared on the same held-out frames.
+
+Usage: ``python -m facetrack.bench.detectors [--data ../shared/data] [--stride 1] [--only NAME ...] [--heldout-of FILE] [--json PATH]``
 """
 from __future__ import annotations
 
@@ -141,10 +145,11 @@ def search_cpu_ms(detector, frames: list[np.ndarray]) -> tuple[float, float]:
     return float(np.median(whole)), float(np.median(worst))
 
 
-def bench(name: str, data: Path, stride: int, timing: list[np.ndarray]) -> dict:
+def bench(name: str, data: Path, stride: int, timing: list[np.ndarray], groups: set[str] | None = None) -> dict:
+    """The figures of detector ``name``; ``groups``: only these ``frames_v2`` groups."""
     det = make_detector(name, calibration=BoxCalibration())
     det.detect(np.zeros((64, 64), np.uint8))  # warm-up
-    v2 = load_entries(data / "frames_v2" / "boxes.jsonl")[::stride]
+    v2 = [e for e in load_entries(data / "frames_v2" / "boxes.jsonl") if groups is None or e["group"] in groups][::stride]
     existing = load_entries(data / "frames_v2" / "boxes_existing.jsonl")
     row: dict = {"detector": name, "parts": det.parts}
     row["frames_v2"] = evaluate(det, v2, data / "frames_v2")
@@ -176,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=None, help="shared data folder (frames_v2, images68, ...); default: $FACETRACK_DATA")
     ap.add_argument("--stride", type=int, default=1, help="use every n-th frames_v2 record (default 1: all)")
     ap.add_argument("--only", nargs="*", default=None, help="detector names (default: all)")
+    ap.add_argument("--heldout-of", type=Path, default=None, metavar="FILE",
+                    help="only the frames_v2 groups this trained detector (ONNX) was not trained on")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     try:
@@ -183,19 +190,29 @@ def main(argv: list[str] | None = None) -> int:
     except SetupError as e:
         print(f"facetrack.bench.detectors: {e}", file=sys.stderr)
         return 2
+    groups = None
+    if args.heldout_of is not None:
+        from facetrack.tracker.detect_cnn import heldout_groups
+
+        try:
+            groups = set(heldout_groups(args.heldout_of))
+        except (ValueError, FileNotFoundError) as e:
+            print(f"facetrack.bench.detectors: {e}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.WARNING)
     cv2.setNumThreads(1)
     timing = video_frames(args.data / TIMING_VIDEO, 10)
     rows = []
     for name in args.only or list(DETECTORS):
         try:
-            rows.append(bench(name, args.data, args.stride, timing))
+            rows.append(bench(name, args.data, args.stride, timing, groups))
         except DetectorUnavailableError as e:
             print(f"{name}: skipped ({e})")
             continue
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     v2 = rows[0]["frames_v2"] if rows else {}
-    print(f"\nframes_v2 every {args.stride}: {v2.get('frames')} frames, {v2.get('faces')} faces ({v2.get('n_hard')} hard, "
+    held = f" of the {len(groups)} groups held out of {args.heldout_of}" if groups is not None else ""
+    print(f"\nframes_v2{held} every {args.stride}: {v2.get('frames')} frames, {v2.get('faces')} faces ({v2.get('n_hard')} hard, "
           f"{v2.get('n_small')} under 64 px); timing: {len(timing)} frames of {TIMING_VIDEO}, one OpenCV thread; "
           f"load average {os.getloadavg()[0]:.1f}")
     print(table(rows))

@@ -293,7 +293,15 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "haar-alt2+profile-fallback": lambda **kw: HaarDetector(("alt2",), profile="fallback", **kw),
     "haar-default+alt2+profile": lambda **kw: HaarDetector(("default", "alt2"), profile=True, **kw),
     "dlib-hog": lambda **kw: DlibHogDetector(**kw),
+    # the project's own CNN (facetrack/train/face_detector.py), ONNX Runtime; imported when asked for
+    "cnn": lambda **kw: _cnn_detector(**kw),
 }
+
+
+def _cnn_detector(**kw: object) -> FaceDetector:
+    from facetrack.tracker.detect_cnn import CnnFaceDetector
+
+    return CnnFaceDetector(**kw)  # type: ignore[arg-type]
 
 
 def make_detector(name: str, **options: object) -> FaceDetector:

@@ -2,10 +2,11 @@
 with ONNX Runtime on the CPU; no torch at run time.
 
 The network is anchor-free in the manner of CenterNet (Zhou et al., "Objects as Points", 2019):
-on the grey frame, shrunk so its long side is :attr:`CnnFaceDetector.max_side` and padded to a
+on the grey frame, resized so its long side is one of :attr:`CnnFaceDetector.sides` and padded to a
 multiple of :data:`STRIDE_MULTIPLE`, it predicts per cell of stride :data:`STRIDE` a face-centre
 score, the centre's sub-cell offset and the log of the box's width and height. A face is a local
-maximum of the score (3x3) above the threshold; overlapping boxes are merged (best first).
+maximum of the score (3x3) above the threshold; overlapping boxes are merged (best first). A
+search may look at the frame at several sizes, one part each (:class:`CnnFaceDetector`).
 
 The boxes are in the convention of the teachers it was trained on (``frames_v2``: BlazeFace
 full-range boxes); the box calibration maps them to the landmarks' tight box like any
@@ -121,16 +122,15 @@ def decode(cells: np.ndarray, threshold: float, max_faces: int = 64) -> list[tup
 class CnnFaceDetector:
     """The project's CNN face detector (:mod:`facetrack.tracker.detect`'s ``FaceDetector``).
 
-    ``weights``: the ONNX file (default :func:`default_weights`); ``max_side``: the long side the
-    frame is resized to (px; the detector was trained for faces of about 12-300 px at that
-    size); ``threshold``: the least centre score of a face; ``threads``: ONNX Runtime intra-op
-    threads (1, as the landmark models). One part per search. Score: the centre score, 0-1.
+    ``weights``: the ONNX file (default :func:`default_weights`); ``sides``: the long sides the
+    frame is resized to (px), one part of a search each (the network was trained on frames
+    scaled to a long side of 160-640 px: a second, larger side finds the small faces of large
+    photos); ``threshold``: the least centre score of a face; ``threads``: ONNX Runtime
+    intra-op threads (1, as the landmark models). Score: the centre score, 0-1.
     """
 
-    parts = 1
-
-    def __init__(self, weights: str | Path | None = None, max_side: int = 320, threshold: float = 0.4, threads: int = 1,
-                 name: str = "cnn", calibration: BoxCalibration | None = None) -> None:
+    def __init__(self, weights: str | Path | None = None, sides: tuple[int, ...] = (320,), threshold: float = 0.4,
+                 threads: int = 1, name: str = "cnn", calibration: BoxCalibration | None = None) -> None:
         import onnxruntime as ort
 
         self.weights = Path(weights) if weights is not None else default_weights()
@@ -141,19 +141,24 @@ class CnnFaceDetector:
             raise ValueError(f"{self.weights}: not a facetrack face detector (inputs {names_in}, outputs {names_out}; "
                              f"expected [{INPUT!r}] -> [{OUTPUT!r}])")
         self.name = name
-        self.max_side, self.threshold = int(max_side), float(threshold)
+        if not sides or any(int(s) < STRIDE_MULTIPLE for s in sides):
+            raise ValueError(f"{name}: sides must be at least {STRIDE_MULTIPLE} px, got {sides!r}")
+        self.sides, self.threshold = tuple(int(s) for s in sides), float(threshold)
+        self.parts = len(self.sides)
         self.calibration = calibration if calibration is not None else box_calibration(f"detector:{self.name}")
+
+    def _run(self, g: np.ndarray, side: int) -> list[Detection]:
+        x, f = prepare(g, side)
+        cells = self._session.run([OUTPUT], {INPUT: x})[0][0]
+        return [Detection((box / f).astype(np.float32), s) for box, s in decode(cells, self.threshold)]
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
         """Faces in ``gray`` (``uint8`` ``(H, W)``), boxes in its pixels, best first."""
         g = _check_gray(gray)
-        x, f = prepare(g, self.max_side)
-        cells = self._session.run([OUTPUT], {INPUT: x})[0][0]
-        dets = [Detection((box / f).astype(np.float32), s) for box, s in decode(cells, self.threshold)]
-        return merge_detections(dets)
+        return merge_detections([d for side in self.sides for d in self._run(g, side)])
 
     def detect_part(self, gray: np.ndarray, part: int) -> list[Detection]:
-        """The whole search (one part)."""
-        if part != 0:
-            raise ValueError(f"{self.name}: part {part} out of range 0..0")
-        return self.detect(gray)
+        """The search at long side ``sides[part]``; best first."""
+        if not 0 <= part < self.parts:
+            raise ValueError(f"{self.name}: part {part} out of range 0..{self.parts - 1}")
+        return merge_detections(self._run(_check_gray(gray), self.sides[part]))

@@ -321,7 +321,7 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
         return ck
 
     model.train()
-    t0, acc = time.process_time(), np.zeros(4)
+    t0, acc, n_acc = time.process_time(), np.zeros(4), 0
     try:
         while step < steps:
             for g in opt.param_groups:  # linear warm-up, cosine decay to 5 %
@@ -337,8 +337,9 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
             opt.step()
             step += 1
             acc += [loss.item(), lf.item(), lo.item(), ls.item()]
+            n_acc += 1
             if step % log_every == 0 or step == steps:
-                k = log_every if step % log_every == 0 else step % log_every
+                k, n_acc = n_acc, 0
                 m = acc / k
                 history.append({"step": step, "loss": m[0], "focal": m[1], "offset": m[2], "size": m[3]})
                 log.info("step %d loss %.4f (focal %.4f offset %.4f size %.4f) %.2f s CPU/step", step, *m,
