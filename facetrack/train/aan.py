@@ -46,6 +46,9 @@ class AANConfig:
     (0, 1), the paper's stated range) or ``"relu-sigmoid"`` (M in [0.5, 1)); see the module
     docstring. The defaults give ~0.97 M inference weights (plus ~1.2 M in the training-only
     heads), ~1 ms in ONNX Runtime on 2 CPU threads.
+    ``output_units``: ``"px"`` (the shipped model): the coordinate layers emit crop pixels and
+    the trainer raises their learning rate (x8); ``"crop"``: they emit coordinates normalised to
+    the crop (``px = S/2 * (1 + u)``) at the common learning rate; the initial function is the same.
     """
 
     arch: str = "aan"
@@ -57,8 +60,11 @@ class AANConfig:
     embed_dim: int = 256
     head_pool: int = 4
     attention: str = "sigmoid"
+    output_units: str = "px"
 
     def __post_init__(self) -> None:
+        if self.output_units not in ("px", "crop"):
+            raise ValueError(f"AANConfig.output_units must be 'px' or 'crop', got {self.output_units!r}")
         if self.attention not in ("sigmoid", "relu-sigmoid"):
             raise ValueError(f"AANConfig.attention must be 'sigmoid' or 'relu-sigmoid', got {self.attention!r}")
         if len(self.block_channels) != 4:
@@ -119,19 +125,37 @@ class Attention(nn.Module):
         return (1.0 + m) * h
 
 
-class LandmarkHead(nn.Module):
-    """Intermediate supervision head: avg-pool to ``pool x pool``, linear to 136 (bias = template)."""
+class CropUnits(nn.Module):
+    """Coordinates normalised to the crop -> crop px: ``S/2 * (1 + u)`` (``AANConfig.output_units``)."""
 
-    def __init__(self, channels: int, pool: int, bias: torch.Tensor) -> None:
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.half = size / 2.0
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return (u + 1.0) * self.half
+
+    def to_units(self, px: torch.Tensor) -> torch.Tensor:
+        return px / self.half - 1.0
+
+
+class LandmarkHead(nn.Module):
+    """Intermediate supervision head: avg-pool to ``pool x pool``, linear to 136 (bias = template;
+    with ``units`` the linear layer emits crop-normalised coordinates, same initial function)."""
+
+    def __init__(self, channels: int, pool: int, bias: torch.Tensor, units: CropUnits | None = None) -> None:
         super().__init__()
         self.pool = pool
+        self.units = units
         self.fc = nn.Linear(channels * pool * pool, bias.numel())
         with torch.no_grad():
-            self.fc.weight.mul_(0.1)
-            self.fc.bias.copy_(bias)
+            self.fc.weight.mul_(0.1 / (units.half if units is not None else 1.0))
+            self.fc.bias.copy_(units.to_units(bias) if units is not None else bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fc(F.adaptive_avg_pool2d(x, self.pool).flatten(1))
+        if self.units is not None:
+            y = self.units(y)
         return y.reshape(-1, self.fc.out_features // 2, 2)
 
 
@@ -150,7 +174,8 @@ class AAN(nn.Module):
         chans = (cfg.stem_channels, *cfg.block_channels)
         self.blocks = nn.ModuleList(Bottleneck(chans[i], chans[i + 1], cfg.bottleneck_ratio) for i in range(4))
         self.attention = nn.ModuleList(Attention(c, relu=cfg.attention == "relu-sigmoid") for c in cfg.block_channels)
-        self.heads = nn.ModuleList(LandmarkHead(c, cfg.head_pool, bias) for c in cfg.block_channels)
+        self.units = CropUnits(cfg.input_size) if cfg.output_units == "crop" else None
+        self.heads = nn.ModuleList(LandmarkHead(c, cfg.head_pool, bias, self.units) for c in cfg.block_channels)
         n_flat = cfg.block_channels[-1] * cfg.final_side**2
         self.embed = nn.Linear(n_flat, cfg.embed_dim)
         self.out = nn.Linear(cfg.embed_dim, cfg.n_points * 2)
@@ -158,8 +183,8 @@ class AAN(nn.Module):
         with torch.no_grad():
             # Random-Fourier-feature style phases; small output weights: start at the mean shape.
             self.embed.bias.uniform_(0.0, 2.0 * math.pi)
-            self.out.weight.mul_(0.1)
-            self.out.bias.copy_(bias)
+            self.out.weight.mul_(0.1 / (self.units.half if self.units is not None else 1.0))
+            self.out.bias.copy_(self.units.to_units(bias) if self.units is not None else bias)
 
     def _trunk(self, image: torch.Tensor, with_heads: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = self.stem(image)
@@ -173,7 +198,10 @@ class AAN(nn.Module):
 
     def _predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e = torch.cos(self.embed(x.flatten(1)))
-        landmarks = self.out(e).reshape(-1, self.config.n_points, 2)
+        out = self.out(e)
+        if self.units is not None:
+            out = self.units(out)
+        landmarks = out.reshape(-1, self.config.n_points, 2)
         confidence = torch.sigmoid(self.confidence_head(e)).reshape(-1)
         return landmarks, confidence
 

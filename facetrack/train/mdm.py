@@ -57,6 +57,12 @@ class MDMConfig:
     ``patch_reference_diagonal``: if > 0, ``patch_px`` is meant for a crop in which the mean
     shape's diagonal is this many px (the reference code: 30-px patches at 200 px) and is
     rescaled to our crop (:attr:`patch_crop_px`); 0 takes ``patch_px`` as crop px.
+    ``output_units``: what the update layer emits. ``"px"`` (the shipped models): crop pixels,
+    and the trainer raises that layer's learning rate (x S/2, :func:`facetrack.train.trainer.default_output_lr_scale`)
+    so that Adam, which moves each weight by about ``lr`` whatever its units, can move the points
+    fast enough. ``"crop"``: offsets in half crop sides (the regression target normalised to the
+    crop), multiplied by S/2 inside the model, at the common learning rate; the initial function
+    is the same (the init std is divided by S/2).
     """
 
     arch: str = "mdm"
@@ -72,8 +78,11 @@ class MDMConfig:
     update_init_std: float = 1e-3
     grad_through_sampling: bool = False
     patch_reference_diagonal: float = 200.0
+    output_units: str = "px"
 
     def __post_init__(self) -> None:
+        if self.output_units not in ("px", "crop"):
+            raise ValueError(f"MDMConfig.output_units must be 'px' or 'crop', got {self.output_units!r}")
         if self.skip_from not in ("conv1", "conv2"):
             raise ValueError(f"MDMConfig.skip_from must be 'conv1' or 'conv2', got {self.skip_from!r}")
         if self.steps < 1 or self.hidden_size < 1:
@@ -198,7 +207,8 @@ class MDM(nn.Module):
         self.update = nn.Linear(cfg.hidden_size, cfg.n_points * 2)
         self.confidence_head = nn.Linear(cfg.hidden_size, 1)
         # Start from init_shape: tiny updates, but not zero (zero would block all gradients).
-        nn.init.normal_(self.update.weight, std=cfg.update_init_std)
+        self.output_scale = cfg.input_size / 2.0 if cfg.output_units == "crop" else 1.0
+        nn.init.normal_(self.update.weight, std=cfg.update_init_std / self.output_scale)
         nn.init.zeros_(self.update.bias)
 
     def zero_hidden(self, n: int, device: torch.device | None = None) -> torch.Tensor:
@@ -223,7 +233,8 @@ class MDM(nn.Module):
             patches = extract_patches(image, where, cfg.patch_crop_px, cfg.patch_samples, cfg.input_size)
             feats = self.patch_net(patches).reshape(-1, self.n_features)
             h = torch.tanh(self.recurrent(torch.cat([feats, h], dim=1)))
-            shape = shape + self.update(h).reshape(-1, cfg.n_points, 2)
+            delta = self.update(h).reshape(-1, cfg.n_points, 2)
+            shape = shape + (delta * self.output_scale if cfg.output_units == "crop" else delta)
             shapes.append(shape)
         confidence = torch.sigmoid(self.confidence_head(h)).reshape(-1)
         return shapes, confidence, h

@@ -215,7 +215,10 @@ def output_layers(model: nn.Module) -> list[nn.Linear]:
 def default_output_lr_scale(config: Any) -> float:
     """Measured on 4-8 real faces (loss after 20-30 steps, lr 1e-3): MDM's update layer learns
     best at about half the crop side (56 for S = 112; 1 barely moves it); AAN's heads, which read
-    thousands of pooled features, overshoot at 56 and do best near 8."""
+    thousands of pooled features, overshoot at 56 and do best near 8. A model whose coordinate
+    layers emit crop-normalised values (``output_units="crop"``) needs no scale: 1."""
+    if getattr(config, "output_units", "px") == "crop":
+        return 1.0
     return 8.0 if config.kind == "aan" else config.input_size / 2.0
 
 
