@@ -44,14 +44,23 @@ def test_prepare_scales_the_long_side_and_pads_to_the_stride():
     assert x.shape[2] == 320 and x.shape[3] % STRIDE_MULTIPLE == 0 and f == pytest.approx(3.2)
 
 
-def test_registered_and_a_face_detector():
-    assert "cnn" in DETECTORS
+def test_registered_and_a_face_detector(data_dir):
+    assert {"cnn", "cnn-320", "cnn-640"} <= set(DETECTORS)
     det = make_detector("cnn", calibration=BoxCalibration())
-    assert isinstance(det, FaceDetector) and det.parts == 1 and det.name == "cnn"
-    with pytest.raises(ValueError, match="part 1"):
-        det.detect_part(np.zeros((64, 64), np.uint8), 1)
+    assert isinstance(det, FaceDetector) and det.parts == len(det.sides) == 2 and det.name == "cnn"
+    with pytest.raises(ValueError, match="part 2"):
+        det.detect_part(np.zeros((64, 64), np.uint8), 2)
     with pytest.raises(ValueError, match="uint8"):
         det.detect(np.zeros((64, 64), np.float32))
+    # the parts (one per side) together find what the whole search finds
+    gray = cv2.imread(str(data_dir / "images68" / "300wlp" / "AFW_134212_1_0.jpg"), cv2.IMREAD_GRAYSCALE)
+    whole = det.detect(gray)
+    assert whole
+    parts = [d for k in range(det.parts) for d in det.detect_part(gray, k)]
+    for d in whole:
+        assert any(np.allclose(d.box, p.box) and d.score == p.score for p in parts)
+    # the variants share the network's box convention, so its calibration
+    assert make_detector("cnn-320").calibration == make_detector("cnn").calibration != BoxCalibration()
 
 
 def test_shipped_weights_carry_their_training_record():

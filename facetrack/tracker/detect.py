@@ -293,8 +293,11 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "haar-alt2+profile-fallback": lambda **kw: HaarDetector(("alt2",), profile="fallback", **kw),
     "haar-default+alt2+profile": lambda **kw: HaarDetector(("default", "alt2"), profile=True, **kw),
     "dlib-hog": lambda **kw: DlibHogDetector(**kw),
-    # the project's own CNN (facetrack/train/face_detector.py), ONNX Runtime; imported when asked for
-    "cnn": lambda **kw: _cnn_detector(**kw),
+    # the project's own CNN (facetrack/train/face_detector.py), ONNX Runtime; imported when asked for.
+    # Sides and thresholds chosen on frames_v2 training groups (docs/DETECTORS.md)
+    "cnn": lambda **kw: _cnn_detector(sides=(320, 480), threshold=0.45, name="cnn", **kw),
+    "cnn-320": lambda **kw: _cnn_detector(sides=(320,), threshold=0.45, name="cnn-320", **kw),
+    "cnn-640": lambda **kw: _cnn_detector(sides=(320, 640), threshold=0.5, name="cnn-640", **kw),
 }
 
 

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from facetrack.engines.onnxrt import ALLOW_SPINNING
-from facetrack.tracker.detect import Detection, _check_gray, box_calibration, merge_detections
+from facetrack.tracker.detect import Detection, _calibration_path, _check_gray, _load_calibrations, box_calibration, merge_detections
 from facetrack.tracker.geometry import BoxCalibration
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,11 @@ class CnnFaceDetector:
             raise ValueError(f"{name}: sides must be at least {STRIDE_MULTIPLE} px, got {sides!r}")
         self.sides, self.threshold = tuple(int(s) for s in sides), float(threshold)
         self.parts = len(self.sides)
-        self.calibration = calibration if calibration is not None else box_calibration(f"detector:{self.name}")
+        if calibration is None:
+            # one network, one box convention: a variant (other sides) without its own entry takes "cnn"'s
+            own = f"detector:{self.name}"
+            calibration = box_calibration(own if own in _load_calibrations(str(_calibration_path())) else "detector:cnn")
+        self.calibration = calibration
 
     def _run(self, g: np.ndarray, side: int) -> list[Detection]:
         x, f = prepare(g, side)

@@ -307,7 +307,9 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, history = ck["step"], ck.get("history", [])
-        record = {**ck["record"], "git_commit": record["git_commit"], "command_resumed": record["command"]}
+        resumed = f"at step {step}: {record['command']} (git {record['git_commit']}, {record['started']})"
+        record = {**ck["record"], "git_commit": record["git_commit"],
+                  "resumed": "; ".join(x for x in (ck["record"].get("resumed", ""), resumed) if x)}
         log.info("resumed %s at step %d", ckpt_path, step)
     rng = np.random.default_rng(seed + step)  # a resumed run draws new batches, not the first ones again
     total = max(steps, 1)
