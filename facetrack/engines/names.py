@@ -28,6 +28,11 @@ LANDMARKS = "landmarks"
 CONFIDENCE = "confidence"
 HIDDEN_OUT = "hidden_out"
 
+#: The face detector (:mod:`facetrack.tracker.detect_cnn`): input ``(N, 1, H, W)`` float32 grey
+#: levels 0-255; output ``(N, 5, H / 8, W / 8)`` float32 cells (centre score, offset x, y, log sizes).
+DETECTOR_INPUT = "gray"
+DETECTOR_OUTPUT = "cells"
+
 #: Name of the dynamic batch (face) axis in exported graphs.
 BATCH_AXIS = "faces"
 

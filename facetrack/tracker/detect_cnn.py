@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facetrack.engines import names
 from facetrack.engines.onnxrt import ALLOW_SPINNING
 from facetrack.tracker.detect import Detection, _calibration_path, _check_gray, _load_calibrations, box_calibration, merge_detections
 from facetrack.tracker.geometry import BoxCalibration
@@ -32,10 +33,10 @@ log = logging.getLogger(__name__)
 
 #: the graph's input: ``(N, 1, H, W)`` float32 grey levels 0-255 (normalised inside the graph),
 #: ``H`` and ``W`` multiples of :data:`STRIDE_MULTIPLE`
-INPUT = "gray"
+INPUT = names.DETECTOR_INPUT
 #: the graph's output: ``(N, 5, H / STRIDE, W / STRIDE)`` float32: centre score (0-1, after the
 #: sigmoid), centre offset x, y within the cell (cells), log(box width / STRIDE), log(box height / STRIDE)
-OUTPUT = "cells"
+OUTPUT = names.DETECTOR_OUTPUT
 #: output cell size in input pixels
 STRIDE = 8
 #: input sides must be multiples of this (the deepest feature map is 1/32 of the input)

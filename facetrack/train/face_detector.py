@@ -5,7 +5,8 @@ The network (:class:`FaceDetNet`) is a CenterNet-style anchor-free detector (Zho
 1/32, a top-down path back to 1/8 (so large faces are seen whole), and one head giving per cell
 of stride 8 the face-centre score (sigmoid; focal loss on Gaussian-splatted centres), the
 centre's sub-cell offset and the log box size (L1 at the centres). The runtime, torch-free, is
-:mod:`facetrack.tracker.detect_cnn`; its input/output names and stride are defined there.
+:mod:`facetrack.tracker.detect_cnn`; its stride is defined there, its tensor names in
+:mod:`facetrack.engines.names`.
 
 Data: ``frames_v2/boxes.jsonl`` split by ``group`` (:func:`split_groups`: whole groups on one
 side, a fixed seed); faces of the training groups are positives, ``ignore`` boxes and faces too
