@@ -70,6 +70,16 @@ def test_scores_agree_with_the_landmarker_and_the_cli(data_dir: Path, tmp_path: 
     assert main(["eval-images", str(tmp_path), "--box", "gt", "--json", str(out)]) == 0
     assert "| " + tmp_path.name + " | 2 | 0 |" in capsys.readouterr().out
     assert json.loads(out.read_text())["summary"][tmp_path.name]["nme68"] == pytest.approx(np.mean([r.errors["nme68"] for r in res]))
+    # --flip scores the mirror-averaged fits, as `facetrack IMAGES` makes them
+    flipped = evaluate(images, "mdm-rt", "gt", flip=True)
+    mirrored = Landmarker(resolve_model("mdm-rt"), flip=True)
+    for r, item in zip(flipped, images):
+        gt = read_pts(item.labels)
+        pred = mirrored.fit_box(to_gray(cv2.imread(str(item.image))), box_of(gt), calibration=TIGHT_BOX).landmarks
+        assert r.errors["nme68"] == pytest.approx(float(nme(pred, gt)), rel=1e-6)
+    assert [r.errors["nme68"] for r in flipped] != [r.errors["nme68"] for r in res]
+    assert main(["eval-images", str(tmp_path), "--box", "gt", "--flip"]) == 0
+    assert "mdm-rt (flip), gt box" in capsys.readouterr().out
     # bad input: one line, exit 2
     assert main(["eval-images", str(tmp_path), "--box", "300w"]) == 2
     assert "needs --boxes" in capsys.readouterr().err
