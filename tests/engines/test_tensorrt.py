@@ -184,7 +184,7 @@ def test_fp16_conversion_keeps_float32_io_and_matches_in_onnxruntime(data_dir: P
     assert sum(t.data_type == f32 for t in model.graph.initializer) == len(floats)  # every weight converted
     assert {p.key: p.value for p in half.metadata_props} == {p.key: p.value for p in model.metadata_props}
 
-    with OnnxRuntimeBackend(path) as ref:
+    with OnnxRuntimeBackend(path, int8=False) as ref:  # the float32 file that was converted, not its int8 variant
         feed = real_feed(data_dir, ref, 3)
         want = {k: v.copy() for k, v in ref.infer(feed).items()}
     sess = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"])
