@@ -192,14 +192,21 @@ def load_pseudo_v2(data_dir: str | os.PathLike) -> list[FaceSample]:
     return out
 
 
+def held_out_groups(groups: Iterable[str], fraction: float, seed: int = 0) -> set[str]:
+    """The seeded share ``fraction`` of the distinct ``groups``: sorted, shuffled with ``seed``,
+    the first ``round(fraction * n)``. The one rule every group split here follows (landmark
+    validation, the face detector's held-out frames)."""
+    names = sorted(set(groups))
+    n = int(round(fraction * len(names)))
+    order = np.random.default_rng(seed).permutation(len(names))
+    return {names[i] for i in order[:n]}
+
+
 def split_groups(samples: Iterable[FaceSample], val_fraction: float, seed: int = 0) -> tuple[list[FaceSample], list[FaceSample]]:
-    """Seeded hold-out of ``val_fraction`` of the *groups* (whole videos or photo folders):
-    no frame of a held-out video is trained on. Returns ``(train, val)``."""
+    """Seeded hold-out of ``val_fraction`` of the *groups* (whole videos or photo folders,
+    :func:`held_out_groups`): no frame of a held-out video is trained on. Returns ``(train, val)``."""
     items = list(samples)
-    groups = sorted({s.group for s in items})
-    n_val = int(round(val_fraction * len(groups)))
-    rng = np.random.default_rng(seed)
-    val_groups = set(np.asarray(groups)[rng.permutation(len(groups))[:n_val]].tolist()) if n_val else set()
+    val_groups = held_out_groups((s.group for s in items), val_fraction, seed)
     return [s for s in items if s.group not in val_groups], [s for s in items if s.group in val_groups]
 
 
@@ -439,6 +446,6 @@ def build_cache_from_frames(frames: Iterable[tuple[FaceSample, np.ndarray]], fac
 
 __all__ = [
     "FaceSample", "CachedFace", "PtsImageDataset", "Video300VWDataset", "LandmarkFileError",
-    "load_images68", "load_pseudo_dlib", "load_pseudo_v2", "split_groups", "PSEUDO_V2", "find_300w_box", "split_train_val", "load_broken_frames",
+    "load_images68", "load_pseudo_dlib", "load_pseudo_v2", "held_out_groups", "split_groups", "PSEUDO_V2", "find_300w_box", "split_train_val", "load_broken_frames",
     "build_cache", "build_cache_from_frames", "cache_face", "read_image", "HUMAN", "PSEUDO_DLIB",
 ]

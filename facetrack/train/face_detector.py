@@ -67,13 +67,13 @@ def load_records(data: Path) -> list[dict]:
 
 
 def split_groups(records: list[dict], heldout: float = 0.15, seed: int = 0) -> tuple[list[str], list[str]]:
-    """(training groups, held-out groups), sorted: the groups shuffled with ``seed``, the first
-    ``round(heldout * n)`` held out. Whole groups on one side."""
-    groups = sorted({r["group"] for r in records})
-    order = np.random.default_rng(seed).permutation(len(groups))
-    n = int(round(heldout * len(groups)))
-    held = sorted(groups[i] for i in order[:n])
-    return sorted(set(groups) - set(held)), held
+    """(training groups, held-out groups), sorted: the landmark trainer's rule
+    (:func:`facetrack.train.datasets.held_out_groups`) on the records' groups. Whole groups on one side."""
+    from facetrack.train.datasets import held_out_groups
+
+    groups = {r["group"] for r in records}
+    held = held_out_groups(groups, heldout, seed)
+    return sorted(groups - held), sorted(held)
 
 
 @dataclass
