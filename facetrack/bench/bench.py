@@ -55,6 +55,7 @@ import numpy as np
 
 from facetrack.bench.environment import data_dir, peers_missing_line, peers_python
 from facetrack.bench.peers import cpu_model, decode_video, frames_mib, tight_box, vm_hwm_mib, vm_rss_mib
+from facetrack.engines.engine_cache import file_sha256
 from facetrack.tracker.models import CHOICES, SHIPPED, FitChain, ModelChoice, open_landmarkers, parse_model
 
 log = logging.getLogger("bench")
@@ -412,12 +413,6 @@ def export_untrained(folder: Path) -> dict[str, str]:
     return resolve_models(folder)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _git_head() -> str:
     """The checkout's commit (``git rev-parse HEAD``) or ``""``."""
     try:
@@ -467,7 +462,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     info = machine_info()
     info["load_average_start"] = list(os.getloadavg())
     info["models"] = models
-    info["model_sha256"] = {k: _sha256(Path(v))[:16] for k, v in models.items()}
+    info["model_sha256"] = {k: file_sha256(v)[:16] for k, v in models.items()}
     info["git_head"] = _git_head()
     info["untrained_weights"] = untrained
     from facetrack.tracker.detect import box_calibration

@@ -178,12 +178,19 @@ def read_engine_file(path: str | Path) -> tuple[dict[str, str], bytes]:
 
 
 # --------------------------------------------------------------------------- keys
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
+def file_sha256(path: str | os.PathLike, limit: int | None = None) -> str:
+    """Hex sha256 of a file's bytes, of its first ``limit`` bytes when given. The one file hash
+    of facetrack: engine cache keys, int8 variants' sources, run records, benchmark records."""
     h = hashlib.sha256()
+    left = limit
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        while left is None or left > 0:
+            chunk = f.read(1 << 20 if left is None else min(1 << 20, left))
+            if not chunk:
+                break
             h.update(chunk)
+            if left is not None:
+                left -= len(chunk)
     return h.hexdigest()
 
 

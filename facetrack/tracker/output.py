@@ -39,6 +39,8 @@ from typing import IO, Any, Protocol, Sequence
 
 import numpy as np
 
+from facetrack.engines.engine_cache import file_sha256
+
 N_POINTS = 68
 COLUMNS: tuple[str, ...] = (("frame", "face_id", "timestamp", "confidence", "success")
                             + tuple(f"x_{i}" for i in range(N_POINTS)) + tuple(f"y_{i}" for i in range(N_POINTS)))
@@ -366,23 +368,6 @@ class RunRecord:
         return out
 
 
-def file_digest(path: str | os.PathLike, limit: int | None = None) -> str:
-    """SHA-256 (hex) of ``path``'s bytes, of the first ``limit`` bytes when given."""
-    import hashlib
-
-    h = hashlib.sha256()
-    left = limit
-    with open(path, "rb") as f:
-        while left is None or left > 0:
-            chunk = f.read(1 << 20 if left is None else min(1 << 20, left))
-            if not chunk:
-                break
-            h.update(chunk)
-            if left is not None:
-                left -= len(chunk)
-    return h.hexdigest()
-
-
 def input_identity(path: str | os.PathLike) -> dict[str, Any]:
     """``{"name", "bytes", "head_sha256"}`` of an input file (a folder: its image names)."""
     p = Path(path)
@@ -392,7 +377,7 @@ def input_identity(path: str | os.PathLike) -> dict[str, Any]:
 
         names = sorted(os.fsencode(c.name) for c in p.iterdir())
         return {"name": name, "bytes": len(names), "head_sha256": hashlib.sha256(b"\0".join(names)).hexdigest()}
-    return {"name": name, "bytes": p.stat().st_size, "head_sha256": file_digest(p, 1 << 20)}
+    return {"name": name, "bytes": p.stat().st_size, "head_sha256": file_sha256(p, 1 << 20)}
 
 
 def write_record(out: str | os.PathLike, record: RunRecord) -> None:

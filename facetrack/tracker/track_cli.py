@@ -307,9 +307,9 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
 @functools.lru_cache(maxsize=None)
 def _model_sha256(path: Path) -> str:
     """A model file's SHA-256, once per process (a batch checks every input against it)."""
-    from facetrack.tracker.output import file_digest
+    from facetrack.engines.engine_cache import file_sha256
 
-    return file_digest(path)
+    return file_sha256(path)
 
 
 def covers(old: Any, end: int | None) -> bool:
