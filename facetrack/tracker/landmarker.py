@@ -205,12 +205,13 @@ class Landmarker:
         image = np.empty((copies * n, 1, s, s), np.float32)
         for k, m in enumerate(mats):
             image[k] = to_input(warp_crop(gray, m, s))[0]
-        init = np.stack(inits).astype(np.float32)
         if self.flip:  # the mirrored crops follow the plain ones in the same call
             image[n:] = image[:n, :, :, ::-1]
-            init = np.concatenate([init, mirror_landmarks(init, s).astype(np.float32)])
         feed: dict[str, np.ndarray] = {names.IMAGE: image}
         if self.kind == "mdm":
+            init = np.stack(inits).astype(np.float32)
+            if self.flip:
+                init = np.concatenate([init, mirror_landmarks(init, s).astype(np.float32)])
             feed[names.INIT_SHAPE] = np.ascontiguousarray(init)
             feed[names.HIDDEN] = np.zeros((copies * n, self.hidden_size), np.float32)
         t0 = _add(timings, "crop", t0)

@@ -9,8 +9,8 @@ per second* (face size: geometric mean of the landmarks' tight box sides), so th
 :class:`PoseShapeFilter` (what ``--smooth`` uses) filters the face's *pose* and its *shape*
 apart: a head that moves fast keeps its expression, and an expression that changes fast keeps
 the head where it is, so each part gets the cutoff its own speed asks for. Measured on the
-moved-face clips (``python -m facetrack.bench.smoothing``, 7 faces x 60 frames, the shipped
-weights): pose 1 Hz / beta 40 with shape 1 Hz / beta 10: flicker 0.96 %, NME 4.06 %; every
+moved-face clips (``python -m facetrack.bench.smoothing``, 7 faces x 60 frames, the stage-4
+mdm-rt weights): pose 1 Hz / beta 40 with shape 1 Hz / beta 10: flicker 0.96 %, NME 4.06 %; every
 point on its own at 1 Hz / beta 40 (the same fits filtered offline): 1.14 %, 4.08 %;
 unsmoothed: 1.45 %, 4.04 %.
 """
