@@ -85,6 +85,19 @@ def picture_key(sample: FaceSample) -> tuple[str, int | None]:
     return (str(sample.image), sample.frame)
 
 
+def negatives_detector() -> Any:
+    """The detector whose boxes background negatives avoid: the tracker's default (Haar), or
+    the project's CNN detector where OpenCV has no Haar cascades (OpenCV 5, as on the lent GPU
+    machines' image): training must not stop for the want of one detector."""
+    from facetrack.tracker.detect import default_detector, make_detector
+
+    try:
+        return default_detector()
+    except RuntimeError as e:
+        log.warning("%s: background negatives avoid the faces of the cnn detector instead", e)
+        return make_detector("cnn")
+
+
 class TrainingFaces(torch.utils.data.Dataset):
     """Lazily decoded, augmented training samples. Index with ``(face index, sample seed)``.
 
@@ -115,9 +128,7 @@ class TrainingFaces(torch.utils.data.Dataset):
     def _detections(self, key: tuple[str, int | None, int], image: np.ndarray) -> np.ndarray:
         if key not in self._detected:
             if self._detector is None:
-                from facetrack.tracker.detect import default_detector
-
-                self._detector = default_detector()
+                self._detector = negatives_detector()
             dets = self._detector.detect(to_gray(image))
             self._detected[key] = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
         return self._detected[key]
