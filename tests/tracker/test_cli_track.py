@@ -207,6 +207,40 @@ def test_video_source_seek_is_exact_and_camera_error(clip):
         Camera("/dev/video97")
 
 
+def test_video_file_decodes_on_one_thread_by_default_and_gives_the_same_frames(clip):
+    from facetrack.tracker.video import VideoFile
+
+    with VideoFile(clip) as one, VideoFile(clip, threads=None) as default, VideoFile(clip, threads=2) as two:
+        assert one._cap.get(cv2.CAP_PROP_N_THREADS) == 1  # FFmpeg's own default is one thread per core
+        assert two._cap.get(cv2.CAP_PROP_N_THREADS) == 2
+        assert one._open().get(cv2.CAP_PROP_N_THREADS) == 1  # the capture an inexact seek reopens
+        for _ in range(40):
+            (i, ts, a), (j, _, b), (k, _, c) = one.read(), default.read(), two.read()
+            assert i == j == k
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)
+
+
+@pytest.fixture
+def opencv_threads():
+    """Restores OpenCV's thread count, which the track job sets for the whole process."""
+    before = cv2.getNumThreads()
+    yield
+    cv2.setNumThreads(before)
+
+
+@pytest.mark.parametrize("option, threads", [([], 1), (["--threads", "2"], 2)])
+def test_threads_option_sets_opencv_and_decoder_threads(clip, tmp_path, model_args, monkeypatch, opencv_threads, option, threads):
+    from facetrack.tracker import video
+
+    opened = []
+    real = video.open_source
+    monkeypatch.setattr(video, "open_source", lambda *a, **kw: opened.append(kw.get("threads")) or real(*a, **kw))
+    cv2.setNumThreads(3)
+    assert main([str(clip), "--out", str(tmp_path / "t.csv"), "--end", "3f", "-q", *model_args, *option]) == 0
+    assert cv2.getNumThreads() == threads and opened == [threads]
+
+
 def test_killed_run_leaves_whole_lines(clip, tmp_path, model_args):
     """SIGKILL (no chance to clean up): the file still holds whole frames only."""
     out = tmp_path / "l.csv"
