@@ -189,15 +189,19 @@ def forward_loss(model: nn.Module, batch: Batch, device: torch.device, confidenc
     # a bare model has its config; TrainForward and its DistributedDataParallel / compiled wrappers do not
     fwd = TrainForward(model) if hasattr(model, "config") else model
     heads, conf = fwd(image, init)
-    final = heads[-1]
-    nme_final = normalised_error(final, gt)
-    pos = is_face.float()
-    n_pos = pos.sum().clamp_min(1.0)
-    lm_loss = sum((normalised_error(h, gt) * pos).sum() / n_pos for h in heads)
-    with torch.no_grad():
-        target = (is_face & (nme_final < THRESHOLD)).float()
-    conf_loss = nn.functional.binary_cross_entropy(conf.clamp(1e-6, 1 - 1e-6), target)
-    loss = lm_loss + confidence_weight * conf_loss
+    # The losses in float32 outside mixed precision: CUDA autocast refuses binary cross-entropy
+    # on probabilities, and sums over 68 points and the batch lose precision in float16.
+    with torch.autocast(device.type, enabled=False):
+        heads, conf = [h.float() for h in heads], conf.float()
+        final = heads[-1]
+        nme_final = normalised_error(final, gt)
+        pos = is_face.float()
+        n_pos = pos.sum().clamp_min(1.0)
+        lm_loss = sum((normalised_error(h, gt) * pos).sum() / n_pos for h in heads)
+        with torch.no_grad():
+            target = (is_face & (nme_final < THRESHOLD)).float()
+        conf_loss = nn.functional.binary_cross_entropy(conf.clamp(1e-6, 1 - 1e-6), target)
+        loss = lm_loss + confidence_weight * conf_loss
     return loss, {
         "nme": nme_final.detach().cpu().numpy(),
         "confidence": conf.detach().cpu().numpy(),

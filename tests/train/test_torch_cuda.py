@@ -107,3 +107,34 @@ def test_cuda_graph_replay_matches_eager(arch: str) -> None:
     a = graphs.run_numpy(random_feed(kind, size, hidden, 1, seed=10))[names.LANDMARKS]
     b = graphs.run_numpy(random_feed(kind, size, hidden, 1, seed=11))[names.LANDMARKS]
     assert not np.array_equal(a, b)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("arch", ["mdm-rt", "aan"])
+def test_mixed_precision_training_step_on_cuda(arch: str) -> None:
+    # The trainer's AMP step. CUDA autocast refuses binary cross-entropy on probabilities (it
+    # stopped the first training run on a lent H200), so forward_loss computes its losses in
+    # float32 outside autocast; the step must give the float32 loss and finite gradients.
+    from facetrack.tracker.geometry import template
+    from facetrack.train.models import build_model
+    from facetrack.train.trainer import Batch, forward_loss
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = build_model(arch).cuda().train()
+    size = model.config.input_size
+    gt = np.repeat(template(size)[None], 8, 0).astype(np.float32) + rng.normal(0, 1.0, (8, 68, 2)).astype(np.float32)
+    batch = Batch(rng.random((8, 1, size, size), dtype=np.float32), gt, np.repeat(template(size)[None], 8, 0).astype(np.float32),
+                  np.array([True] * 6 + [False] * 2), np.ones(8, bool))
+    device = torch.device("cuda")
+    with torch.autocast("cuda", enabled=True):
+        loss, figs = forward_loss(model, batch, device, 1.0)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    torch.amp.GradScaler("cuda").scale(loss).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    with torch.no_grad():
+        plain, _ = forward_loss(model, batch, device, 1.0)
+    assert float(loss) == pytest.approx(float(plain), rel=0.05)  # float16 forward, same loss
+    assert figs["nme"].shape == (8,) and figs["confidence"].shape == (8,)
