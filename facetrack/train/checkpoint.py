@@ -167,4 +167,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", verify: 
     return Checkpoint(p, ck["state_dict"], ck["config"], meta, verified)
 
 
-__all__ = ["FORMAT", "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint", "weights_sha256"]
+def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a checkpoint without the optimiser state and the raw weights beside the moving
+    average (``optimizer``, ``train_state_dict``): what ``--init-from``, ``ship`` and the
+    measurements read, at about a quarter of the size (mdm-rt: 23.2 -> 5.8 MB; files sent to
+    or fetched from a lent GPU machine travel under a size limit). ``--resume`` needs the full file."""
+    import torch
+
+    ck = load_checkpoint(src)
+    meta = {k: v for k, v in ck.meta.items() if k not in ("optimizer", "train_state_dict")}
+    out = Path(dst)
+    torch.save({"state_dict": ck.state_dict, "config": ck.config, **meta}, out)
+    return out
+
+
+__all__ = ["FORMAT", "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint", "slim_checkpoint", "weights_sha256"]

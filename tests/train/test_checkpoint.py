@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from facetrack.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_sha256
+from facetrack.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, slim_checkpoint, weights_sha256
 from facetrack.train.models import build_model, config_to_dict
 
 
@@ -26,6 +26,22 @@ def test_round_trip_verifies_the_weights_and_keeps_metadata(tmp_path: Path) -> N
     for k, v in m.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[k], v), k
     assert not (tmp_path / "c.pt.tmp").exists()
+
+
+def test_slim_copy_drops_the_optimiser_and_raw_weights_and_keeps_the_rest(tmp_path: Path) -> None:
+    m = _model()
+    opt = torch.optim.AdamW(m.parameters())
+    m(torch.rand(2, 1, 112, 112))[0][-1].sum().backward()
+    opt.step()  # Adam's two moments: the optimiser state is twice the weights
+    ema = {k: v.clone() + 1.0 if v.is_floating_point() else v.clone() for k, v in m.state_dict().items()}
+    full = save_checkpoint(tmp_path / "full.pt", ema, config_to_dict(m.config), step=9, optimizer=opt.state_dict(),
+                           train_state_dict=m.state_dict(), split={"val_images": ["a.jpg"], "val_groups": []})
+    slim = slim_checkpoint(full, tmp_path / "slim.pt")
+    ck = load_checkpoint(slim)
+    assert ck.verified and ck.step == 9 and ck.meta["split"]["val_images"] == ["a.jpg"]
+    assert "optimizer" not in ck.meta and "train_state_dict" not in ck.meta
+    assert all(torch.equal(ck.state_dict[k], v) for k, v in ema.items())  # the moving average, not the raw weights
+    assert slim.stat().st_size < full.stat().st_size / 2.5
 
 
 def test_checksum_depends_on_every_weight() -> None:
