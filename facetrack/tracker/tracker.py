@@ -490,7 +490,10 @@ class Tracker:
         aligned on it. A face (and not a collar, a hand or a lamp) keeps its landmarks there;
         a fit whose refit moves by more than ``max_refit_shift`` outer-eye distances, or fails
         the sanity checks against it (scale change included), gives ``None``; the others give
-        the refit (its confidence decides acceptance)."""
+        the mean of the fit and its refit, two fits of the face from two crops, with the
+        refit's confidence (which decides acceptance). The mean is free (both fits are made
+        anyway) and beats either alone: stage-6 mdm-rt on the 298 held-out validation faces
+        from the detector's box, mirror-averaged, 2.92 % (refit) -> 2.83 % NME."""
         good = [i for i, f in enumerate(fits) if f.valid and np.isfinite(f.landmarks).all()]
         out: list[Fit | None] = [None] * len(fits)
         if not good:
@@ -502,7 +505,7 @@ class Tracker:
             eyes = float(np.linalg.norm(a[36] - a[45]))
             shift = float(np.linalg.norm(b - a, axis=1).mean()) / max(eyes, 1e-6)
             if np.isfinite(shift) and shift <= self.config.max_refit_shift and self._sane(r, gray.shape[:2], a):
-                out[i] = r
+                out[i] = Fit((0.5 * (a + b)).astype(np.float32), r.confidence, r.valid)
         return out
 
     #: re-acquisition hypotheses around a lost face: (scale, in-plane angle in degrees)

@@ -426,6 +426,19 @@ def test_new_face_needs_a_refit_that_stays_put(move, accepted):
     assert bool(r.faces) == accepted
 
 
+def test_new_face_reports_the_mean_of_its_fit_and_its_refit():
+    # two fits of one face from two crops (the detector's box, then the crop aligned on the
+    # first fit): the tracker reports their mean, which costs nothing and is the more accurate
+    tr, _, det = make_tracker(Wanderer(0.2), detect_every=1)
+    frame = scene([(100, 80)])
+    box = det.calibration(BlobDetector().detect(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))[0].box)
+    first = shape_in_box(box)
+    eyes = float(np.linalg.norm(first[36] - first[45]))
+    r = tr.process(frame)
+    assert len(r.faces) == 1
+    np.testing.assert_allclose(r.faces[0].landmarks, first + [0.5 * 0.2 * eyes, 0.0], atol=1e-3)
+
+
 class Magnet(BlobLandmarker):
     """Tracking snaps every shape onto the first blob of the frame, surer the less it moved."""
 
