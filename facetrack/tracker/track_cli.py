@@ -401,9 +401,10 @@ def cpu_threads(args: argparse.Namespace) -> int:
 def use_opencv_threads(n: int) -> None:
     """Let OpenCV's functions (grey conversion, resizes, warps, the Haar search) use ``n`` threads,
     for the whole process. With 2 the spare one's waiting costs more CPU than it saves: tracking
-    ``sbr_demo_selfie.mp4`` (frames in memory, 2 cores) spent 5.45-7.37 ms of CPU per frame, of
-    which only 4.30-6.19 on the tracking thread; with 1 the two are equal and the tracking thread
-    spends no more (4.20 ms). A Haar search then takes about twice the wall time for less CPU."""
+    ``sbr_demo_selfie.mp4`` (frames in memory, 2 cores, load 1-2) spent 5.45-7.37 ms of CPU per
+    frame, of which only 4.30-6.19 on the tracking thread; with 1 the two are equal (4.20-5.78 ms).
+    A Haar search then takes about twice the wall time for less CPU (the Hamilton clip: 6.15-7.88
+    against 7.46-8.76 ms per frame)."""
     import cv2
 
     cv2.setNumThreads(int(n))
