@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facetrack.tracker.track_cli import CliError, covers, make_record, model_files, to_frame
+from facetrack.tracker.track_cli import CliError, covers, make_record, model_files, model_for, to_frame
 
 
 def shard_arg(text: str) -> tuple[int, int]:
@@ -65,6 +65,7 @@ class Job:
 
 def _complete(args: argparse.Namespace, job: Job) -> bool:
     """Whether ``job.out`` is already complete for this input, model and options."""
+    from facetrack.tracker.images import is_image_input
     from facetrack.tracker.output import OutputFileError, read_record
     from facetrack.tracker.video import VideoError, VideoFile
 
@@ -77,7 +78,8 @@ def _complete(args: argparse.Namespace, job: Job) -> bool:
             with VideoFile(job.input) as v:
                 fps = v.fps
         start, end = to_frame(args.start, fps) or 0, to_frame(args.end, fps)
-        new = make_record(args, Path(job.input), model_files(args.model), start, end)
+        images = is_image_input(job.input)
+        new = make_record(args, Path(job.input), model_files(model_for(args, images)), start, end, images)
     except (OutputFileError, VideoError, OSError):
         return False  # the worker says what is wrong with it
     return not old.differences(new) and covers(old, end)

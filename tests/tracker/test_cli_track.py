@@ -471,3 +471,24 @@ def test_ctrl_c_stops_a_batch_and_a_rerun_finishes_it(clip, data_dir, tmp_path, 
     assert r.returncode == 0, r.stderr.decode()[-1000:]
     for name in ("short_hamilton_clip", "sbr_demo_selfie"):
         assert list(read_landmarks_csv(tmp_path / "out" / f"{name}.csv").frame) == list(range(1, 276))
+
+
+@pytest.mark.skipif(not {"aan", "mdm"} <= set(models.available()), reason="needs the shipped aan and mdm-rt models")
+def test_default_model_is_aan_mdm_for_images_and_mdm_for_video(data_dir, clip, tmp_path):
+    """``--model auto`` (the default): still images take aan+mdm, whose CPU hardly counts there;
+    video keeps mdm (recorded as before, so earlier runs still resume)."""
+    img = sorted((data_dir / "images68" / "helen_test").glob("*.jpg"))[0]
+    outs = {}
+    for label, extra in (("auto", []), ("aan+mdm", ["--model", "aan+mdm"]), ("mdm", ["--model", "mdm"])):
+        outs[label] = tmp_path / f"img-{label.replace('+', '_')}.csv"
+        assert main([str(img), "--out", str(outs[label]), "--max-faces", "3", "--quiet", *extra]) == 0
+    def points(path):
+        with path.open() as fh:
+            return np.array([[float(r[f"{a}_{i}"]) for i in range(68) for a in "xy"] for r in csv.DictReader(fh)])
+
+    rows = {k: points(v) for k, v in outs.items()}
+    assert np.array_equal(rows["auto"], rows["aan+mdm"]) and not np.allclose(rows["auto"], rows["mdm"])
+    assert json.loads(outs["auto"].with_name(outs["auto"].name + ".run.json").read_text())["model"]["name"] == "aan+mdm"
+    vid = tmp_path / "vid.csv"
+    assert main([str(clip), "--out", str(vid), "--end", "3f", "--quiet"]) == 0
+    assert json.loads((tmp_path / "vid.csv.run.json").read_text())["model"]["name"] == "mdm"
