@@ -2,7 +2,8 @@
 # One lease of a lent GPU machine (the `device` tool): probe the training throughput, train
 # mdm-rt from a warm start until a deadline, run the gpu-marked tests beside it, then the GPU
 # latency bench. What it produced comes back under $OUT (files at most 16 MiB: the checkpoint
-# comes back slimmed). Stage 6 of the shipped mdm-rt was trained by this script.
+# comes back slimmed). Stage 6 of the shipped mdm-rt was trained by this script (then an
+# uncommitted .gpu/job.sh with the warm start named .gpu/init_v4.pt; otherwise the same).
 #
 # Prepared here, at no device time (the data and the start travel as the carried folder .gpu):
 #   echo /.gpu/ >> .git/info/exclude
