@@ -482,6 +482,7 @@ def test_default_model_is_aan_mdm_for_images_and_mdm_for_video(data_dir, clip, t
     for label, extra in (("auto", []), ("aan+mdm", ["--model", "aan+mdm"]), ("mdm", ["--model", "mdm"])):
         outs[label] = tmp_path / f"img-{label.replace('+', '_')}.csv"
         assert main([str(img), "--out", str(outs[label]), "--max-faces", "3", "--quiet", *extra]) == 0
+
     def points(path):
         with path.open() as fh:
             return np.array([[float(r[f"{a}_{i}"]) for i in range(68) for a in "xy"] for r in csv.DictReader(fh)])
