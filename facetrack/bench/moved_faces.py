@@ -1,7 +1,7 @@
 """The moved-face benchmark of issue 13: does tracking drift?
 
     python -m facetrack.bench.moved_faces --data ../shared/data --out runs/moved_faces \\
-        [--frames 60] [--seed 0] [--methods default shape template flip smooth flip+smooth per-frame dlib mediapipe] [--model mdm|FILE.onnx] [--reuse]
+        [--frames 60] [--seed 0] [--methods default unsmoothed shape template flip smooth flip+smooth per-frame dlib mediapipe] [--model mdm|FILE.onnx] [--reuse]
 
 Each of the 8 300-W common test faces of ``images68`` (helen_test + lfpw_test, never trained on)
 is moved by a seeded smooth random similarity motion (:func:`facetrack.train.sequences.smooth_motion`,
@@ -10,10 +10,11 @@ default :class:`~facetrack.train.sequences.MotionConfig`: up to about 3 % of the
 the whole picture (edges replicated) with its ground truth moved the same way, and written as an
 MP4 video (mp4v, 30 fps; pictures larger than 960 px are scaled down first). Then:
 
-- ``default``, ``shape``, ``template``, ``flip``, ``smooth``, ``flip+smooth``: the ``facetrack``
-  CLI on the video with its defaults and ``--max-faces 3`` (plus ``--track-init shape|template``,
-  ``--flip on``, ``--smooth`` or both for the named modes, and ``--model`` if given); in each
-  frame the reported face nearest the truth is scored.
+- ``default``, ``unsmoothed``, ``shape``, ``template``, ``flip``, ``smooth``, ``flip+smooth``: the
+  ``facetrack`` CLI on the video with its defaults (which smooth video) and ``--max-faces 3``
+  (plus ``--smooth off``, ``--track-init shape|template``, ``--flip on``, ``--smooth on`` or both
+  for the named modes, and ``--model`` if given); in each frame the reported face nearest the
+  truth is scored.
 - ``per-frame``: no tracking: the tracker is reset before every frame, so each frame is a
   detection and a fit from the detector's box (same model and detector as the CLI).
 - ``dlib``: dlib's HOG detector and 68-point predictor on every frame; ``mediapipe``: MediaPipe
@@ -43,9 +44,9 @@ import numpy as np
 from facetrack.tracker.geometry import face_size
 from facetrack.tracker.metrics import flicker, nme
 
-METHODS = ("default", "shape", "template", "flip", "smooth", "flip+smooth", "per-frame", "dlib", "mediapipe")
-CLI_ARGS = {"default": [], "shape": ["--track-init", "shape"], "template": ["--track-init", "template"],
-            "flip": ["--flip", "on"], "smooth": ["--smooth"], "flip+smooth": ["--flip", "on", "--smooth"]}
+METHODS = ("default", "unsmoothed", "shape", "template", "flip", "smooth", "flip+smooth", "per-frame", "dlib", "mediapipe")
+CLI_ARGS = {"default": [], "unsmoothed": ["--smooth", "off"], "shape": ["--track-init", "shape"], "template": ["--track-init", "template"],
+            "flip": ["--flip", "on"], "smooth": ["--smooth", "on"], "flip+smooth": ["--flip", "on", "--smooth", "on"]}
 MAX_SIDE = 960
 
 

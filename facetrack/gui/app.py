@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", type=int, metavar="N", help="open camera N at start")
     parser.add_argument("--model", default="mdm-rt", help="mdm-rt | aan | aan+mdm | PATH to an exported .onnx")
     parser.add_argument("--backend", default="auto", help="auto | onnxruntime | onnxruntime-cuda | torch | tensorrt")
-    parser.add_argument("--smooth", action="store_true", help="start with landmark smoothing on")
+    parser.add_argument("--smooth", nargs="?", const="on", choices=("on", "off"), default="on",
+                        help="start with landmark smoothing on (the default) or off")
     parser.add_argument("--flip", action="store_true", help="start with mirror-averaging on (twice the model's CPU)")
     parser.add_argument("--300vw-root", dest="vw_root", type=Path, help="300VW root to put in the 300VW tab")
     parser.add_argument("--300vw-category", dest="vw_categories", type=int, nargs="+", choices=(1, 2, 3),
@@ -60,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         log.warning("%s", problem)
         win.live.show_message(problem)
-    if args.smooth:
-        win.live.smooth.setChecked(True)
+    win.live.smooth.setChecked(args.smooth != "off")
     if args.flip:
         win.live.flip.setChecked(True)
     ev = win.evaluation

@@ -122,7 +122,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trk.add_argument("--track-init", choices=("template", "shape"), default="template",
                      help="MDM start on a tracked face, in a crop aligned on its previous landmarks: the template "
                           "(default; no drift with the shipped weights) or the previous landmarks (MDM's 300VW protocol)")
-    trk.add_argument("--smooth", action="store_true", help="One Euro smoothing of the output landmarks (off by default)")
+    trk.add_argument("--smooth", nargs="?", const="on", choices=("auto", "on", "off"), default="auto",
+                     help="One Euro smoothing of the output landmarks: a third less flicker at no cost in error on moving "
+                          "faces (default auto: on for video and cameras, off for still images; --smooth alone: on)")
     from facetrack.tracker.tracker import TrackerConfig  # the defaults live there
 
     trk.add_argument("--smooth-min-cutoff", type=float, default=TrackerConfig.smooth_min_cutoff, metavar="HZ",
@@ -159,6 +161,16 @@ def flip_on(args: argparse.Namespace, images: bool) -> bool:
     the model's CPU, which decoding and the face search dwarf) and not video or cameras."""
     flip = getattr(args, "flip", "auto")
     return flip == "on" or (flip == "auto" and images)
+
+
+def smooth_on(args: argparse.Namespace, images: bool) -> bool:
+    """``--smooth`` for this input: ``auto`` smooths video and cameras (on the moved-face clips
+    the default tracker's flicker falls from 1.34 to 0.87 % for the same error, 3.86 against
+    3.87 %) and not still images, which have no time to smooth over."""
+    smooth = getattr(args, "smooth", "auto")
+    if isinstance(smooth, bool):  # a namespace built by hand
+        return smooth
+    return smooth == "on" or (smooth == "auto" and not images)
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -311,7 +323,8 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
     options.pop("flip", None)
     if flip_on(args, images):  # recorded only when on, so runs recorded before the option still resume
         options["flip"] = "on"
-    if not args.smooth:  # the One Euro settings change nothing without --smooth
+    options["smooth"] = smooth_on(args, images)  # the resolved choice, as runs recorded before auto stored it
+    if not options["smooth"]:  # the One Euro settings change nothing without smoothing
         for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta"):
             options.pop(k, None)
     model = {"name": model_for(args, images), "sha256": [_model_sha256(f) for f in files]}
@@ -380,6 +393,11 @@ def track(args: argparse.Namespace) -> Outcome:
                 raise CliError(f"{display_name(out)}: no record of what it was made from ({out.name}.run.json is missing); "
                                f"not resuming: remove it or choose another --out")
             diffs = old.differences(record)
+            was = old.options.get("smooth")
+            if isinstance(was, bool) and was != record.options.get("smooth"):
+                # the One Euro settings follow from smoothing; say the one switch that resumes it
+                diffs = [d for d in diffs if not d.startswith(("smooth ", "smooth_"))]
+                diffs.append(f"smoothing {'on' if was else 'off'} vs {'off' if was else 'on'}: add --smooth {'on' if was else 'off'} to resume it")
             if diffs:
                 raise CliError(f"{display_name(out)}: made from another run ({'; '.join(diffs)}); "
                                f"not resuming: remove it or choose another --out")
@@ -448,7 +466,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
     backend = _runtime(args, files)
     use_opencv_threads(cpu_threads(args))
     config = TrackerConfig(model=model_for(args, images), backend=backend, threads=args.threads, max_faces=args.max_faces,
-                           smooth=args.smooth, smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
+                           smooth=smooth_on(args, images), smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
                            smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
                            confidence_threshold=args.confidence, detect_every=args.detect_every,
                            default_fps=source.fps, track_init=args.track_init, flip=flip_on(args, images))

@@ -397,7 +397,9 @@ def test_mirror_average_box_rebuilds_the_tracker_with_flip(qtbot, make_window, d
     _open(qtbot, win, data_dir / VIDEO)
     win.live.flip.setChecked(True)
     qtbot.waitUntil(lambda: bool(specs) and specs[-1].flip, timeout=10000)
-    assert not specs[-1].smooth
+    assert specs[-1].smooth  # on by default, as for video in the CLI
+    win.live.smooth.setChecked(False)
+    qtbot.waitUntil(lambda: not specs[-1].smooth, timeout=10000)
     tracker = default_tracker_factory(TrackerSpec(flip=True))
     try:
         assert tracker.track_model.flip is True

@@ -493,3 +493,34 @@ def test_default_model_is_aan_mdm_for_images_and_mdm_for_video(data_dir, clip, t
     vid = tmp_path / "vid.csv"
     assert main([str(clip), "--out", str(vid), "--end", "3f", "--quiet"]) == 0
     assert json.loads((tmp_path / "vid.csv.run.json").read_text())["model"]["name"] == "mdm"
+
+
+def test_video_is_smoothed_by_default_and_still_images_are_not(data_dir, clip, tmp_path, model_args, capsys):
+    """``--smooth auto`` (the default) smooths video: its rows equal ``--smooth on``'s and differ
+    from ``--smooth off``'s; the record stores the resolved choice, so a run recorded before the
+    option (``"smooth": false``) resumes with ``--smooth off`` and not with the default."""
+    outs = {}
+    for label, extra in (("auto", []), ("on", ["--smooth", "on"]), ("off", ["--smooth", "off"]), ("bare", ["--smooth"])):
+        outs[label] = tmp_path / f"v-{label}.csv"
+        assert main([str(clip), "--out", str(outs[label]), "--end", "15f", "--quiet", *model_args, *extra]) == 0
+    pts = {k: np.array([r[6:] for r in _rows(v)[1:]], float) for k, v in outs.items()}
+    assert np.isfinite(pts["auto"]).all() and len(pts["auto"]) == 15
+    assert np.array_equal(pts["auto"], pts["on"]) and np.array_equal(pts["auto"], pts["bare"])
+    assert not np.allclose(pts["auto"], pts["off"])
+
+    def record(path):
+        return json.loads(path.with_name(path.name + ".run.json").read_text())["options"]
+
+    assert record(outs["auto"])["smooth"] is True and "smooth_beta" in record(outs["auto"])
+    assert record(outs["off"])["smooth"] is False and "smooth_beta" not in record(outs["off"])
+    img = sorted((data_dir / "images68" / "helen_test").glob("*.jpg"))[0]
+    assert main([str(img), "--out", str(tmp_path / "img.csv"), "--quiet", *model_args]) == 0
+    assert record(tmp_path / "img.csv")["smooth"] is False
+    # an unsmoothed run (as every default run recorded before --smooth auto) resumes only unsmoothed
+    capsys.readouterr()
+    assert main([str(clip), "--out", str(outs["off"]), "--end", "20f", "--resume", "--quiet", *model_args]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "v-off.csv" in err[0] and "smoothing off vs on: add --smooth off to resume it" in err[0]
+    assert "smooth_beta" not in err[0]
+    assert main([str(clip), "--out", str(outs["off"]), "--end", "20f", "--resume", "--quiet", "--smooth", "off", *model_args]) == 0
+    assert len(_rows(outs["off"])) == 21
