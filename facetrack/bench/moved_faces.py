@@ -1,7 +1,7 @@
 """The moved-face benchmark of issue 13: does tracking drift?
 
     python -m facetrack.bench.moved_faces --data ../shared/data --out runs/moved_faces \\
-        [--frames 60] [--seed 0] [--methods default unsmoothed shape template flip smooth flip+smooth per-frame dlib mediapipe] [--model mdm|FILE.onnx] [--reuse]
+        [--frames 60] [--seed 0] [--still] [--methods default unsmoothed shape template flip smooth flip+smooth per-frame dlib mediapipe] [--model mdm|FILE.onnx] [--reuse]
 
 Each of the 8 300-W common test faces of ``images68`` (helen_test + lfpw_test, never trained on)
 is moved by a seeded smooth random similarity motion (:func:`facetrack.train.sequences.smooth_motion`,
@@ -25,6 +25,8 @@ Figures per method: mean NME (68 points, outer eye corners, pooled over every fr
 in %), drift per face (mean NME of the last 10 frames minus the first 10, in percentage points;
 the median and the worst over the 8 faces), flicker (:func:`facetrack.tracker.metrics.flicker`,
 mean over faces, in % of the outer-eye distance per frame) and the frames with a face.
+``--still`` writes the same pictures without motion (``face{i}_{stem}.still.mp4``): a face that
+does not move, whose flicker is then how much the landmarks shimmer on their own.
 Writes ``moved_faces.json`` and ``moved_faces.md`` into ``--out`` and prints the table.
 """
 from __future__ import annotations
@@ -50,8 +52,9 @@ CLI_ARGS = {"default": [], "unsmoothed": ["--smooth", "off"], "shape": ["--track
 MAX_SIDE = 960
 
 
-def make_clip(image: np.ndarray, gt: np.ndarray, frames: int, seed: int, path: Path) -> np.ndarray:
-    """Write the moved face as ``path`` (mp4v, 30 fps); returns the ground truth ``(T, 68, 2)``."""
+def make_clip(image: np.ndarray, gt: np.ndarray, frames: int, seed: int, path: Path, still: bool = False) -> np.ndarray:
+    """Write the moved face as ``path`` (mp4v, 30 fps); returns the ground truth ``(T, 68, 2)``.
+    ``still``: the picture does not move (every frame the same picture, up to the codec)."""
     from facetrack.train.sequences import MotionConfig, smooth_motion
 
     s = min(1.0, MAX_SIDE / max(image.shape[:2]))
@@ -60,6 +63,8 @@ def make_clip(image: np.ndarray, gt: np.ndarray, frames: int, seed: int, path: P
         gt = (gt + 0.5) * s - 0.5
     h, w = image.shape[:2]
     mats = smooth_motion(frames, np.random.default_rng(seed), gt.mean(0), face_size(gt), MotionConfig())
+    if still:
+        mats = [np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])] * frames
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
     if not out.isOpened():
         raise OSError(f"{path}: cannot write an mp4v video")
@@ -71,18 +76,20 @@ def make_clip(image: np.ndarray, gt: np.ndarray, frames: int, seed: int, path: P
     return np.stack(gts)
 
 
-def make_clips(samples: Sequence[Any], out: Path, frames: int, seed: int, skip: Sequence[int] = ()) -> list[tuple[Path, np.ndarray]]:
+def make_clips(samples: Sequence[Any], out: Path, frames: int, seed: int, skip: Sequence[int] = (),
+               still: bool = False) -> list[tuple[Path, np.ndarray]]:
     """``(video, ground truth)`` of each face of ``samples`` but those at the indices in ``skip``:
     face ``i`` moved with seed ``seed * 1000 + i`` and written as ``out/face{i}_{stem}.mp4``, so
-    every benchmark on these clips sees the same videos."""
+    every benchmark on these clips sees the same videos (``still``: not moved, written as
+    ``out/face{i}_{stem}.still.mp4``)."""
     from facetrack.train.datasets import read_image
 
     clips = []
     for i, s in enumerate(samples):
         if i in skip:
             continue
-        video = out / f"face{i}_{Path(s.image).stem}.mp4"
-        clips.append((video, make_clip(read_image(s.image), s.landmarks.astype(np.float64), frames, seed * 1000 + i, video)))
+        video = out / f"face{i}_{Path(s.image).stem}{'.still' if still else ''}.mp4"
+        clips.append((video, make_clip(read_image(s.image), s.landmarks.astype(np.float64), frames, seed * 1000 + i, video, still)))
     return clips
 
 
@@ -161,7 +168,7 @@ def summarise(per_face: list[dict[str, Any]]) -> dict[str, Any]:
             "frames_found": int(sum(f["found"] for f in per_face)), "frames": int(sum(len(f["nme"]) for f in per_face))}
 
 
-def markdown(summary: dict[str, dict[str, Any]], frames: int) -> str:
+def markdown(summary: dict[str, dict[str, Any]], frames: int, still: bool = False) -> str:
     rows = [f"| method | mean NME68 % | median drift (last 10 - first 10), pts | worst drift, pts | flicker % | frames with a face |",
             "|---|---|---|---|---|---|"]
     for m, s in summary.items():
@@ -170,7 +177,7 @@ def markdown(summary: dict[str, dict[str, Any]], frames: int) -> str:
             continue
         rows.append(f"| {m} | {s['mean_nme_pct']:.2f} | {s['median_drift_pts']:+.2f} | {s['worst_drift_pts']:+.2f} | {s['flicker_pct']:.2f} | "
                     f"{s['frames_found']} / {s['frames']} |")
-    return "\n".join(rows) + f"\n\n8 faces x {frames} frames."
+    return "\n".join(rows) + f"\n\n8 faces x {frames} frames{' (still: the faces do not move)' if still else ''}."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--model", default=None, help="--model for the CLI and per-frame runs (default: the CLI's default)")
+    p.add_argument("--still", action="store_true",
+                   help="the faces do not move: the flicker column is then how much a still face's landmarks shimmer")
     p.add_argument("--reuse", action="store_true", help="score CLI outputs already in --out instead of running the CLI again")
     p.add_argument("--peers-python", type=Path, default=None, help="interpreter with dlib and MediaPipe; default: $FACETRACK_PEERS_PYTHON")
     args = p.parse_args(argv)
@@ -202,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moved_faces: {args.data}: no 300-W common test faces in images68/", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    clips = make_clips(samples, args.out, args.frames, args.seed)
+    clips = make_clips(samples, args.out, args.frames, args.seed, still=args.still)
     extra_model = ["--model", args.model] if args.model else []
     results: dict[str, Any] = {}
     summary: dict[str, dict[str, Any]] = {}
@@ -234,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         results[m] = per_face
         summary[m] = summarise(per_face)
         print(f"{m}: {summary[m]} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    md = markdown(summary, args.frames)
-    (args.out / "moved_faces.json").write_text(json.dumps({"frames": args.frames, "seed": args.seed, "model": args.model, "summary": summary,
+    md = markdown(summary, args.frames, args.still)
+    (args.out / "moved_faces.json").write_text(json.dumps({"frames": args.frames, "seed": args.seed, "still": args.still, "model": args.model, "summary": summary,
                                                            "per_face": results, "command": " ".join(sys.argv)}, indent=1), encoding="utf-8")
     (args.out / "moved_faces.md").write_text(md + "\n", encoding="utf-8")
     print(md)

@@ -47,6 +47,27 @@ def test_both_benches_get_the_same_clips(data_dir: Path, tmp_path: Path) -> None
         np.testing.assert_array_equal(gts, again)
 
 
+def test_still_clips_do_not_move(data_dir: Path, tmp_path: Path) -> None:
+    """``--still``: the same picture in every frame, its truth unmoved, under its own name."""
+    import cv2
+
+    s = load_images68(data_dir, "common")[0]
+    [(video, gts)] = make_clips([s], tmp_path, 12, 0, still=True)
+    assert video.name == f"face0_{Path(s.image).stem}.still.mp4"
+    np.testing.assert_array_equal(gts, np.repeat(gts[:1], 12, 0))  # (scaled with a large picture, as the moved clips)
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f.astype(np.float64))
+    assert len(frames) == 12
+    assert max(np.abs(f - frames[1]).mean() for f in frames[1:]) < 1.0  # only the codec's key frame differs
+    moved = make_clips([s], tmp_path, 12, 0)[0][1]
+    assert np.abs(moved[-1] - moved[0]).max() > 1.0
+
+
 def test_nearest_face_and_missing_frames() -> None:
     g = np.zeros((3, 68, 2))
     g[:, :, 0] = np.arange(68)
