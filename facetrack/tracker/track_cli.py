@@ -122,6 +122,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trk.add_argument("--track-init", choices=("template", "shape"), default="template",
                      help="MDM start on a tracked face, in a crop aligned on its previous landmarks: the template "
                           "(default; no drift with the shipped weights) or the previous landmarks (MDM's 300VW protocol)")
+    trk.add_argument("--shape-modes", type=int, default=None, metavar="K",
+                     help="with --track-init shape: project MDM's start (the previous landmarks) onto the first K modes of "
+                          "the shape model, so errors no face makes are not fed back (default: the number chosen on held-out "
+                          "sequences, stored with the model; 0: the previous landmarks as they are, MDM's 300VW protocol)")
     trk.add_argument("--smooth", nargs="?", const="on", choices=("auto", "on", "off"), default="auto",
                      help="One Euro smoothing of the output landmarks: a third less flicker at no cost in error on moving "
                           "faces (default auto: on for video and cameras, off for still images; --smooth alone: on)")
@@ -141,7 +145,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 #: options that change the rows a run writes, recorded beside the CSV (``--resume`` compares them)
 ROW_OPTIONS: tuple[str, ...] = ("format", "max_faces", "detect_every", "confidence", "track_init", "smooth",
                                 "smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "detector",
-                                "flip")
+                                "flip", "shape_modes")
 
 
 def model_for(args: argparse.Namespace, images: bool) -> str:
@@ -198,6 +202,8 @@ def check_options(args: argparse.Namespace) -> None:
             raise CliError(f"usage: --{name.replace('_', '-')} {v:g}: must be 0 or more")
     if args.threads is not None and args.threads < 1:
         raise CliError(f"usage: --threads {args.threads}: must be at least 1")
+    if args.shape_modes is not None and args.shape_modes < 0:
+        raise CliError(f"usage: --shape-modes {args.shape_modes}: must be 0 or more")
     if args.max_faces < 1 or args.detect_every < 1:
         raise CliError("usage: --max-faces and --detect-every must be at least 1")
     if args.jobs < 1:
@@ -323,6 +329,11 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
     options.pop("flip", None)
     if flip_on(args, images):  # recorded only when on, so runs recorded before the option still resume
         options["flip"] = "on"
+    options.pop("shape_modes", None)
+    if getattr(args, "track_init", "template") == "shape":  # recorded only where it acts, so earlier template runs still resume
+        from facetrack.tracker.tracker import resolve_shape_modes
+
+        options["shape_modes"] = resolve_shape_modes(getattr(args, "shape_modes", None))
     options["smooth"] = smooth_on(args, images)  # the resolved choice, as runs recorded before auto stored it
     if not options["smooth"]:  # the One Euro settings change nothing without smoothing
         for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta"):
@@ -469,7 +480,8 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
                            smooth=smooth_on(args, images), smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
                            smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
                            confidence_threshold=args.confidence, detect_every=args.detect_every,
-                           default_fps=source.fps, track_init=args.track_init, flip=flip_on(args, images))
+                           default_fps=source.fps, track_init=args.track_init, flip=flip_on(args, images),
+                           shape_modes=args.shape_modes)
     try:
         tracker = Tracker(config, detector=_detector(args.detector))
     except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:

@@ -65,7 +65,7 @@ class LandmarkerLike(Protocol):
     def fit_boxes(self, gray: np.ndarray, boxes: Sequence[np.ndarray], timings: Any = None) -> list[Fit]: ...
 
     def fit_shapes(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Any = None,
-                   init: str = "shape") -> list[Fit]: ...
+                   init: str = "shape", shape_modes: int = 0) -> list[Fit]: ...
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,13 @@ class TrackerConfig:
     of the pose, and ``smooth_shape_*`` of the shape (:class:`~facetrack.tracker.smoothing.PoseShapeFilter`).
     ``track_init``: how MDM starts on a tracked face. Both crop around the previous landmarks
     (similarity-aligned); ``"template"`` starts MDM from the template in that crop,
-    ``"shape"`` from the previous landmarks themselves (MDM's 300VW protocol). With the shipped
-    mdm-rt, ``"shape"`` drifts: mean NME 0.103 vs 0.051 with ``"template"`` over 20 frames of
-    each 300-W common test face moved along ``tests/tracker/fixtures_300vw.moving_face_clip``'s
-    path (7 of the 8 faces: the eighth picture holds a second face, which the tracker follows),
-    hence the default.
+    ``"shape"`` from the previous landmarks (MDM's 300VW protocol), first projected onto the
+    first ``shape_modes`` modes of the shipped shape model (:mod:`facetrack.tracker.shape_model`;
+    ``None``: the number chosen on held-out sequences and stored with it; 0: the previous
+    landmarks as they are). Started from its raw previous fit the shipped mdm-rt drifts and its
+    jaw and mouth collapse within a few hundred frames; the projected start keeps it on the face,
+    but the template start is still as accurate or more (README, "MDM's start shape when
+    tracking"), hence the default.
     ``search_backoff``: while searches find nothing new, the frames between them double from
     ``detect_every`` up to this (or ``detect_every`` if larger); a cut or a lost face starts
     again at ``detect_every``. A search costs more than tracking a face, and most frames
@@ -127,6 +129,7 @@ class TrackerConfig:
     iou_threshold: float = 0.3
     default_fps: float = 30.0
     track_init: str = "template"
+    shape_modes: int | None = None
     search_backoff: int = 24
     backoff_scale: float = 0.5
     coarse_min_face: float = 1 / 6
@@ -143,10 +146,24 @@ class TrackerConfig:
             raise ValueError(f"confidence_threshold must be in [0, 1], got {self.confidence_threshold}")
         if self.track_init not in ("template", "shape"):
             raise ValueError(f"track_init must be 'template' or 'shape', got {self.track_init!r}")
+        if self.shape_modes is not None and self.shape_modes < 0:
+            raise ValueError(f"shape_modes must be >= 0, got {self.shape_modes}")
         if self.max_scale_change <= 1.0:
             raise ValueError(f"max_scale_change must be > 1, got {self.max_scale_change}")
         if not 0.0 < self.backoff_scale <= 1.0:
             raise ValueError(f"backoff_scale must be in (0, 1], got {self.backoff_scale}")
+
+
+def resolve_shape_modes(shape_modes: int | None) -> int:
+    """``TrackerConfig.shape_modes`` as a number: ``None`` takes the shipped shape model's
+    ``tracking_modes`` (chosen on held-out sequences by ``python -m facetrack.train.shape_model
+    --choose``), 0 without a shape model."""
+    if shape_modes is not None:
+        return int(shape_modes)
+    from facetrack.tracker.shape_model import default_shape_model
+
+    model = default_shape_model()
+    return int(model.record.get("tracking_modes", 0)) if model is not None else 0
 
 
 @dataclass(frozen=True)
@@ -259,6 +276,7 @@ class Tracker:
             detector = default_detector()
         self.detector = detector
         self.cuts = CutDetector(self.config.cut_threshold)
+        self._shape_modes = resolve_shape_modes(self.config.shape_modes) if self.config.track_init == "shape" else 0
         self.reset()
 
     def reset(self) -> None:
@@ -341,7 +359,10 @@ class Tracker:
             self._search_now(coarse=cut, then_full=True)
         elif self._tracks:
             tracks = list(self._tracks.values())
-            fits = self._call(functools.partial(self.track_model.fit_shapes, init=c.track_init), gray,
+            part = functools.partial(self.track_model.fit_shapes, init=c.track_init)
+            if c.track_init == "shape" and self._shape_modes:
+                part = functools.partial(part, shape_modes=self._shape_modes)
+            fits = self._call(part, gray,
                               [t.landmarks for t in tracks], timings, len(tracks))
             t0 = time.perf_counter()
             for t, f in zip(tracks, fits):

@@ -40,7 +40,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -146,7 +146,8 @@ class RollOut:
 
 def roll_out(model: nn.Module, seqs: list[Sequence], rng: np.random.Generator, *, window_from: int | None = None,
              init: str = "shape", carry_hidden: bool = False, box_jitter: float = 0.08, drift_at: dict[int, int] | None = None,
-             confidence_weight: float = 0.5, keep_hidden: bool = False) -> RollOut:
+             confidence_weight: float = 0.5, keep_hidden: bool = False,
+             start_transform: Callable[[np.ndarray, int], np.ndarray] | None = None) -> RollOut:
     """Track ``seqs`` (all the same length) with ``model`` as the tracker would.
 
     ``window_from``: frames from this index on are run with gradients and give the loss (None:
@@ -154,6 +155,9 @@ def roll_out(model: nn.Module, seqs: list[Sequence], rng: np.random.Generator, *
     (MDM from the template in the crop aligned on the previous fit). ``drift_at``: sequence
     index -> frame at which its start is replaced by :func:`drifted` of the previous fit.
     ``keep_hidden``: also return the final hidden state of every fit ``(B, T, H)``.
+    ``start_transform(start, size)``: with ``init="shape"``, maps each start (``(68, 2)`` in
+    the crop) before MDM runs, as the tracker's shape constraint does
+    (:meth:`facetrack.tracker.shape_model.ShapeModel.project`); no gradient flows through it.
     """
     size = model.config.input_size
     n, frames = len(seqs), len(seqs[0])
@@ -183,6 +187,8 @@ def roll_out(model: nn.Module, seqs: list[Sequence], rng: np.random.Generator, *
                     p = torch.from_numpy(p_np)
                 m = crop_from_shape(p_np, size)
                 start = _affine_t(m, p if grad else p.detach()) if init == "shape" else tmpl
+                if init == "shape" and start_transform is not None:
+                    start = torch.from_numpy(np.asarray(start_transform(start.detach().numpy(), size), np.float32))
             mats.append(m)
             inits.append(start)
             imgs.append(to_input(s.crop(t, m, size))[0])

@@ -524,3 +524,28 @@ def test_video_is_smoothed_by_default_and_still_images_are_not(data_dir, clip, t
     assert "smooth_beta" not in err[0]
     assert main([str(clip), "--out", str(outs["off"]), "--end", "20f", "--resume", "--quiet", "--smooth", "off", *model_args]) == 0
     assert len(_rows(outs["off"])) == 21
+
+
+def test_shape_modes_are_recorded_where_they_act_and_checked(clip, tmp_path, capsys):
+    """``--shape-modes`` changes rows only with ``--track-init shape``: recorded there (the
+    shipped model's choice when not given), absent otherwise, so template runs recorded before
+    the option still resume; a negative count is a usage error."""
+    import argparse
+
+    from facetrack.tracker.shape_model import default_shape_model
+    from facetrack.tracker.track_cli import add_arguments, make_record
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    files = [tmp_path / "m.onnx"]
+    files[0].write_bytes(b"x")
+
+    def options(*argv):
+        return make_record(parser.parse_args([str(clip), "--out", "o.csv", *argv]), clip, files, 0, None).options
+
+    assert "shape_modes" not in options() and "shape_modes" not in options("--shape-modes", "5")
+    assert options("--track-init", "shape")["shape_modes"] == default_shape_model().record["tracking_modes"]
+    assert options("--track-init", "shape", "--shape-modes", "0")["shape_modes"] == 0
+    assert main([str(clip), "--out", str(tmp_path / "x.csv"), "--shape-modes", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["facetrack: usage: --shape-modes -1: must be 0 or more"] or err[-1].endswith("--shape-modes -1: must be 0 or more")
