@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sequences", type=int, default=48)
     p.add_argument("--frames", type=int, default=30)
     args = p.parse_args(argv)
-    if any(m != "raw" and not (m.isdigit() and int(m) <= args.keep) for m in args.modes):
+    if args.choose and any(m != "raw" and not (m.isdigit() and int(m) <= args.keep) for m in args.modes):
         print(f"shape_model: --modes takes 'raw' or numbers from 0 to --keep ({args.keep})", file=sys.stderr)
         return 2
     t0 = time.time()
