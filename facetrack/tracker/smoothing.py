@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from facetrack.tracker.geometry import apply_affine, invert_affine, template, umeyama
+from facetrack.tracker.geometry import template
 from facetrack.tracker.geometry import face_size as geometry_face_size
 
 
@@ -110,6 +110,9 @@ class PoseShapeFilter:
     _TEMPLATE = template(100).astype(np.float64)
     _SIZE = face_size(_TEMPLATE)
     _POSE_POINTS = np.array([_TEMPLATE.mean(0), _TEMPLATE.mean(0) + [_SIZE, 0.0]])
+    _CENTRE = _TEMPLATE.mean(0)
+    _T0 = _TEMPLATE - _CENTRE  # the template about its centre, for the closed-form similarity below
+    _N2 = float((_T0**2).sum())
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 40.0, shape_min_cutoff: float = 1.0, shape_beta: float = 10.0,
                  d_cutoff: float = 1.0, default_dt: float = 1 / 30) -> None:
@@ -129,19 +132,26 @@ class PoseShapeFilter:
         if not np.isfinite(x).all():
             self.reset()
             return x.astype(np.float32)
-        try:
-            m = umeyama(self._TEMPLATE, x)
-            to_template = invert_affine(m)
-        except (ValueError, np.linalg.LinAlgError):  # all points on one spot: no pose to speak of
+        # the least-squares similarity template -> landmarks (geometry.umeyama's closed form, with the
+        # template's sums precomputed: this runs for every face in every frame of a video)
+        centre = x.mean(0)
+        d = x - centre
+        a = float((self._T0 * d).sum()) / self._N2
+        b = float((self._T0[:, 0] * d[:, 1] - self._T0[:, 1] * d[:, 0]).sum()) / self._N2
+        scale2 = a * a + b * b
+        if not scale2 > 1e-24:  # all points on one spot: no pose to speak of
             self.reset()
             return x.astype(np.float32)
         first = not self.pose.started
-        p = self.pose(apply_affine(m, self._POSE_POINTS), timestamp, size=float(np.hypot(m[0, 0], m[1, 0])) * self._SIZE).astype(np.float64)
-        shape = self.shape(apply_affine(to_template, x), timestamp, size=self._SIZE).astype(np.float64)
+        # the template's centre maps to the landmarks' centre; its point one size to the right to centre + size * (a, b)
+        pose_points = np.array([centre, centre + self._SIZE * np.array([a, b])])
+        p = self.pose(pose_points, timestamp, size=math.sqrt(scale2) * self._SIZE).astype(np.float64)
+        # the landmarks in the template's frame: the inverse similarity, (a - ib) / |a + ib|^2 about the centres
+        inv = np.array([[a, b], [-b, a]]) / scale2
+        shape = self.shape(d @ inv.T + self._CENTRE, timestamp, size=self._SIZE).astype(np.float64)
         if first:  # exactly the input, not its round trip through the similarity
             return x.astype(np.float32)
         # the similarity taking the two pose points to their filtered places: (a + ib) = (p1 - p0) / (size, 0)
-        a, b = (p[1] - p[0]) / self._SIZE
-        sr = np.array([[a, -b], [b, a]])
-        t = p[0] - sr @ self._POSE_POINTS[0]
-        return apply_affine(np.hstack([sr, t[:, None]]), shape).astype(np.float32)
+        fa, fb = (p[1] - p[0]) / self._SIZE
+        sr = np.array([[fa, -fb], [fb, fa]])
+        return ((shape - self._CENTRE) @ sr.T + p[0]).astype(np.float32)
