@@ -160,30 +160,20 @@ class Landmarker:
             out[i] = f
         return out
 
-    def fit_shape(self, gray: np.ndarray, shape: np.ndarray, timings: Timings | None = None, init: str = "shape",
-                  shape_modes: int = 0) -> Fit:
+    def fit_shape(self, gray: np.ndarray, shape: np.ndarray, timings: Timings | None = None, init: str = "shape") -> Fit:
         """Fit one face in the crop defined by ``shape`` (``(68, 2)`` image px).
 
         ``init`` (MDM only): ``"shape"``: start from ``shape`` itself mapped into the crop (the
         300VW tracking protocol); ``"template"``: start from the template, so the crop's
-        similarity alignment is all that is carried over from ``shape``. ``shape_modes``: with
-        ``"shape"``, the start is first projected onto that many modes of the shipped shape model
-        (:mod:`facetrack.tracker.shape_model`; 0: used as it is).
+        similarity alignment is all that is carried over from ``shape``.
         """
-        return self.fit_shapes(gray, [shape], timings, init, shape_modes)[0]
+        return self.fit_shapes(gray, [shape], timings, init)[0]
 
     def fit_shapes(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Timings | None = None,
-                   init: str = "shape", shape_modes: int = 0) -> list[Fit]:
+                   init: str = "shape") -> list[Fit]:
         """Batched :meth:`fit_shape`: one model call for N faces."""
         if init not in ("shape", "template"):
             raise ValueError(f"init must be 'shape' or 'template', not {init!r}")
-        constrain = None
-        if init == "shape" and shape_modes > 0:
-            from facetrack.tracker.shape_model import default_shape_model
-
-            constrain = default_shape_model()
-            if constrain is None:
-                raise ValueError("shape_modes needs the shape model facetrack/tracker/data/shape_model.json, which is missing")
         s = self.input_size
         mats, inits, keep = [], [], []
         out = [Fit(np.nan_to_num(np.asarray(sh, np.float32)), 0.0, False) for sh in shapes]
@@ -198,12 +188,7 @@ class Landmarker:
             if not np.isfinite(m).all():
                 continue
             mats.append(m)
-            if init == "template":
-                inits.append(self.template)
-            elif constrain is not None:
-                inits.append(constrain.project(apply_affine(m, sh), s, shape_modes))
-            else:
-                inits.append(apply_affine(m, sh))
+            inits.append(apply_affine(m, sh) if init == "shape" else self.template)
             keep.append(i)
         for i, f in zip(keep, self._fit(gray, mats, inits, timings)):
             out[i] = f

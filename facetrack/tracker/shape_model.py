@@ -9,8 +9,9 @@ face) and the fit collapses within 60-200 frames. Projecting the start onto the 
 does and keeps what the expression and the head's turn do.
 
 Shapes live in the template's frame (:func:`facetrack.tracker.geometry.template` at
-:data:`FRAME`), aligned by the least-squares similarity (Umeyama); a crop of any size maps
-into it by a scale about the crop's centre (the template scales that way with the crop size).
+:data:`FRAME`), aligned by the least-squares similarity (Umeyama); points in any other frame
+(image or crop) are aligned onto the model first and mapped back after, so only their shape is
+changed, never their position, size or roll.
 The model file is made by ``python -m facetrack.train.shape_model`` from training labels only.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from facetrack.tracker.geometry import apply_affine, invert_affine, template, umeyama
 
-#: the crop size whose template frame the model is stored in
+#: the crop size whose template frame the model is stored in (any frame works; this one is readable)
 FRAME = 100
 DEFAULT_PATH = Path(__file__).with_name("data") / "shape_model.json"
 
@@ -56,19 +57,16 @@ class ShapeModel:
         k = min(keep, len(vt))
         return cls(mean.reshape(68, 2), vt[:k], share[:k], record)
 
-    def project(self, points: np.ndarray, size: float, modes: int) -> np.ndarray:
-        """``points`` ``(68, 2)`` in a ``size``-px crop's template frame (as MDM's start is),
-        projected onto the mean plus the first ``modes`` modes; float32 ``(68, 2)``. The
-        similarity between the points and the model is kept (only the shape is constrained)."""
+    def project(self, points: np.ndarray, modes: int) -> np.ndarray:
+        """``points`` ``(68, 2)`` in any frame (image or crop px) projected onto the mean plus the
+        first ``modes`` modes; float32 ``(68, 2)`` in the same frame. The similarity between the
+        points and the model is kept: only the shape is constrained."""
         p = np.asarray(points, np.float64)
         k = max(0, min(int(modes), len(self.modes)))
-        half = size / 2.0
-        x = (p - half) * (FRAME / size) + FRAME / 2.0  # into the model's frame: a scale about the centre
-        m = umeyama(x, self.mean)  # the points' pose relative to the model, undone below
-        v = apply_affine(m, x).astype(np.float64).ravel() - self.mean.ravel()
+        m = umeyama(p, self.mean)  # the points' pose relative to the model, undone below
+        v = apply_affine(m, p).astype(np.float64).ravel() - self.mean.ravel()
         q = self.mean.ravel() + self.modes[:k].T @ (self.modes[:k] @ v)
-        back = apply_affine(invert_affine(m), q.reshape(68, 2)).astype(np.float64)
-        return ((back - FRAME / 2.0) * (size / FRAME) + half).astype(np.float32)
+        return apply_affine(invert_affine(m), q.reshape(68, 2))
 
     def residual(self, points: np.ndarray, modes: int) -> float:
         """RMS distance (per point, % of the :data:`FRAME`-px crop) between ``points`` (any

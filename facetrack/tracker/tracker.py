@@ -65,7 +65,7 @@ class LandmarkerLike(Protocol):
     def fit_boxes(self, gray: np.ndarray, boxes: Sequence[np.ndarray], timings: Any = None) -> list[Fit]: ...
 
     def fit_shapes(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Any = None,
-                   init: str = "shape", shape_modes: int = 0) -> list[Fit]: ...
+                   init: str = "shape") -> list[Fit]: ...
 
 
 @dataclass(frozen=True)
@@ -277,6 +277,13 @@ class Tracker:
         self.detector = detector
         self.cuts = CutDetector(self.config.cut_threshold)
         self._shape_modes = resolve_shape_modes(self.config.shape_modes) if self.config.track_init == "shape" else 0
+        self._shape_model = None
+        if self._shape_modes:
+            from facetrack.tracker.shape_model import default_shape_model
+
+            self._shape_model = default_shape_model()
+            if self._shape_model is None:
+                raise ValueError("shape_modes needs the shape model facetrack/tracker/data/shape_model.json, which is missing")
         self.reset()
 
     def reset(self) -> None:
@@ -359,11 +366,11 @@ class Tracker:
             self._search_now(coarse=cut, then_full=True)
         elif self._tracks:
             tracks = list(self._tracks.values())
-            part = functools.partial(self.track_model.fit_shapes, init=c.track_init)
-            if c.track_init == "shape" and self._shape_modes:
-                part = functools.partial(part, shape_modes=self._shape_modes)
-            fits = self._call(part, gray,
-                              [t.landmarks for t in tracks], timings, len(tracks))
+            starts = [t.landmarks for t in tracks]
+            if self._shape_model is not None:  # MDM from its previous fit, kept to shapes faces make
+                starts = [self._shape_model.project(p, self._shape_modes) for p in starts]
+            fits = self._call(functools.partial(self.track_model.fit_shapes, init=c.track_init), gray,
+                              starts, timings, len(tracks))
             t0 = time.perf_counter()
             for t, f in zip(tracks, fits):
                 sane = self._sane(f, gray.shape[:2], t.landmarks)

@@ -59,7 +59,7 @@ def tracking_table(checkpoint: Path, data: Path, model: ShapeModel, modes: list[
             init, fn = "shape", None
         else:
             k = int(label)
-            init, fn = "shape", (lambda p, size, k=k: model.project(p, size, k))
+            init, fn = "shape", (lambda p, k=k: model.project(p, k))
         with torch.no_grad():
             r = roll_out(net, seqs, np.random.default_rng(99), init=init, start_transform=fn)
         rows.append({"start": label, "nme": float(r.nme.mean()), "drift": float((r.nme[:, -5:].mean(1) - r.nme[:, :5].mean(1)).mean()),

@@ -147,7 +147,7 @@ class RollOut:
 def roll_out(model: nn.Module, seqs: list[Sequence], rng: np.random.Generator, *, window_from: int | None = None,
              init: str = "shape", carry_hidden: bool = False, box_jitter: float = 0.08, drift_at: dict[int, int] | None = None,
              confidence_weight: float = 0.5, keep_hidden: bool = False,
-             start_transform: Callable[[np.ndarray, int], np.ndarray] | None = None) -> RollOut:
+             start_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> RollOut:
     """Track ``seqs`` (all the same length) with ``model`` as the tracker would.
 
     ``window_from``: frames from this index on are run with gradients and give the loss (None:
@@ -155,9 +155,10 @@ def roll_out(model: nn.Module, seqs: list[Sequence], rng: np.random.Generator, *
     (MDM from the template in the crop aligned on the previous fit). ``drift_at``: sequence
     index -> frame at which its start is replaced by :func:`drifted` of the previous fit.
     ``keep_hidden``: also return the final hidden state of every fit ``(B, T, H)``.
-    ``start_transform(start, size)``: with ``init="shape"``, maps each start (``(68, 2)`` in
-    the crop) before MDM runs, as the tracker's shape constraint does
-    (:meth:`facetrack.tracker.shape_model.ShapeModel.project`); no gradient flows through it.
+    ``start_transform(previous fit)``: with ``init="shape"``, maps each previous fit (``(68, 2)``
+    frame px) before the crop is aligned on it and MDM starts from it, as the tracker's shape
+    constraint does (:meth:`facetrack.tracker.shape_model.ShapeModel.project`); no gradient
+    flows through it.
     """
     size = model.config.input_size
     n, frames = len(seqs), len(seqs[0])
@@ -185,10 +186,11 @@ def roll_out(model: nn.Module, seqs: list[Sequence], rng: np.random.Generator, *
                 if drift_at is not None and drift_at.get(i) == t:
                     p_np = drifted(p_np, rng)
                     p = torch.from_numpy(p_np)
+                if init == "shape" and start_transform is not None:
+                    p_np = np.asarray(start_transform(p_np), np.float32)
+                    p = torch.from_numpy(p_np)
                 m = crop_from_shape(p_np, size)
                 start = _affine_t(m, p if grad else p.detach()) if init == "shape" else tmpl
-                if init == "shape" and start_transform is not None:
-                    start = torch.from_numpy(np.asarray(start_transform(start.detach().numpy(), size), np.float32))
             mats.append(m)
             inits.append(start)
             imgs.append(to_input(s.crop(t, m, size))[0])

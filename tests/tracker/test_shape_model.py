@@ -34,18 +34,18 @@ def test_projection_keeps_the_modes_and_removes_what_no_shape_does():
     assert model.variance[:2].sum() > 0.99  # two modes carry the synthetic variance
     t = template(112).astype(np.float64)
     in_model = t + 1.12 * (3.0 * m1 - 2.0 * m2)  # in a 112-px crop's frame (the model's frame scaled by 1.12)
-    np.testing.assert_allclose(model.project(in_model, 112, 2), in_model, atol=0.2)  # alignment absorbs a little of a mode
+    np.testing.assert_allclose(model.project(in_model, 2), in_model, atol=0.2)  # alignment absorbs a little of a mode
     off = in_model.copy()
     off[8] += [0.0, 15.0]  # the chin thrown down: no training shape does that
-    back = model.project(off, 112, 2)
+    back = model.project(off, 2)
     assert np.abs(back[8] - in_model[8]).max() < 3.0 and np.abs(back - in_model).max() < 3.0
     assert model.residual(off, 2) > 10 * model.residual(in_model, 2)
     # the pose of the start is kept: a rotated, shifted start comes back rotated and shifted
     pose = similarity_matrix(1.1, 0.2, 5.0, -3.0)
     moved = apply_affine(pose, in_model).astype(np.float64)
-    np.testing.assert_allclose(model.project(moved, 112, 2), moved, atol=0.2)
+    np.testing.assert_allclose(model.project(moved, 2), moved, atol=0.2)
     # 0 modes: the mean shape in the start's pose
-    np.testing.assert_allclose(model.project(in_model, 112, 0), (model.mean - FRAME / 2) * 1.12 + 56, atol=0.5)
+    np.testing.assert_allclose(model.project(in_model, 0), (model.mean - FRAME / 2) * 1.12 + 56, atol=0.5)
 
 
 def test_file_round_trip_and_a_bad_file_named(tmp_path: Path):
