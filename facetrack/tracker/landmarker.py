@@ -170,8 +170,13 @@ class Landmarker:
         return self.fit_shapes(gray, [shape], timings, init)[0]
 
     def fit_shapes(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Timings | None = None,
-                   init: str = "shape") -> list[Fit]:
-        """Batched :meth:`fit_shape`: one model call for N faces."""
+                   init: str = "shape", starts: Sequence[np.ndarray] | None = None) -> list[Fit]:
+        """Batched :meth:`fit_shape`: one model call for N faces. ``starts`` (``init="shape"``):
+        MDM's start for each face (``(68, 2)`` image px) in place of the shape its crop is aligned
+        on (the tracker's shape constraint: the crop on the previous fit, the start projected
+        onto the shape model)."""
+        if starts is not None and len(starts) != len(shapes):
+            raise ValueError(f"{len(starts)} starts for {len(shapes)} shapes")
         if init not in ("shape", "template"):
             raise ValueError(f"init must be 'shape' or 'template', not {init!r}")
         s = self.input_size
@@ -188,7 +193,10 @@ class Landmarker:
             if not np.isfinite(m).all():
                 continue
             mats.append(m)
-            inits.append(apply_affine(m, sh) if init == "shape" else self.template)
+            if init == "template":
+                inits.append(self.template)
+            else:
+                inits.append(apply_affine(m, sh if starts is None else np.asarray(starts[i], np.float64)))
             keep.append(i)
         for i, f in zip(keep, self._fit(gray, mats, inits, timings)):
             out[i] = f

@@ -65,7 +65,7 @@ class LandmarkerLike(Protocol):
     def fit_boxes(self, gray: np.ndarray, boxes: Sequence[np.ndarray], timings: Any = None) -> list[Fit]: ...
 
     def fit_shapes(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Any = None,
-                   init: str = "shape") -> list[Fit]: ...
+                   init: str = "shape", starts: Sequence[np.ndarray] | None = None) -> list[Fit]: ...
 
 
 @dataclass(frozen=True)
@@ -366,11 +366,13 @@ class Tracker:
             self._search_now(coarse=cut, then_full=True)
         elif self._tracks:
             tracks = list(self._tracks.values())
-            starts = [t.landmarks for t in tracks]
-            if self._shape_model is not None:  # MDM from its previous fit, kept to shapes faces make
-                starts = [self._shape_model.project(p, self._shape_modes) for p in starts]
-            fits = self._call(functools.partial(self.track_model.fit_shapes, init=c.track_init), gray,
-                              starts, timings, len(tracks))
+            fit = functools.partial(self.track_model.fit_shapes, init=c.track_init)
+            if self._shape_model is not None:
+                # MDM from its previous fit, kept to shapes faces make: the crop stays aligned on the
+                # fit itself (aligning it on the projection tracked held-out sequences worse: 4.12
+                # against 3.83 % NME at best), only the start is projected
+                fit = functools.partial(fit, starts=[self._shape_model.project(t.landmarks, self._shape_modes) for t in tracks])
+            fits = self._call(fit, gray, [t.landmarks for t in tracks], timings, len(tracks))
             t0 = time.perf_counter()
             for t, f in zip(tracks, fits):
                 sane = self._sane(f, gray.shape[:2], t.landmarks)

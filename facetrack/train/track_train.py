@@ -155,10 +155,10 @@ def roll_out(model: nn.Module, seqs: list[Sequence], rng: np.random.Generator, *
     (MDM from the template in the crop aligned on the previous fit). ``drift_at``: sequence
     index -> frame at which its start is replaced by :func:`drifted` of the previous fit.
     ``keep_hidden``: also return the final hidden state of every fit ``(B, T, H)``.
-    ``start_transform(previous fit)``: with ``init="shape"``, maps each previous fit (``(68, 2)``
-    frame px) before the crop is aligned on it and MDM starts from it, as the tracker's shape
-    constraint does (:meth:`facetrack.tracker.shape_model.ShapeModel.project`); no gradient
-    flows through it.
+    ``start_transform(previous fit)``: with ``init="shape"``, MDM starts from this map of each
+    previous fit (``(68, 2)`` frame px) in the crop aligned on the fit itself, as the tracker's
+    shape constraint does (:meth:`facetrack.tracker.shape_model.ShapeModel.project`); no
+    gradient flows through it.
     """
     size = model.config.input_size
     n, frames = len(seqs), len(seqs[0])
@@ -186,10 +186,9 @@ def roll_out(model: nn.Module, seqs: list[Sequence], rng: np.random.Generator, *
                 if drift_at is not None and drift_at.get(i) == t:
                     p_np = drifted(p_np, rng)
                     p = torch.from_numpy(p_np)
-                if init == "shape" and start_transform is not None:
-                    p_np = np.asarray(start_transform(p_np), np.float32)
-                    p = torch.from_numpy(p_np)
                 m = crop_from_shape(p_np, size)
+                if init == "shape" and start_transform is not None:
+                    p = torch.from_numpy(np.asarray(start_transform(p_np), np.float32))
                 start = _affine_t(m, p if grad else p.detach()) if init == "shape" else tmpl
             mats.append(m)
             inits.append(start)

@@ -208,7 +208,7 @@ class _RawLandmarker:
         # a plausible face in each box, then broken like the tracking fits: every third point
         return self._fits(len(boxes), [template(200) * (np.asarray(b[2:]) - b[:2]) / 200 + b[:2] for b in boxes])
 
-    def fit_shapes(self, gray, shapes, timings=None, init="shape"):
+    def fit_shapes(self, gray, shapes, timings=None, init="shape", starts=None):
         return self._fits(len(shapes), list(shapes))
 
 

@@ -41,7 +41,7 @@ class BlobLandmarker:
     the found box is bright (0 when there is none) times ``gain``."""
 
     def __init__(self, kind: str = "mdm", gain: float = 1.0) -> None:
-        self.kind, self.gain, self.calls, self.inits = kind, gain, [], []
+        self.kind, self.gain, self.calls, self.inits, self.starts = kind, gain, [], [], []
 
     def _fit(self, gray, box) -> Fit:
         x0, y0, x1, y1 = (float(v) for v in box)
@@ -61,9 +61,10 @@ class BlobLandmarker:
         self.calls.append(("boxes", len(boxes)))
         return [self._fit(gray, b) for b in boxes]
 
-    def fit_shapes(self, gray, shapes, timings=None, init="shape"):
+    def fit_shapes(self, gray, shapes, timings=None, init="shape", starts=None):
         self.calls.append(("shapes", len(shapes)))
         self.inits.append(init)
+        self.starts.append((np.array(shapes), None if starts is None else np.array(starts)))
         return [self._fit(gray, box_of(s)) for s in shapes]
 
 
@@ -76,7 +77,7 @@ class DriftLandmarker(BlobLandmarker):
         super().__init__()
         self.shift, self.scale = np.asarray(shift, np.float32), scale
 
-    def fit_shapes(self, gray, shapes, timings=None, init="shape"):
+    def fit_shapes(self, gray, shapes, timings=None, init="shape", starts=None):
         if init == "template":
             return super().fit_shapes(gray, shapes, timings, init)
         self.calls.append(("shapes", len(shapes)))
@@ -184,6 +185,30 @@ def test_tracker_passes_track_init():
         assert lm.inits == ["template", init, init]
     with pytest.raises(ValueError, match="track_init"):
         TrackerConfig(track_init="box")
+
+
+def test_shape_start_is_the_previous_fit_projected_on_the_shape_model():
+    """With ``track_init="shape"`` the crop stays on the previous fit and MDM starts from its
+    projection on the shape model's first K modes (the shipped choice by default); K = 0 is the
+    raw 300VW protocol (no separate start); the template start never gets one."""
+    from facetrack.tracker.shape_model import default_shape_model
+
+    model = default_shape_model()
+    k = model.record["tracking_modes"]
+    for modes, init, expect in ((None, "shape", k), (3, "shape", 3), (0, "shape", 0), (None, "template", 0)):
+        tr, lm, _ = make_tracker(track_init=init, shape_modes=modes)
+        prev = None
+        for _ in range(3):
+            r = tr.process(scene())
+            if r.faces and r.faces[0].success:
+                prev = r.faces[0].landmarks
+        shapes, starts = lm.starts[-1]
+        if not expect:
+            assert starts is None
+            continue
+        np.testing.assert_allclose(shapes[0], prev, atol=1e-4)  # the crop: the previous fit itself
+        np.testing.assert_allclose(starts[0], model.project(shapes[0], expect), atol=1e-4)
+        assert np.abs(starts[0] - shapes[0]).max() > 0.1  # the blob's box shape is no face: the projection moves it
 
 
 def test_fit_box_starts_from_template_and_maps_back(face):
@@ -410,7 +435,7 @@ class Wanderer(BlobLandmarker):
         self.calls.append(("boxes", len(boxes)))
         return [Fit(shape_in_box(b), 0.9) for b in boxes]
 
-    def fit_shapes(self, gray, shapes, timings=None, init="shape"):
+    def fit_shapes(self, gray, shapes, timings=None, init="shape", starts=None):
         self.calls.append(("shapes", len(shapes)))
         out = []
         for sh in shapes:
@@ -442,7 +467,7 @@ def test_new_face_reports_the_mean_of_its_fit_and_its_refit():
 class Magnet(BlobLandmarker):
     """Tracking snaps every shape onto the first blob of the frame, surer the less it moved."""
 
-    def fit_shapes(self, gray, shapes, timings=None, init="shape"):
+    def fit_shapes(self, gray, shapes, timings=None, init="shape", starts=None):
         if init == "template":  # a new face's shape check: stays put
             return super().fit_shapes(gray, shapes, timings, init)
         self.calls.append(("shapes", len(shapes)))
