@@ -3,8 +3,9 @@ keep MDM's start plausible when it starts from the previous frame's landmarks.
 
 Why: MDM started from its own previous fit (``--track-init shape``, the 300VW protocol) feeds
 its errors back into its next start. With the shipped weights the jaw and mouth points then
-wander into shapes no face has (the PCA residual of those fits is 3-9 times that of any training
-face) and the fit collapses within 60-200 frames. Projecting the start onto the model's first
+wander into shapes no face has (on the selfie, those fits' PCA residual reaches 6.1 % of the
+face, against 1.6 % for the least face-like of the 2,952 training shapes) and the fit collapses
+within 60-200 frames. Projecting the start onto the model's first
 ``modes`` modes (Cootes et al.'s shape constraint, as in ASM/CLM trackers) removes what no face
 does and keeps what the expression and the head's turn do.
 

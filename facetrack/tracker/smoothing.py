@@ -109,7 +109,6 @@ class PoseShapeFilter:
 
     _TEMPLATE = template(100).astype(np.float64)
     _SIZE = face_size(_TEMPLATE)
-    _POSE_POINTS = np.array([_TEMPLATE.mean(0), _TEMPLATE.mean(0) + [_SIZE, 0.0]])
     _CENTRE = _TEMPLATE.mean(0)
     _T0 = _TEMPLATE - _CENTRE  # the template about its centre, for the closed-form similarity below
     _N2 = float((_T0**2).sum())

@@ -121,7 +121,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="confidence under which a face is lost / a detection rejected, in [0, 1] (default 0.5)")
     trk.add_argument("--track-init", choices=("template", "shape"), default="template",
                      help="MDM start on a tracked face, in a crop aligned on its previous landmarks: the template "
-                          "(default; no drift with the shipped weights) or the previous landmarks (MDM's 300VW protocol)")
+                          "(default: the most accurate with the shipped weights) or the previous landmarks, MDM's 300VW "
+                          "protocol, kept to face shapes by --shape-modes")
     trk.add_argument("--shape-modes", type=int, default=None, metavar="K",
                      help="with --track-init shape: project MDM's start (the previous landmarks) onto the first K modes of "
                           "the shape model, so errors no face makes are not fed back (default: the number chosen on held-out "

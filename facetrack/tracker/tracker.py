@@ -370,7 +370,7 @@ class Tracker:
             if self._shape_model is not None:
                 # MDM from its previous fit, kept to shapes faces make: the crop stays aligned on the
                 # fit itself (aligning it on the projection tracked held-out sequences worse: 4.12
-                # against 3.83 % NME at best), only the start is projected
+                # against 3.88 % NME at best), only the start is projected
                 fit = functools.partial(fit, starts=[self._shape_model.project(t.landmarks, self._shape_modes) for t in tracks])
             fits = self._call(fit, gray, [t.landmarks for t in tracks], timings, len(tracks))
             t0 = time.perf_counter()
