@@ -62,9 +62,10 @@ def make_clip(image: np.ndarray, gt: np.ndarray, frames: int, seed: int, path: P
         image = cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)), interpolation=cv2.INTER_AREA)
         gt = (gt + 0.5) * s - 0.5
     h, w = image.shape[:2]
-    mats = smooth_motion(frames, np.random.default_rng(seed), gt.mean(0), face_size(gt), MotionConfig())
     if still:
         mats = [np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])] * frames
+    else:
+        mats = smooth_motion(frames, np.random.default_rng(seed), gt.mean(0), face_size(gt), MotionConfig())
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
     if not out.isOpened():
         raise OSError(f"{path}: cannot write an mp4v video")

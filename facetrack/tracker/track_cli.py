@@ -173,8 +173,6 @@ def smooth_on(args: argparse.Namespace, images: bool) -> bool:
     the default tracker's flicker falls from 1.34 to 0.87 % for the same error, 3.86 against
     3.87 %) and not still images, which have no time to smooth over."""
     smooth = getattr(args, "smooth", "auto")
-    if isinstance(smooth, bool):  # a namespace built by hand
-        return smooth
     return smooth == "on" or (smooth == "auto" and not images)
 
 
