@@ -1,5 +1,9 @@
 """Many inputs at once: ``facetrack VIDEO... --out-dir DIR [--jobs N] [--shard I/N]``.
 
+A folder of recordings (videos and no images) stands for its videos (:func:`expand_folders`); a
+folder of images is one input, fitted again whole unless its CSV is complete (images take no
+``--resume``), and never over a CSV made with another model or options.
+
 Each input is tracked into ``DIR/<its name>.csv`` by its own worker process: the public command
 (``python -m facetrack track INPUT --out ... --resume`` with the same options, so it is wired
 exactly as a user's run), one runtime thread each when ``--jobs`` is
@@ -46,6 +50,24 @@ def shard(inputs: list[str], i: int, n: int) -> list[str]:
     return ordered[i - 1::n]
 
 
+def expand_folders(inputs: list[str]) -> list[str]:
+    """A folder of recordings (no images, at least one video: :func:`facetrack.tracker.video.videos_in`)
+    becomes its videos, each tracked into its own CSV; any other input (a folder of images
+    included) stays as it is."""
+    from facetrack.tracker.images import IMAGE_SUFFIXES
+    from facetrack.tracker.video import videos_in
+
+    out: list[str] = []
+    for i in inputs:
+        p = Path(i)
+        videos = videos_in(p)
+        if videos and not any(f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() for f in p.iterdir()):
+            out += [str(v) for v in videos]
+        else:
+            out.append(i)
+    return out
+
+
 def output_for(input_path: str, out_dir: Path, ext: str) -> Path:
     """``DIR/<name>.csv``: the file name without its suffix (a folder: its name)."""
     p = Path(input_path)
@@ -63,38 +85,62 @@ class Job:
     line: str = ""
 
 
-def _complete(args: argparse.Namespace, job: Job) -> bool:
-    """Whether ``job.out`` is already complete for this input, model and options."""
+def _records(args: argparse.Namespace, job: Job) -> tuple[Any, Any]:
+    """``(record of job.out or None, record this run would write)``; ``(None, None)`` when
+    either cannot be made (the worker says what is wrong)."""
     from facetrack.tracker.images import is_image_input
     from facetrack.tracker.output import OutputFileError, read_record
     from facetrack.tracker.video import VideoError, VideoFile
 
     try:
         old = read_record(job.out)
-        if old is None or not old.complete or not job.out.exists():
-            return False
+        if old is None or not job.out.exists():
+            return None, None
         fps = 30.0
         if any(v is not None and not v.endswith("f") for v in (args.start, args.end)):  # seconds need the video's rate
             with VideoFile(job.input) as v:
                 fps = v.fps
         start, end = to_frame(args.start, fps) or 0, to_frame(args.end, fps)
         images = is_image_input(job.input)
-        new = make_record(args, Path(job.input), model_files(model_for(args, images)), start, end, images)
+        return old, make_record(args, Path(job.input), model_files(model_for(args, images)), start, end, images)
     except (OutputFileError, VideoError, OSError):
-        return False  # the worker says what is wrong with it
-    return not old.differences(new) and covers(old, end)
+        return None, None
+
+
+def _complete(args: argparse.Namespace, job: Job) -> bool:
+    """Whether ``job.out`` is already complete for this input, model and options."""
+    old, new = _records(args, job)
+    return old is not None and new is not None and old.complete and not old.differences(new) and covers(old, new.end)
+
+
+def _made_differently(args: argparse.Namespace, job: Job) -> str | None:
+    """For an image input (fitted again whole, never resumed): why its existing output must not
+    be overwritten (made with another model or options), or ``None``. A video's worker refuses
+    the same itself (``--resume``)."""
+    from facetrack.tracker.images import is_image_input
+
+    if not is_image_input(job.input):
+        return None
+    old, new = _records(args, job)
+    diffs = old.differences(new) if old is not None and new is not None else []
+    return f"made from another run ({'; '.join(diffs)}); not overwriting: remove it or choose another --out-dir" if diffs else None
 
 
 def worker_argv(args: argparse.Namespace, job: Job, threads: int | None) -> list[str]:
-    """The ``facetrack track`` command line of one input: ``--out``, ``--resume``, ``threads``
+    """The ``facetrack track`` command line of one input: ``--out``, ``--resume`` (not for images), ``threads``
     and every other track option that differs from its default (so options added to
     the track job later reach the workers too)."""
     from facetrack.tracker.track_cli import add_arguments
 
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
+    from facetrack.tracker.images import is_image_input
+
     own = {"video", "out", "out_dir", "jobs", "shard", "overlay", "resume", "quiet", "threads", "camera"}
-    argv = ["--out", str(job.out), "--resume"] + (["--threads", str(threads)] if threads is not None else [])
+    # images are fitted one by one and take no --resume: an image input that is not complete
+    # (``_complete``) is fitted again whole
+    resume = [] if is_image_input(job.input) else ["--resume"]
+    argv = ["--out", str(job.out), *resume] + (["--threads", str(threads)] if threads is not None else [])
     for action in parser._actions:
         if not action.option_strings or action.dest in own:
             continue
@@ -126,6 +172,7 @@ def run_batch(args: argparse.Namespace) -> int:
         raise CliError("usage: --overlay takes one input (not --out-dir)")
     if not inputs:
         raise CliError("usage: give the inputs to track into --out-dir")
+    inputs = expand_folders(inputs)
     if args.shard is not None:
         inputs = shard(inputs, *args.shard)
     out_dir = Path(args.out_dir)
@@ -141,19 +188,30 @@ def run_batch(args: argparse.Namespace) -> int:
             raise CliError(f"{display_name(j.input)}: same output name as {display_name(seen[j.out])} "
                            f"({display_name(j.out)}); rename one of them")
         seen[j.out] = j.input
-    model_files(args.model)  # a missing model fails once, here, not once per input
+    from facetrack.tracker.images import is_image_input
+
+    # a missing model fails once, here, not once per input; --model auto names a model per
+    # kind of input (images or video), so each kind present is checked
+    for model in dict.fromkeys(model_for(args, is_image_input(j.input)) for j in jobs):
+        model_files(model)
     threads = 1 if args.jobs > 1 else args.threads
     n = len(jobs)
     todo: list[tuple[int, Job]] = []
+    refused: list[tuple[int, Job, str]] = []
     skipped = 0
     for k, j in enumerate(jobs, 1):
         if _complete(args, j):
             skipped += 1
             if not args.quiet:
                 print(f"facetrack: [{k}/{n}] {display_name(j.input)}: already complete -> {display_name(j.out)}", file=sys.stderr)
+        elif (why := _made_differently(args, j)) is not None:
+            refused.append((k, j, why))
         else:
             todo.append((k, j))
     failed = tracked = 0
+    for k, j, why in refused:
+        failed += 1
+        print(f"facetrack: [{k}/{n}] {display_name(j.input)}: FAILED: {display_name(j.out)}: {why}", file=sys.stderr)
     interrupted = False
     # worker output goes to temporary files, read at its end: a pipe nobody reads while the
     # worker runs would block it once full (hours of progress lines or warnings)

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facetrack.tracker.video import VideoError, display_name
+from facetrack.tracker.video import VideoError, display_name, videos_in
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ class ImageFiles:
             self.files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
                                 key=lambda p: os.fsencode(p.name))
             if not self.files:
+                videos = videos_in(self.path)
+                if videos:  # a folder of recordings: one CSV per video
+                    raise VideoError(f"{self.name}: no images in this folder but {len(videos)} video(s): "
+                                     f"track them with --out-dir DIR (one CSV each)")
                 raise VideoError(f"{self.name}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
         else:
             self.files = [self.path]

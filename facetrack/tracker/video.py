@@ -26,6 +26,21 @@ class VideoError(OSError):
     """A video or camera that cannot be used; the message is one line naming it."""
 
 
+#: file suffixes taken as videos in a folder of recordings (lower case; a single file given by
+#: name is opened whatever its suffix)
+VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg",
+                                            ".wmv", ".flv", ".ts", ".mts", ".3gp", ".ogv"})
+
+
+def videos_in(folder: str | os.PathLike) -> list[Path]:
+    """The video files of ``folder`` (by :data:`VIDEO_SUFFIXES`, not its subfolders), sorted by
+    name as bytes; empty for a file or a missing folder."""
+    p = Path(folder)
+    if not p.is_dir():
+        return []
+    return sorted((f for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file()), key=lambda f: os.fsencode(f.name))
+
+
 def display_name(path: str | os.PathLike) -> str:
     """``path`` as a one-line message shows it: bytes that are not UTF-8 (which Python keeps
     as surrogates) appear as ``\\xe9``, the way ``ls --quoting-style=escape`` writes them."""

@@ -448,6 +448,66 @@ def test_workers_get_every_option_that_changes_rows():
     assert again.video == ["-b.mp4"] and again.resume and again.threads == 1
 
 
+def _short_video(path: Path, source: Path, frames: int = 4) -> Path:
+    """The first ``frames`` frames of ``source`` written as ``path``."""
+    cap = cv2.VideoCapture(str(source))
+    out = None
+    for _ in range(frames):
+        ok, f = cap.read()
+        assert ok
+        if out is None:
+            out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (f.shape[1], f.shape[0]))
+        out.write(f)
+    cap.release()
+    out.release()
+    return path
+
+
+def test_a_folder_of_recordings_is_tracked_video_by_video_with_the_default_model(clip, tmp_path):
+    """``facetrack RECORDINGS/ --out-dir DIR`` with no --model: each video of the folder into its
+    own CSV. (``--model auto`` once failed every batch: the up-front check took ``auto`` for a file
+    name.) One output file for the folder says to use --out-dir."""
+    rec = tmp_path / "recordings"
+    rec.mkdir()
+    for name in ("b.mp4", "a.mkv"):
+        _short_video(rec / name, clip)
+    (rec / "notes.txt").write_text("not a video")
+    r = _cli([str(rec), "--out-dir", "out", "-q"], tmp_path)
+    assert r.returncode == 0, r.stderr.decode()
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.csv")) == ["a.csv", "b.csv"]
+    for name in ("a", "b"):
+        assert list(read_landmarks_csv(tmp_path / "out" / f"{name}.csv").frame) == [1, 2, 3, 4]
+        assert json.loads((tmp_path / "out" / f"{name}.csv.run.json").read_text())["model"]["name"] == "mdm"
+    one = _cli([str(rec), "--out", "x.csv"], tmp_path)
+    err = one.stderr.decode().strip()
+    assert one.returncode != 0 and "recordings: no images in this folder but 2 video(s)" in err and "--out-dir" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "x.csv").exists()
+
+
+def test_folders_of_images_in_a_batch_are_fitted_skipped_when_complete_and_never_overwritten(data_dir, tmp_path, model_args):
+    """Image inputs take no --resume, so their workers are started without it; a complete output
+    is skipped, and one made with other options is left as it is, with one line saying why."""
+    src = sorted((data_dir / "images68" / "helen_test").glob("*.jpg"))[:2]
+    for d in ("p1", "p2"):
+        (tmp_path / d).mkdir()
+        for f in src:
+            (tmp_path / d / f.name).write_bytes(f.read_bytes())
+    args = ["p1", "p2", "--out-dir", "out", *model_args]
+    r = _cli(args, tmp_path)
+    assert r.returncode == 0, r.stderr.decode()
+    for d in ("p1", "p2"):
+        rows = _rows(tmp_path / "out" / f"{d}.csv")
+        assert rows[0] == ["image", *COLUMNS] and sorted({r[0] for r in rows[1:]}) == [f.name for f in src]
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+    again = _cli(args, tmp_path)
+    assert again.returncode == 0 and again.stderr.decode().count(": already complete ->") == 2
+    other = _cli(args + ["--max-faces", "2"], tmp_path)
+    fails = [ln for ln in other.stderr.decode().splitlines() if "FAILED" in ln]
+    assert other.returncode == 1 and len(fails) == 2
+    assert all("made from another run" in ln and "max_faces" in ln and "not overwriting" in ln for ln in fails)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == stamp  # nothing rewritten
+
+
 def test_ctrl_c_stops_a_batch_and_a_rerun_finishes_it(clip, data_dir, tmp_path, model_args):
     """SIGINT to the process group (what Ctrl-C does): exit 130, every CSV ends on whole
     frames, and the same command again resumes them to the end."""
