@@ -153,8 +153,8 @@ def model_for(args: argparse.Namespace, images: bool) -> str:
     """``--model`` for this input: ``auto`` takes ``aan+mdm`` for still images, where the
     landmark models' CPU hardly counts beside decoding and the face search, and ``mdm`` (the
     cheapest per frame) for video and cameras. aan+mdm is the more accurate of the two on the
-    298 held-out validation faces (2.93 against 3.13 % NME on the teacher groups, 5.64 against
-    6.56 on the human images, from the ground-truth box; mdm-rt stage 6, aan stage 3)."""
+    298 held-out validation faces (3.02 against 3.13 % NME on the teacher groups, 5.91 against
+    6.56 on the human images, from the ground-truth box; mdm-rt stage 6, aan stage 4)."""
     model = str(getattr(args, "model", "auto"))
     if model != "auto":
         return model
