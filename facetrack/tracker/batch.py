@@ -130,12 +130,11 @@ def worker_argv(args: argparse.Namespace, job: Job, threads: int | None) -> list
     """The ``facetrack track`` command line of one input: ``--out``, ``--resume`` (not for images), ``threads``
     and every other track option that differs from its default (so options added to
     the track job later reach the workers too)."""
+    from facetrack.tracker.images import is_image_input
     from facetrack.tracker.track_cli import add_arguments
 
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
-    from facetrack.tracker.images import is_image_input
-
     own = {"video", "out", "out_dir", "jobs", "shard", "overlay", "resume", "quiet", "threads", "camera"}
     # images are fitted one by one and take no --resume: an image input that is not complete
     # (``_complete``) is fitted again whole
@@ -159,6 +158,7 @@ def worker_argv(args: argparse.Namespace, job: Job, threads: int | None) -> list
 
 def run_batch(args: argparse.Namespace) -> int:
     """Track every input of ``args.video`` into ``args.out_dir``; the exit code."""
+    from facetrack.tracker.images import is_image_input
     from facetrack.tracker.video import display_name
 
     inputs = list(args.video or [])
@@ -188,8 +188,6 @@ def run_batch(args: argparse.Namespace) -> int:
             raise CliError(f"{display_name(j.input)}: same output name as {display_name(seen[j.out])} "
                            f"({display_name(j.out)}); rename one of them")
         seen[j.out] = j.input
-    from facetrack.tracker.images import is_image_input
-
     # a missing model fails once, here, not once per input; --model auto names a model per
     # kind of input (images or video), so each kind present is checked
     for model in dict.fromkeys(model_for(args, is_image_input(j.input)) for j in jobs):
