@@ -107,23 +107,22 @@ def _records(args: argparse.Namespace, job: Job) -> tuple[Any, Any]:
         return None, None
 
 
-def _complete(args: argparse.Namespace, job: Job) -> bool:
-    """Whether ``job.out`` is already complete for this input, model and options."""
-    old, new = _records(args, job)
-    return old is not None and new is not None and old.complete and not old.differences(new) and covers(old, new.end)
-
-
-def _made_differently(args: argparse.Namespace, job: Job) -> str | None:
-    """For an image input (fitted again whole, never resumed): why its existing output must not
-    be overwritten (made with another model or options), or ``None``. A video's worker refuses
-    the same itself (``--resume``)."""
+def _existing(args: argparse.Namespace, job: Job) -> tuple[bool, str | None]:
+    """What ``job.out`` already holds: ``(complete for this input, model and options, why it
+    must not be overwritten)``. The second is for image inputs (fitted again whole, never
+    resumed) whose output was made with another model or options; a video's worker refuses the
+    same itself (``--resume``)."""
     from facetrack.tracker.images import is_image_input
 
-    if not is_image_input(job.input):
-        return None
     old, new = _records(args, job)
-    diffs = old.differences(new) if old is not None and new is not None else []
-    return f"made from another run ({'; '.join(diffs)}); not overwriting: remove it or choose another --out-dir" if diffs else None
+    if old is None or new is None:
+        return False, None
+    diffs = old.differences(new)
+    if old.complete and not diffs and covers(old, new.end):
+        return True, None
+    if diffs and is_image_input(job.input):
+        return False, f"made from another run ({'; '.join(diffs)}); not overwriting: remove it or choose another --out-dir"
+    return False, None
 
 
 def worker_argv(args: argparse.Namespace, job: Job, threads: int | None) -> list[str]:
@@ -137,7 +136,7 @@ def worker_argv(args: argparse.Namespace, job: Job, threads: int | None) -> list
     add_arguments(parser)
     own = {"video", "out", "out_dir", "jobs", "shard", "overlay", "resume", "quiet", "threads", "camera"}
     # images are fitted one by one and take no --resume: an image input that is not complete
-    # (``_complete``) is fitted again whole
+    # (``_existing``) is fitted again whole
     resume = [] if is_image_input(job.input) else ["--resume"]
     argv = ["--out", str(job.out), *resume] + (["--threads", str(threads)] if threads is not None else [])
     for action in parser._actions:
@@ -198,11 +197,12 @@ def run_batch(args: argparse.Namespace) -> int:
     refused: list[tuple[int, Job, str]] = []
     skipped = 0
     for k, j in enumerate(jobs, 1):
-        if _complete(args, j):
+        complete, why = _existing(args, j)
+        if complete:
             skipped += 1
             if not args.quiet:
                 print(f"facetrack: [{k}/{n}] {display_name(j.input)}: already complete -> {display_name(j.out)}", file=sys.stderr)
-        elif (why := _made_differently(args, j)) is not None:
+        elif why is not None:
             refused.append((k, j, why))
         else:
             todo.append((k, j))
