@@ -58,26 +58,28 @@ class ShapeModel:
         k = min(keep, len(vt))
         return cls(mean.reshape(68, 2), vt[:k], share[:k], record)
 
+    def _in_modes(self, points: np.ndarray, modes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(m, v, w)``: the similarity aligning ``points`` onto the model, their deviation from
+        the mean once aligned (136,) and that deviation's part in the first ``modes`` modes."""
+        p = np.asarray(points, np.float64)
+        k = max(0, min(int(modes), len(self.modes)))
+        m = umeyama(p, self.mean)
+        v = apply_affine(m, p).astype(np.float64).ravel() - self.mean.ravel()
+        return m, v, self.modes[:k].T @ (self.modes[:k] @ v)
+
     def project(self, points: np.ndarray, modes: int) -> np.ndarray:
         """``points`` ``(68, 2)`` in any frame (image or crop px) projected onto the mean plus the
         first ``modes`` modes; float32 ``(68, 2)`` in the same frame. The similarity between the
         points and the model is kept: only the shape is constrained."""
-        p = np.asarray(points, np.float64)
-        k = max(0, min(int(modes), len(self.modes)))
-        m = umeyama(p, self.mean)  # the points' pose relative to the model, undone below
-        v = apply_affine(m, p).astype(np.float64).ravel() - self.mean.ravel()
-        q = self.mean.ravel() + self.modes[:k].T @ (self.modes[:k] @ v)
-        return apply_affine(invert_affine(m), q.reshape(68, 2))
+        m, _, w = self._in_modes(points, modes)
+        return apply_affine(invert_affine(m), (self.mean.ravel() + w).reshape(68, 2))  # the pose undone
 
     def residual(self, points: np.ndarray, modes: int) -> float:
         """RMS distance (per point, % of the :data:`FRAME`-px crop) between ``points`` (any
         frame) aligned onto the model and their projection on the first ``modes`` modes: how far
         the shape is from anything the model knows."""
-        p = np.asarray(points, np.float64)
-        k = max(0, min(int(modes), len(self.modes)))
-        v = apply_affine(umeyama(p, self.mean), p).astype(np.float64).ravel() - self.mean.ravel()
-        r = v - self.modes[:k].T @ (self.modes[:k] @ v)
-        return float(np.sqrt((r.reshape(68, 2) ** 2).sum(1).mean()) * 100.0 / FRAME)
+        _, v, w = self._in_modes(points, modes)
+        return float(np.sqrt(((v - w).reshape(68, 2) ** 2).sum(1).mean()) * 100.0 / FRAME)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": 1, "frame": FRAME, "mean": self.mean.round(5).tolist(), "modes": self.modes.round(7).tolist(),
