@@ -8,7 +8,8 @@ on training faces and stored in ``facetrack/tracker/data/calibration.json``.
 
 Detectors: OpenCV's Haar cascades (shipped inside ``opencv-python`` 4.x, ``cv2.data.haarcascades``;
 frontal cascades, optionally the profile cascade on the image and its mirror) run on a
-downscaled copy; dlib's HOG detector with the ``dlib`` extra (``dlib-bin``). A search can be
+downscaled copy; dlib's HOG detector with the ``dlib`` extra (``dlib-bin``); the project's own
+CNN (:mod:`facetrack.tracker.detect_cnn`); several of them as one (:class:`CombinedDetector`). A search can be
 spread over frames, one part per frame (:class:`FaceDetector`). ``default_detector()`` returns
 the one chosen by ``facetrack/bench/detectors.py`` (recall and false detections on real frames,
 ms per search; table in docs/DETECTORS.md).
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import cv2
 import numpy as np
@@ -31,11 +32,13 @@ from facetrack.tracker.geometry import BoxCalibration, box_iou
 log = logging.getLogger(__name__)
 
 #: detector name used by ``default_detector()``, chosen by ``facetrack/bench/detectors.py``
-#: (docs/DETECTORS.md): the best recall of the detectors that need no extra package at a
-#: fifth of the profile passes' CPU. ``haar-alt2-fast`` (1.2 pyramid step) costs 57 % of it
-#: per search but missed small faces the tests and the Hamilton clip hold (a far face, a face
-#: in a 4K frame); the tracker's back-off searches on a half-size copy save more.
-DEFAULT_DETECTOR = "haar-alt2"
+#: (docs/DETECTORS.md): the cascade with the best recall of those that need no extra package,
+#: with the project's CNN beside it for the faces the cascade misses (large, cut by the frame's
+#: edge, turned up): the cascade's recall and false detections on held-out frames, more faces
+#: found on images68 and pseudo_dlib, for the cascade's CPU per search. ``haar-alt2-fast`` (1.2
+#: pyramid step) costs 57 % of the cascade but missed small faces the tests and the Hamilton
+#: clip hold (a far face, a face in a 4K frame); the tracker's back-off searches save more.
+DEFAULT_DETECTOR = "haar-alt2+cnn"
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,59 @@ class DlibHogDetector:
         return self.detect(gray)
 
 
+# ---- several detectors as one ----------------------------------------------------------------
+class CombinedDetector:
+    """The faces that any of ``members`` finds: each member's search parts are parts of this
+    search (first member's first). The detectors miss different faces: the project's CNN finds
+    faces filling the frame, cut by its edge or turned up that the Haar cascade misses, and the
+    cascade finds small faces the CNN misses (docs/DETECTORS.md).
+
+    Boxes: a later member's boxes are mapped into the first member's convention through their
+    calibrations (to the landmark box, then back through the first's), so :attr:`calibration`
+    is the first member's unless ``calibration`` is given (the benches pass the identity to
+    see the raw boxes). Where members find the same face (overlap as in
+    :func:`merge_detections`) the earlier member's box is kept. Scores: member ``k`` of ``n``
+    scores in ``(n - k - 1, n - k)`` (its own score squashed into ``(0, 1)``), so a sort by
+    score ranks the first member's faces first, each member's by its own score.
+    """
+
+    def __init__(self, members: Sequence[FaceDetector], name: str | None = None,
+                 calibration: BoxCalibration | None = None) -> None:
+        if not members:
+            raise ValueError("a combined detector needs at least one member")
+        self.members = list(members)
+        self.name = name or "+".join(m.name for m in self.members)
+        self._base = self.members[0].calibration
+        self.calibration = calibration if calibration is not None else self._base
+        self.parts = sum(max(1, int(m.parts)) for m in self.members)
+
+    def _mapped(self, k: int, dets: Sequence[Detection]) -> list[Detection]:
+        n, own = len(self.members), self.members[k].calibration
+        out = []
+        for d in dets:
+            box = d.box if k == 0 else self._base.invert(own(d.box))
+            s = float(d.score)
+            out.append(Detection(np.asarray(box, np.float32), (n - k - 1) + 0.5 + 0.5 * s / (1.0 + abs(s))))
+        return out
+
+    def detect_part(self, gray: np.ndarray, part: int) -> list[Detection]:
+        """Part ``part`` of the search: the next part of one member's search; best first."""
+        if not 0 <= part < self.parts:
+            raise ValueError(f"{self.name}: part {part} out of range 0..{self.parts - 1}")
+        for k, m in enumerate(self.members):
+            if part < max(1, int(m.parts)):
+                return self._mapped(k, m.detect_part(gray, part))
+            part -= max(1, int(m.parts))
+        raise AssertionError("unreachable: part checked against self.parts")
+
+    def detect(self, gray: np.ndarray) -> list[Detection]:
+        """Every member's faces, boxes in the first member's convention, best first."""
+        dets: list[Detection] = []
+        for k, m in enumerate(self.members):
+            dets += self._mapped(k, m.detect(gray))
+        return merge_detections(dets)
+
+
 #: detector name -> factory; facetrack/bench/detectors.py measures every entry.
 DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "haar-default": lambda **kw: HaarDetector(("default",), min_neighbors=5, **kw),
@@ -298,6 +354,13 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "cnn": lambda **kw: _cnn_detector(sides=(320, 480), threshold=0.45, name="cnn", **kw),
     "cnn-320": lambda **kw: _cnn_detector(sides=(320,), threshold=0.45, name="cnn-320", **kw),
     "cnn-640": lambda **kw: _cnn_detector(sides=(320, 640), threshold=0.5, name="cnn-640", **kw),
+    # the cascade and the CNN miss different faces (docs/DETECTORS.md). Beside the cascade the CNN
+    # needs a surer score: 0.6, the lowest threshold that added no false detection to the cascade's
+    # on frames_v2's training groups and none on 40 frames of noise (0.45 added 1 per 100 frames)
+    "haar-alt2+cnn": lambda **kw: CombinedDetector([make_detector("haar-alt2"), _cnn_detector(
+        sides=(320, 480), threshold=0.6, name="cnn-0.6")], name="haar-alt2+cnn", **kw),
+    "cnn+haar-alt2": lambda **kw: CombinedDetector([_cnn_detector(sides=(320, 480), threshold=0.6, name="cnn-0.6"),
+                                                    make_detector("haar-alt2")], name="cnn+haar-alt2", **kw),
 }
 
 

@@ -161,6 +161,13 @@ class BoxCalibration:
         cx, cy = (x0 + x1) / 2 + self.dx * w, (y0 + y1) / 2 + self.dy * h
         return np.array([cx - self.sx * w / 2, cy - self.sy * h / 2, cx + self.sx * w / 2, cy + self.sy * h / 2], np.float32)
 
+    def invert(self, box: np.ndarray) -> np.ndarray:
+        """The box of this source that maps to the landmark box ``box``: ``invert(self(b)) == b``."""
+        x0, y0, x1, y1 = (float(v) for v in box)
+        w, h = (x1 - x0) / self.sx, (y1 - y0) / self.sy
+        cx, cy = (x0 + x1) / 2 - self.dx * w, (y0 + y1) / 2 - self.dy * h
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
+
     @classmethod
     def fit(cls, boxes: np.ndarray, landmark_boxes: np.ndarray) -> "BoxCalibration":
         """Least-squares fit (medians, robust to a few bad boxes) from ``(N, 4)`` pairs."""

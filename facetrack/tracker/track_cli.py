@@ -108,8 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="CPU threads for the runtime, OpenCV's image functions and the video decoder (default 1: "
                           "the least CPU time per frame; the runtime's extra threads never spin)")
     mod.add_argument("--detector", default=None, metavar="NAME",
-                     help="face detector: haar-alt2 (default), haar-alt2-fast, haar-alt2+profile-fast (also turned faces), "
-                          "dlib-hog (needs the [dlib] extra), cnn (this project's, 25x less CPU, misses small faces), ... (docs/DETECTORS.md)")
+                     help="face detector: haar-alt2+cnn (default: the Haar cascade and this project's CNN together), haar-alt2, "
+                          "haar-alt2-fast, haar-alt2+profile-fast (also turned faces), dlib-hog (needs the [dlib] extra), "
+                          "cnn (alone: 25x less CPU, misses small faces), ... (docs/DETECTORS.md)")
     mod.add_argument("--flip", choices=("auto", "on", "off"), default="auto",
                      help="also fit each face's mirror image and average the two: less error and flicker for twice the "
                           "landmark model's CPU (default auto: on for images, off for video and cameras)")

@@ -135,7 +135,11 @@ def test_calibration_file_has_fitted_sources():
     path = detect._calibration_path()
     data = json.loads(path.read_text())
     assert data["version"] == 1
-    assert f"detector:{DEFAULT_DETECTOR}" in data["sources"] and "300w" in data["sources"]
+    assert "300w" in data["sources"]
+    # the default detector's boxes are calibrated by a fitted entry (its own, or, for a combination,
+    # its first member's, whose convention the others' boxes are mapped into)
+    default = default_detector().calibration
+    assert any(box_calibration(src) == default for src in data["sources"] if src.startswith("detector:"))
     for src, entry in data["sources"].items():
         assert entry["n_train"] >= 3, src
         assert 0.3 < entry["sx"] < 3 and 0.3 < entry["sy"] < 3 and abs(entry["dx"]) < 0.5 and abs(entry["dy"]) < 0.5, src
@@ -213,3 +217,63 @@ def test_dlib_detector_without_dlib_says_what_to_install(monkeypatch):
     with pytest.raises(detect.DetectorUnavailableError, match=r"needs dlib: pip install 'facetrack\[dlib\]'"):
         detect.make_detector("dlib-hog")
     assert "dlib-hog" in DETECTORS  # known, not "unknown face detector"
+
+
+# ---- several detectors as one ------------------------------------------------------------------
+class _Fixed:
+    """A detector that returns fixed boxes, in two parts: the first box, then the rest."""
+
+    parts = 2
+
+    def __init__(self, name, calibration, boxes, scores):
+        self.name, self.calibration = name, calibration
+        self._dets = [Detection(np.array(b, np.float32), float(s)) for b, s in zip(boxes, scores)]
+
+    def detect(self, gray):
+        return merge_detections(list(self._dets))
+
+    def detect_part(self, gray, part):
+        return merge_detections(self._dets[:1] if part == 0 else self._dets[1:])
+
+
+def test_combined_detector_maps_boxes_through_calibrations_and_prefers_its_first_member():
+    cal_a, cal_b = BoxCalibration(0.9, 0.95, 0.01, 0.2), BoxCalibration(0.78, 0.83, -0.003, 0.09)
+    a = _Fixed("a", cal_a, [[100, 100, 200, 200]], [3.0])
+    # b finds the same face (another box convention) and a second face a does not
+    b = _Fixed("b", cal_b, [[95, 80, 215, 215], [400, 50, 460, 110]], [5.0, 0.6])
+    both = detect.CombinedDetector([a, b])
+    assert both.name == "a+b" and both.parts == 4 and both.calibration == cal_a
+    gray = np.zeros((300, 500), np.uint8)
+    found = both.detect(gray)
+    assert len(found) == 2
+    # a's face first, with a's own box, though b scored it higher on b's scale
+    np.testing.assert_allclose(found[0].box, [100, 100, 200, 200])
+    # b's second face, in a's convention: calibrated by a's map it is the box b's own map gives
+    np.testing.assert_allclose(cal_a(found[1].box), cal_b(np.array([400, 50, 460, 110], np.float32)), atol=1e-3)
+    assert found[0].score > found[1].score
+    # the parts: a's two, then b's two; together they hold the whole search's faces
+    parts = [both.detect_part(gray, k) for k in range(4)]
+    assert [len(p) for p in parts] == [1, 0, 1, 1]
+    merged = merge_detections([d for p in parts for d in p])
+    np.testing.assert_allclose([d.box for d in merged], [d.box for d in found], atol=1e-4)
+    with pytest.raises(ValueError, match="part 4 out of range"):
+        both.detect_part(gray, 4)
+    # the benches' identity calibration shows the boxes as they are
+    raw = detect.CombinedDetector([a, b], calibration=BoxCalibration())
+    assert raw.calibration == BoxCalibration()
+    np.testing.assert_allclose(raw.detect(gray)[1].box, found[1].box)
+
+
+@pytest.mark.parametrize("name", ["haar-alt2+cnn", "cnn+haar-alt2"])
+def test_cascade_and_cnn_together_find_the_challenging_faces_each_misses(data_dir, name):
+    """300-W's challenging test faces: the cascade misses the three that fill the frame, are cut
+    by its edge or turn up; the CNN misses the waving one. Together they find three: the CNN
+    scores the face under a hat and a hand 0.57, under the 0.6 it needs beside the cascade."""
+    stems = ["ibug/image_003_1", "ibug/image_004_1", "ibug/image_005_1", "ibug/image_006"]
+    hits = {}
+    for det_name in ("haar-alt2", "cnn", name):
+        det = detect.make_detector(det_name)
+        hits[det_name] = [_hit(det.detect(g), s) for g, s in (_load(data_dir, st) for st in stems)]
+    assert hits["haar-alt2"] == [False, False, True, False]
+    assert hits["cnn"] == [True, True, False, True]
+    assert hits[name] == [False, True, True, True]

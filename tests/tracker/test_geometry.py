@@ -131,6 +131,9 @@ def test_box_calibration_fit_and_apply() -> None:
     b = truth(np.array([0, 0, 100, 200.0]))
     np.testing.assert_allclose(b, [50 + 5 - 40, 100 + 24 - 110, 50 + 5 + 40, 100 + 24 + 110], atol=1e-4)
     np.testing.assert_allclose(g.BoxCalibration()(np.array([1, 2, 3, 4.0])), [1, 2, 3, 4])
+    # invert undoes the map: the box of this source that gives a landmark box
+    np.testing.assert_allclose(np.array([truth.invert(truth(b)) for b in boxes]), boxes, atol=1e-3)
+    np.testing.assert_allclose(truth(truth.invert(np.array([10, 20, 110, 220.0]))), [10, 20, 110, 220], atol=1e-4)
 
 
 def _dots_image(h: int, w: int, centres: np.ndarray, half: int) -> np.ndarray:
