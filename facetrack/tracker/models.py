@@ -140,12 +140,21 @@ class FitChain:
         return self.stages[-1]
 
     def fit_boxes(self, gray: np.ndarray, boxes: Sequence[np.ndarray], timings: Any = None) -> list:
+        """The last stage's fit of each face."""
+        return [staged[-1] for staged in self.fit_boxes_staged(gray, boxes, timings)]
+
+    def fit_boxes_staged(self, gray: np.ndarray, boxes: Sequence[np.ndarray], timings: Any = None) -> list[tuple]:
+        """Every stage's fit of each face, first stage first: a stage after an invalid fit
+        repeats it."""
         fits = list(self.stages[0].fit_boxes(gray, boxes, timings))
+        staged = [[f] for f in fits]
         for stage in self.stages[1:]:
             good = [i for i, f in enumerate(fits) if f.valid]
             for i, f in zip(good, stage.fit_shapes(gray, [fits[i].landmarks for i in good], timings)):
                 fits[i] = f
-        return fits
+            for i, f in enumerate(fits):
+                staged[i].append(f)
+        return [tuple(s) for s in staged]
 
     def fit_box(self, gray: np.ndarray, box: np.ndarray, timings: Any = None, *, calibration: Any) -> Any:
         """One face from ``box`` of the source whose ``calibration`` is given (as

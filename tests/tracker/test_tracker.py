@@ -464,6 +464,20 @@ def test_new_face_reports_the_mean_of_its_fit_and_its_refit():
     np.testing.assert_allclose(r.faces[0].landmarks, first + [0.5 * 0.2 * eyes, 0.0], atol=1e-3)
 
 
+def test_new_face_of_a_chain_reports_the_mean_of_every_stage_fit_and_the_refit():
+    # aan+mdm: aan's fit from the box, MDM's from aan's, MDM's refit from its own; each MDM call
+    # moves the shape by 0.2 eye distances, so the three are first, first + m and first + 2 m
+    aan, mdm = Wanderer(0.2), Wanderer(0.2)
+    det = BlobDetector()
+    tr = Tracker(TrackerConfig(model="aan+mdm", detect_every=1), landmarkers={"aan": aan, "mdm": mdm}, detector=det)
+    frame = scene([(100, 80)])
+    first = shape_in_box(det.calibration(BlobDetector().detect(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))[0].box))
+    eyes = float(np.linalg.norm(first[36] - first[45]))
+    r = tr.process(frame)
+    assert len(r.faces) == 1 and aan.calls == [("boxes", 1)] and mdm.calls == [("shapes", 1), ("shapes", 1)]
+    np.testing.assert_allclose(r.faces[0].landmarks, first + [0.2 * eyes, 0.0], atol=1e-3)
+
+
 class Magnet(BlobLandmarker):
     """Tracking snaps every shape onto the first blob of the frame, surer the less it moved."""
 
