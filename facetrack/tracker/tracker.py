@@ -454,6 +454,7 @@ class Tracker:
             self._end_part(False)
             return []
         staged = self._call(self.chain.fit_boxes_staged, gray, boxes, timings, len(boxes))
+        # a failed call gives plain invalid fits, not each stage's
         fits = self._refit(gray, [s[-1] if isinstance(s, tuple) else s for s in staged], timings,
                            [s[:-1] if isinstance(s, tuple) else () for s in staged])
         t0 = time.perf_counter()
