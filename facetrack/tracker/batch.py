@@ -54,14 +54,13 @@ def expand_folders(inputs: list[str]) -> list[str]:
     """A folder of recordings (no images, at least one video: :func:`facetrack.tracker.video.videos_in`)
     becomes its videos, each tracked into its own CSV; any other input (a folder of images
     included) stays as it is."""
-    from facetrack.tracker.images import IMAGE_SUFFIXES
+    from facetrack.tracker.images import images_in
     from facetrack.tracker.video import videos_in
 
     out: list[str] = []
     for i in inputs:
-        p = Path(i)
-        videos = videos_in(p)
-        if videos and not any(f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() for f in p.iterdir()):
+        videos = videos_in(i)
+        if videos and not images_in(i):
             out += [str(v) for v in videos]
         else:
             out.append(i)

@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 
+def images_in(folder: str | os.PathLike) -> list[Path]:
+    """The image files of ``folder`` (by :data:`IMAGE_SUFFIXES`, not its subfolders), sorted by
+    name as bytes (the twin of :func:`facetrack.tracker.video.videos_in`); empty for a file or a
+    missing folder."""
+    p = Path(folder)
+    if not p.is_dir():
+        return []
+    return sorted((f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()), key=lambda f: os.fsencode(f.name))
+
+
 def is_image_input(path: str | os.PathLike) -> bool:
     """Whether ``path`` is read as images: a folder, or a file with an image suffix."""
     p = Path(path)
@@ -45,8 +55,7 @@ class ImageFiles:
         if not self.path.exists():
             raise VideoError(f"{self.name}: no such file or folder")
         if self.path.is_dir():
-            self.files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                                key=lambda p: os.fsencode(p.name))
+            self.files = images_in(self.path)
             if not self.files:
                 videos = videos_in(self.path)
                 if videos:  # a folder of recordings: one CSV per video
