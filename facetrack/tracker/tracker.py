@@ -453,10 +453,10 @@ class Tracker:
         if not boxes:
             self._end_part(False)
             return []
-        staged = self._call(self.chain.fit_boxes_staged, gray, boxes, timings, len(boxes))
-        # a failed call gives plain invalid fits, not each stage's
-        fits = self._refit(gray, [s[-1] if isinstance(s, tuple) else s for s in staged], timings,
-                           [s[:-1] if isinstance(s, tuple) else () for s in staged])
+        # a failed call gives one plain invalid fit per face, not each stage's
+        staged = [s if isinstance(s, tuple) else (s,)
+                  for s in self._call(self.chain.fit_boxes_staged, gray, boxes, timings, len(boxes))]
+        fits = self._refit(gray, [s[-1] for s in staged], timings, [s[:-1] for s in staged])
         t0 = time.perf_counter()
         new: list[FaceResult] = []
         accepted = [box_of(t.landmarks) for t in self._tracks.values()]
@@ -518,7 +518,7 @@ class Tracker:
             self._part, self._since_search, self._cycle_found = 0, 0, False
 
     def _refit(self, gray: np.ndarray, fits: list[Fit], timings: dict[str, float],
-               earlier: Sequence[Sequence[Fit]] = ()) -> list[Fit | None]:
+               earlier: Sequence[Sequence[Fit]]) -> list[Fit | None]:
         """The shape check of new faces: each fit is refitted by the tracking model in the crop
         aligned on it. A face (and not a collar, a hand or a lamp) keeps its landmarks there;
         a fit whose refit moves by more than ``max_refit_shift`` outer-eye distances, or fails
@@ -540,8 +540,7 @@ class Tracker:
             eyes = float(np.linalg.norm(a[36] - a[45]))
             shift = float(np.linalg.norm(b - a, axis=1).mean()) / max(eyes, 1e-6)
             if np.isfinite(shift) and shift <= self.config.max_refit_shift and self._sane(r, gray.shape[:2], a):
-                prior = [e.landmarks for e in (earlier[i] if i < len(earlier) else ())
-                         if e.valid and np.isfinite(e.landmarks).all()]
+                prior = [e.landmarks for e in earlier[i] if e.valid and np.isfinite(e.landmarks).all()]
                 out[i] = Fit(np.mean([*prior, a, b], axis=0).astype(np.float32), r.confidence, r.valid)
         return out
 
