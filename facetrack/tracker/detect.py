@@ -309,7 +309,8 @@ class CombinedDetector:
         self.name = name or "+".join(m.name for m in self.members)
         self._base = self.members[0].calibration
         self.calibration = calibration if calibration is not None else self._base
-        self.parts = sum(max(1, int(m.parts)) for m in self.members)
+        self._member_parts = [max(1, int(m.parts)) for m in self.members]
+        self.parts = sum(self._member_parts)
 
     def _mapped(self, k: int, dets: Sequence[Detection]) -> list[Detection]:
         n, own = len(self.members), self.members[k].calibration
@@ -324,10 +325,10 @@ class CombinedDetector:
         """Part ``part`` of the search: the next part of one member's search; best first."""
         if not 0 <= part < self.parts:
             raise ValueError(f"{self.name}: part {part} out of range 0..{self.parts - 1}")
-        for k, m in enumerate(self.members):
-            if part < max(1, int(m.parts)):
+        for k, (m, parts) in enumerate(zip(self.members, self._member_parts)):
+            if part < parts:
                 return self._mapped(k, m.detect_part(gray, part))
-            part -= max(1, int(m.parts))
+            part -= parts
         raise AssertionError("unreachable: part checked against self.parts")
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
@@ -354,13 +355,11 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "cnn": lambda **kw: _cnn_detector(sides=(320, 480), threshold=0.45, name="cnn", **kw),
     "cnn-320": lambda **kw: _cnn_detector(sides=(320,), threshold=0.45, name="cnn-320", **kw),
     "cnn-640": lambda **kw: _cnn_detector(sides=(320, 640), threshold=0.5, name="cnn-640", **kw),
-    # the cascade and the CNN miss different faces (docs/DETECTORS.md). Beside the cascade the CNN
-    # needs a surer score: 0.6, the lowest threshold that added no false detection to the cascade's
-    # on frames_v2's training groups and none on 40 frames of noise (0.45 added 1 per 100 frames)
-    "haar-alt2+cnn": lambda **kw: CombinedDetector([make_detector("haar-alt2"), _cnn_detector(
-        sides=(320, 480), threshold=0.6, name="cnn-0.6")], name="haar-alt2+cnn", **kw),
-    "cnn+haar-alt2": lambda **kw: CombinedDetector([_cnn_detector(sides=(320, 480), threshold=0.6, name="cnn-0.6"),
-                                                    make_detector("haar-alt2")], name="cnn+haar-alt2", **kw),
+    # the cascade and the CNN miss different faces (docs/DETECTORS.md)
+    "haar-alt2+cnn": lambda **kw: CombinedDetector([make_detector("haar-alt2"), _cnn_beside_cascade()],
+                                                   name="haar-alt2+cnn", **kw),
+    "cnn+haar-alt2": lambda **kw: CombinedDetector([_cnn_beside_cascade(), make_detector("haar-alt2")],
+                                                   name="cnn+haar-alt2", **kw),
 }
 
 
@@ -368,6 +367,13 @@ def _cnn_detector(**kw: object) -> FaceDetector:
     from facetrack.tracker.detect_cnn import CnnFaceDetector
 
     return CnnFaceDetector(**kw)  # type: ignore[arg-type]
+
+
+def _cnn_beside_cascade() -> FaceDetector:
+    """The CNN as a member beside the Haar cascade. It needs a surer score there: 0.6, the lowest
+    threshold that added no false detection to the cascade's on frames_v2's training groups and
+    none on 40 frames of noise (its own 0.45 added 1 per 100 frames)."""
+    return _cnn_detector(sides=(320, 480), threshold=0.6, name="cnn-0.6")
 
 
 def make_detector(name: str, **options: object) -> FaceDetector:
