@@ -77,8 +77,8 @@ class LiveTab(QWidget):
         self.lines = QCheckBox("lines")
         self.box = QCheckBox("box")
         self.smooth = QCheckBox("smoothing")
-        self.smooth.setToolTip("One Euro filter on the landmarks: a third less flicker on moving faces for the same error "
-                               "(on by default, as for video in the CLI)")
+        self.smooth.setToolTip("One Euro filter on the landmarks, moved with the face by optical flow: a third of the "
+                               "flicker on moving faces and a little less error (on by default, as for video in the CLI)")
         self.smooth.setChecked(True)
         self.flip = QCheckBox("mirror-average")
         self.flip.setToolTip("also fit each face's mirror image and average the two: less error and jitter, "

@@ -129,8 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "the shape model, so errors no face makes are not fed back (default: the number chosen on held-out "
                           "sequences, stored with the model; 0: the previous landmarks as they are, MDM's 300VW protocol)")
     trk.add_argument("--smooth", nargs="?", const="on", choices=("auto", "on", "off"), default="auto",
-                     help="One Euro smoothing of the output landmarks: a third less flicker at no cost in error on moving "
-                          "faces (default auto: on for video and cameras, off for still images; --smooth alone: on)")
+                     help="One Euro smoothing of the output landmarks, moved with each face by optical flow: a third of the "
+                          "flicker on moving faces and a little less error (default auto: on for video and cameras, off for "
+                          "still images; --smooth alone: on)")
     from facetrack.tracker.tracker import TrackerConfig  # the defaults live there
 
     trk.add_argument("--smooth-min-cutoff", type=float, default=TrackerConfig.smooth_min_cutoff, metavar="HZ",
@@ -142,11 +143,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           f"which the two options above filter (default {TrackerConfig.smooth_shape_min_cutoff:g})")
     trk.add_argument("--smooth-shape-beta", type=float, default=TrackerConfig.smooth_shape_beta, metavar="B",
                      help=f"speed coefficient of the shape's filter (default {TrackerConfig.smooth_shape_beta:g})")
+    trk.add_argument("--smooth-flow", choices=("on", "off"), default="on" if TrackerConfig.smooth_flow else "off",
+                     help="move the filter with each face's motion measured by optical flow before it smooths, so it "
+                          "smooths the fits' errors without lagging behind the head (default on; off: One Euro alone, "
+                          "which lags at the default --smooth-beta: give it --smooth-beta 40)")
 
 
 #: options that change the rows a run writes, recorded beside the CSV (``--resume`` compares them)
 ROW_OPTIONS: tuple[str, ...] = ("format", "max_faces", "detect_every", "confidence", "track_init", "smooth",
-                                "smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "detector",
+                                "smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_flow", "detector",
                                 "flip", "shape_modes")
 
 
@@ -336,7 +341,7 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
         options["shape_modes"] = resolve_shape_modes(getattr(args, "shape_modes", None))
     options["smooth"] = smooth_on(args, images)  # the resolved choice, as runs recorded before auto stored it
     if not options["smooth"]:  # the One Euro settings change nothing without smoothing
-        for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta"):
+        for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_flow"):
             options.pop(k, None)
     model = {"name": model_for(args, images), "sha256": [_model_sha256(f) for f in files]}
     return RunRecord(input_identity(source_path), model, int(start), end, options)
@@ -479,7 +484,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
     config = TrackerConfig(model=model_for(args, images), backend=backend, threads=args.threads, max_faces=args.max_faces,
                            smooth=smooth_on(args, images), smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
                            smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
-                           confidence_threshold=args.confidence, detect_every=args.detect_every,
+                           smooth_flow=getattr(args, "smooth_flow", "on") == "on", confidence_threshold=args.confidence, detect_every=args.detect_every,
                            default_fps=source.fps, track_init=args.track_init, flip=flip_on(args, images),
                            shape_modes=args.shape_modes)
     try:

@@ -30,7 +30,8 @@ Per frame:
    only when the refit stays put (``max_refit_shift``), passes the sanity checks and its
    confidence passes ``confidence_threshold`` (a collar or a hand drifts or scores low).
    Two tracks that converge on one face become one (the surer stays).
-5. Optional One Euro smoothing of the reported landmarks (tracking itself uses raw fits).
+5. Optional One Euro smoothing of the reported landmarks (tracking itself uses raw fits),
+   moved first by each face's motion from the previous frame, measured by optical flow.
 
 Face ids are slots ``0 .. max_faces-1``; a new face takes the lowest free id, so with
 ``max_faces=1`` every face is id 0, as in OpenFace.
@@ -50,6 +51,7 @@ import numpy as np
 from facetrack.tracker.geometry import box_iou, box_of, to_gray
 from facetrack.tracker.landmarker import Fit
 from facetrack.tracker.models import FitChain, open_landmarkers, parse_model
+from facetrack.tracker.motion import face_motion
 from facetrack.tracker.smoothing import PoseShapeFilter, face_size
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,9 @@ class TrackerConfig:
     ``cut_threshold``: thumbnail correlation (in [-1, 1]) below which a frame starts a new shot.
     ``smooth_*``: One Euro parameters (min_cutoff, d_cutoff Hz; beta per face size per second)
     of the pose, and ``smooth_shape_*`` of the shape (:class:`~facetrack.tracker.smoothing.PoseShapeFilter`).
+    ``smooth_flow``: before smoothing, each face's filter is moved by the face's motion
+    measured by optical flow (:func:`facetrack.tracker.motion.face_motion`), so the pose filter
+    smooths the fits' own errors without lagging behind the head.
     ``track_init``: how MDM starts on a tracked face. Both crop around the previous landmarks
     (similarity-aligned); ``"template"`` starts MDM from the template in that crop,
     ``"shape"`` from the previous landmarks (MDM's 300VW protocol), first projected onto the
@@ -116,10 +121,11 @@ class TrackerConfig:
     max_faces: int = 1
     smooth: bool = False
     smooth_min_cutoff: float = 1.0
-    smooth_beta: float = 40.0  # tuned by flicker on moved faces (python -m facetrack.bench.smoothing): 10 lagged
+    smooth_beta: float = 10.0  # tuned by flicker on moved faces (python -m facetrack.bench.smoothing); 40 without smooth_flow
     smooth_d_cutoff: float = 1.0
     smooth_shape_min_cutoff: float = 1.0  # the shape (expression) apart from the pose: see PoseShapeFilter
     smooth_shape_beta: float = 10.0
+    smooth_flow: bool = True
     confidence_threshold: float = 0.5
     detect_every: int = 3
     cut_threshold: float = 0.5
@@ -267,9 +273,8 @@ class Tracker:
         choice = parse_model(self.config.model)
         lms, self._owned = open_landmarkers(choice, self.config.backend, self.config.threads, landmarkers,
                                             flip=self.config.flip)
-        #: new faces are fitted by the model choice's chain; its last stage tracks them
+        #: new faces are fitted by the model choice's chain; tracked faces by all its stages (averaged)
         self.chain = FitChain([lms[k] for k in choice.stages])
-        self.track_model: LandmarkerLike = self.chain.track
         if detector is None:
             from facetrack.tracker.detect import default_detector
 
@@ -286,12 +291,18 @@ class Tracker:
                 raise ValueError("shape_modes needs the shape model facetrack/tracker/data/shape_model.json, which is missing")
         self.reset()
 
+    @property
+    def track_model(self) -> LandmarkerLike:
+        """The chain's last stage: it refits new faces (the shape check) and looks for lost ones."""
+        return self.chain.track
+
     def reset(self) -> None:
         """Forget every face and the previous frame (the next frame searches for faces)."""
         self._tracks: dict[int, _Track] = {}
         self._index = 0
         self._search_now()  # the first frame searches
         self._lost_recently: dict[int, tuple[np.ndarray, int]] = {}  # face id -> (last landmarks, frames since)
+        self._prev_gray: np.ndarray | None = None  # the previous frame, for the flow of smoothed faces
         self.cuts.reset()
 
     def _search_now(self, coarse: bool = False, then_full: bool = False) -> None:
@@ -366,7 +377,9 @@ class Tracker:
             self._search_now(coarse=cut, then_full=True)
         elif self._tracks:
             tracks = list(self._tracks.values())
-            fit = functools.partial(self.track_model.fit_shapes, init=c.track_init)
+            self._move_filters(gray, tracks, timings)
+            # with a chain (aan+mdm) every model fits the face and the fits are averaged
+            fit = functools.partial(self.chain.fit_shapes_mean, init=c.track_init)
             if self._shape_model is not None:
                 # MDM from its previous fit, kept to shapes faces make: the crop stays aligned on the
                 # fit itself (aligning it on the projection tracked held-out sequences worse: 4.12
@@ -404,9 +417,31 @@ class Tracker:
             for face in self._search(gray, ts, timings):
                 out[face.face_id] = face
                 lost.pop(face.face_id, None)
+        self._keep_frame(frame, gray)
         faces = tuple(sorted([*out.values(), *lost.values()], key=lambda f: f.face_id))
         timings["total"] = (time.perf_counter() - t_start) * 1000
         return FrameResult(index, ts, faces, timings, detector_ran, cut)
+
+    def _move_filters(self, gray: np.ndarray, tracks: list[_Track], timings: dict[str, float]) -> None:
+        """Move each smoothed face's filter by the face's motion since the previous frame
+        (``smooth_flow``); a face whose flow says nothing is smoothed as it is."""
+        if self._prev_gray is None:
+            return
+        t0 = time.perf_counter()
+        for t in tracks:
+            if t.filter is not None and t.filter.started:
+                m = face_motion(self._prev_gray, gray, t.landmarks)
+                if m is not None:
+                    t.filter.move(m)
+        timings["post"] += (time.perf_counter() - t0) * 1000
+
+    def _keep_frame(self, frame: Any, gray: np.ndarray | None) -> None:
+        """Keep this frame for the next one's flow when a face is smoothed by it."""
+        if gray is None or not (self.config.smooth and self.config.smooth_flow and self._tracks):
+            self._prev_gray = None
+            return
+        # a grey frame comes back from to_gray as it is, and a caller may reuse its buffer
+        self._prev_gray = gray.copy() if np.may_share_memory(gray, frame) else gray
 
     def _duplicates(self) -> list[_Track]:
         """Tracks whose box overlaps a surer track's by more than ``iou_threshold``."""

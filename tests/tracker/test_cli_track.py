@@ -586,6 +586,26 @@ def test_video_is_smoothed_by_default_and_still_images_are_not(data_dir, clip, t
     assert len(_rows(outs["off"])) == 21
 
 
+def test_smooth_flow_changes_rows_and_is_recorded(clip, tmp_path, model_args, capsys):
+    """``--smooth-flow off`` smooths without moving the filter by the flow: other rows, recorded,
+    and a run made with it resumes only with it."""
+    outs = {}
+    for label in ("on", "off"):
+        outs[label] = tmp_path / f"flow-{label}.csv"
+        assert main([str(clip), "--out", str(outs[label]), "--end", "15f", "--quiet", "--smooth-flow", label, *model_args]) == 0
+    pts = {k: np.array([r[6:] for r in _rows(v)[1:]], float) for k, v in outs.items()}
+    assert np.isfinite(pts["on"]).all() and pts["on"].shape == pts["off"].shape
+    assert not np.allclose(pts["on"], pts["off"])
+    opts = {k: json.loads(v.with_name(v.name + ".run.json").read_text())["options"] for k, v in outs.items()}
+    assert opts["on"]["smooth_flow"] == "on" and opts["off"]["smooth_flow"] == "off"
+    capsys.readouterr()
+    assert main([str(clip), "--out", str(outs["off"]), "--end", "20f", "--resume", "--quiet", *model_args]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "flow-off.csv" in err[0] and "smooth_flow" in err[0], err
+    assert main([str(clip), "--out", str(outs["off"]), "--end", "20f", "--resume", "--quiet", "--smooth-flow", "off", *model_args]) == 0
+    assert len(_rows(outs["off"])) == 21
+
+
 def test_shape_modes_are_recorded_where_they_act_and_checked(clip, tmp_path, capsys):
     """``--shape-modes`` changes rows only with ``--track-init shape``: recorded there (the
     shipped model's choice when not given), absent otherwise, so template runs recorded before

@@ -132,3 +132,40 @@ def test_pose_shape_filter_first_sample_reset_and_resolution(shape):
     np.testing.assert_allclose(_run(PoseShapeFilter(), noisy * 4.0), _run(PoseShapeFilter(), noisy) * 4.0, rtol=1e-4, atol=2e-2)
     with pytest.raises(ValueError, match=r"needs \(68, 2\) landmarks"):
         f(shape[:10], 4 / FPS)
+
+
+def test_moving_the_filter_with_the_face_removes_its_lag_and_keeps_it_steady(shape):
+    """Told how the face moved (here the true similarity between frames, as the flow measures
+    it), the pose filter smooths a fit's jitter (the whole face shaken by 1.5 % of its size,
+    as fits shake) without lagging: less error and less flicker than the same filter unmoved,
+    and than a faster unmoved filter."""
+    from facetrack.tracker.geometry import umeyama
+    from facetrack.tracker.metrics import flicker, nme
+    from facetrack.tracker.smoothing import PoseShapeFilter
+
+    truth, _ = _moving_face(shape)
+    rng = np.random.default_rng(3)
+    size = face_size(shape)
+    shake = rng.normal(0, 0.015 * size, (len(truth), 1, 2)) + rng.normal(0, 0.003 * size, truth.shape)
+    noisy = truth + shake
+    moved_filter, still_filter = PoseShapeFilter(1.0, 10.0), PoseShapeFilter(1.0, 10.0)
+    moved, still = [], []
+    for k, x in enumerate(noisy):
+        if k:
+            moved_filter.move(umeyama(truth[k - 1], truth[k]))
+        moved.append(moved_filter(x, k / FPS))
+        still.append(still_filter(x, k / FPS))
+    fast = _run(PoseShapeFilter(1.0, 40.0), noisy)
+    err = lambda seq: float(np.mean([nme(p, g) for p, g in zip(seq[10:], truth[10:])]))  # noqa: E731
+    # measured: error 3.5 % in, 1.8 % moved, 2.6 % unmoved, 2.9 % unmoved at beta 40; flicker 5.1, 1.5, 2.7, 3.8 %
+    assert err(moved) < 0.75 * min(err(still), err(fast)), (err(moved), err(still), err(fast))
+    assert flicker(moved, truth) < 0.8 * min(flicker(still, truth), flicker(fast, truth))
+
+
+def test_one_euro_move_carries_the_state_and_does_nothing_before_a_sample(shape):
+    f = OneEuroFilter(min_cutoff=0.1, beta=0.0)  # a slow low-pass: without the move it would stay behind
+    f.move(np.array([[1.0, 0.0, 50.0], [0.0, 1.0, 0.0]]))  # nothing to move yet
+    np.testing.assert_array_equal(f(shape, 0.0), shape)
+    shift = np.array([[1.0, 0.0, 30.0], [0.0, 1.0, -20.0]])
+    f.move(shift)
+    np.testing.assert_allclose(f(shape + [30.0, -20.0], 1 / FPS), shape + [30.0, -20.0], atol=1e-3)
