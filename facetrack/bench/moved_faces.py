@@ -45,6 +45,7 @@ import numpy as np
 
 from facetrack.tracker.geometry import face_size
 from facetrack.tracker.metrics import flicker, nme
+from facetrack.tracker.track_cli import model_for
 
 METHODS = ("default", "unsmoothed", "shape", "template", "flip", "smooth", "flip+smooth", "per-frame", "dlib", "mediapipe")
 CLI_ARGS = {"default": [], "unsmoothed": ["--smooth", "off"], "shape": ["--track-init", "shape"], "template": ["--track-init", "template"],
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_cli(video, CLI_ARGS[m] + extra_model, out_csv)
                 faces = read_cli_csv(out_csv, len(gts))
             elif m == "per-frame":
-                faces = run_per_frame(video, args.model or "mdm")
+                faces = run_per_frame(video, args.model or model_for(argparse.Namespace(model="auto"), images=False))
             else:
                 if args.peers_python is None or not args.peers_python.is_file():
                     skipped = peers_missing_line(args.peers_python)

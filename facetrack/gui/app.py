@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``facetrack gui`` (no Qt import here: ``--help`` works without PySide6)."""
     parser.add_argument("video", nargs="?", type=Path, help="video file to open at start")
     parser.add_argument("--camera", type=int, metavar="N", help="open camera N at start")
-    parser.add_argument("--model", default="mdm-rt", help="mdm-rt | aan | aan+mdm | PATH to an exported .onnx")
+    parser.add_argument("--model", default="aan+mdm", help="aan+mdm (the default, as in the CLI) | mdm-rt | aan | PATH to an exported .onnx")
     parser.add_argument("--backend", default="auto", help="auto | onnxruntime | onnxruntime-cuda | torch | tensorrt")
     parser.add_argument("--smooth", nargs="?", const="on", choices=("on", "off"), default="on",
                         help="start with landmark smoothing on (the default) or off")

@@ -32,7 +32,7 @@ class LiveTab(QWidget):
 
     message = Signal(str)  # for the window's status bar
 
-    def __init__(self, pipeline: LivePipeline, model: str = "mdm-rt", backend: str = "auto") -> None:
+    def __init__(self, pipeline: LivePipeline, model: str = "aan+mdm", backend: str = "auto") -> None:
         super().__init__()
         self.pipeline = pipeline
         self.backend = backend

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 class MainWindow(QMainWindow):
     """``tracker_factory`` / ``predictor_factory`` replace the real models (tests)."""
 
-    def __init__(self, model: str = "mdm-rt", backend: str = "auto",
+    def __init__(self, model: str = "aan+mdm", backend: str = "auto",
                  tracker_factory: TrackerFactory = default_tracker_factory,
                  predictor_factory: PredictorFactory | None = None) -> None:
         super().__init__()

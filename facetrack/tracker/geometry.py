@@ -97,6 +97,15 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def box_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over the smaller box's area of two ``(x0, y0, x1, y1)`` boxes: 1 when one
+    holds the other, whatever their sizes (where IoU stays low for a small box inside a large one)."""
+    iw = max(0.0, min(float(a[2]), float(b[2])) - max(float(a[0]), float(b[0])))
+    ih = max(0.0, min(float(a[3]), float(b[3])) - max(float(a[1]), float(b[1])))
+    smaller = min(float((a[2] - a[0]) * (a[3] - a[1])), float((b[2] - b[0]) * (b[3] - b[1])))
+    return iw * ih / smaller if smaller > 0 else 0.0
+
+
 def face_size(points: np.ndarray) -> float:
     """Geometric-mean side of the tight box of ``(N, 2)`` points, px: the size the crop
     convention normalises (0 for a degenerate shape)."""

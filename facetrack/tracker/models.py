@@ -7,14 +7,15 @@ Shipped weights live in the package folder ``facetrack/tracker/weights/`` (packa
 The weights are trained on 300-W data: iBUG's non-commercial research terms apply.
 
 A choice (:class:`ModelChoice`, from :func:`parse_model`) is one model or a cascade written
-``A+B`` (``aan+mdm``: AAN fits a new face from its box, MDM refines from AAN's shape; a tracked
-face is fitted by both from its previous landmarks, and the two fits are averaged). The tracker, ``eval-300vw``, ``train.ship``, the benchmark and the GUI all parse
+``A+B`` (``aan+mdm``: AAN fits a new face from its box, MDM refines from AAN's shape; on a
+tracked face the two take turns, and each fit is averaged with the other's last one: see
+:class:`facetrack.tracker.tracker.Tracker`). The tracker, ``eval-300vw``, ``train.ship``, the benchmark and the GUI all parse
 ``--model`` here and fit new faces through :class:`FitChain`.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
@@ -155,26 +156,6 @@ class FitChain:
             for i, f in enumerate(fits):
                 staged[i].append(f)
         return [tuple(s) for s in staged]
-
-    def fit_shapes_mean(self, gray: np.ndarray, shapes: Sequence[np.ndarray], timings: Any = None, **track: Any) -> list:
-        """Every stage fitted from the crops aligned on ``shapes`` (a tracked face's previous
-        landmarks; the last stage with the tracker's ``track`` arguments, e.g. ``init``), and
-        the valid fits of each face averaged, with the last stage's confidence and validity.
-        Two models err differently, so their mean errs less than either: moved faces tracked
-        with aan+mdm, 3.75 % NME with MDM alone, 3.45 % with the mean, for one more model call
-        per face (README, "Models")."""
-        last = list(self.stages[-1].fit_shapes(gray, shapes, timings, **track))
-        if len(self.stages) == 1:
-            return last
-        earlier = [list(stage.fit_shapes(gray, shapes, timings)) for stage in self.stages[:-1]]
-        out = []
-        for i, f in enumerate(last):
-            if not f.valid:
-                out.append(f)
-                continue
-            pts = [e[i].landmarks for e in earlier if e[i].valid and np.isfinite(e[i].landmarks).all()]
-            out.append(replace(f, landmarks=np.mean([*pts, f.landmarks], axis=0).astype(np.float32)))
-        return out
 
     def fit_box(self, gray: np.ndarray, box: np.ndarray, timings: Any = None, *, calibration: Any) -> Any:
         """One face from ``box`` of the source whose ``calibration`` is given (as

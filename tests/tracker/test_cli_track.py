@@ -477,7 +477,7 @@ def test_a_folder_of_recordings_is_tracked_video_by_video_with_the_default_model
     assert sorted(p.name for p in (tmp_path / "out").glob("*.csv")) == ["a.csv", "b.csv"]
     for name in ("a", "b"):
         assert list(read_landmarks_csv(tmp_path / "out" / f"{name}.csv").frame) == [1, 2, 3, 4]
-        assert json.loads((tmp_path / "out" / f"{name}.csv.run.json").read_text())["model"]["name"] == "mdm"
+        assert json.loads((tmp_path / "out" / f"{name}.csv.run.json").read_text())["model"]["name"] == "aan+mdm"
     one = _cli([str(rec), "--out", "x.csv"], tmp_path)
     err = one.stderr.decode().strip()
     assert one.returncode != 0 and "recordings: no images in this folder but 2 video(s)" in err and "--out-dir" in err
@@ -534,9 +534,9 @@ def test_ctrl_c_stops_a_batch_and_a_rerun_finishes_it(clip, data_dir, tmp_path, 
 
 
 @pytest.mark.skipif(not {"aan", "mdm"} <= set(models.available()), reason="needs the shipped aan and mdm-rt models")
-def test_default_model_is_aan_mdm_for_images_and_mdm_for_video(data_dir, clip, tmp_path):
-    """``--model auto`` (the default): still images take aan+mdm, whose CPU hardly counts there;
-    video keeps mdm (recorded as before, so earlier runs still resume)."""
+def test_default_model_is_aan_mdm_for_images_and_video(data_dir, clip, tmp_path):
+    """``--model auto`` (the default) is aan+mdm for still images and video alike, recorded as
+    such (a video run recorded with the earlier default, mdm, resumes with ``--model mdm``)."""
     img = sorted((data_dir / "images68" / "helen_test").glob("*.jpg"))[0]
     outs = {}
     for label, extra in (("auto", []), ("aan+mdm", ["--model", "aan+mdm"]), ("mdm", ["--model", "mdm"])):
@@ -552,7 +552,11 @@ def test_default_model_is_aan_mdm_for_images_and_mdm_for_video(data_dir, clip, t
     assert json.loads(outs["auto"].with_name(outs["auto"].name + ".run.json").read_text())["model"]["name"] == "aan+mdm"
     vid = tmp_path / "vid.csv"
     assert main([str(clip), "--out", str(vid), "--end", "3f", "--quiet"]) == 0
-    assert json.loads((tmp_path / "vid.csv.run.json").read_text())["model"]["name"] == "mdm"
+    assert json.loads((tmp_path / "vid.csv.run.json").read_text())["model"]["name"] == "aan+mdm"
+    old = tmp_path / "old.csv"  # a run made with the earlier default
+    assert main([str(clip), "--out", str(old), "--end", "3f", "--quiet", "--model", "mdm"]) == 0
+    assert main([str(clip), "--out", str(old), "--end", "5f", "--resume", "--quiet"]) != 0
+    assert main([str(clip), "--out", str(old), "--end", "5f", "--resume", "--quiet", "--model", "mdm"]) == 0
 
 
 def test_video_is_smoothed_by_default_and_still_images_are_not(data_dir, clip, tmp_path, model_args, capsys):

@@ -242,3 +242,14 @@ def test_umeyama_rejects_mismatched_point_sets() -> None:
         g.umeyama(np.zeros((68, 2)), np.zeros((67, 2)))
     with pytest.raises(ValueError, match="same N"):
         g.umeyama(np.zeros((68, 3)), np.zeros((68, 3)))
+
+
+def test_box_overlap_is_the_share_of_the_smaller_box_inside_the_other():
+    from facetrack.tracker.geometry import box_iou, box_overlap
+
+    big, inner = np.array([0, 0, 100, 100], np.float32), np.array([10, 10, 30, 30], np.float32)
+    assert box_overlap(big, inner) == pytest.approx(1.0) and box_overlap(inner, big) == pytest.approx(1.0)
+    assert box_iou(big, inner) == pytest.approx(0.04)  # what IoU says of the same pair
+    assert box_overlap(big, np.array([90, 0, 110, 20], np.float32)) == pytest.approx(0.5)
+    assert box_overlap(big, np.array([200, 200, 210, 210], np.float32)) == 0.0
+    assert box_overlap(big, np.array([5, 5, 5, 50], np.float32)) == 0.0  # an empty box

@@ -224,7 +224,7 @@ def test_tracker_rejects_non_finite_fits_that_claim_to_be_valid(face, model_dir,
                  detector=detect.default_detector())
     r0 = tr.process(bgr, 0.0)
     assert r0.success
-    tr.chain = models.FitChain([good, bad])  # the tracking model goes bad, and the detector finds nothing more
+    tr.chain = models.FitChain([bad, bad])  # the models go bad, and the detector finds nothing more
     tr.detector = type("NoFaces", (), {"calibration": None, "parts": 1, "detect": staticmethod(lambda gray: []),
                                        "detect_part": staticmethod(lambda gray, part: [])})()
     r1 = tr.process(bgr, 1 / 30)

@@ -77,3 +77,21 @@ def test_backoff_scale_one_never_searches_twice_at_a_cut():
     tr, _, _ = make_tracker(det=det, detect_every=100, backoff_scale=1.0)
     [tr.process(f) for f in [scene([(100, 80)]), np.zeros((240, 320, 3), np.uint8), np.zeros((240, 320, 3), np.uint8)]]
     assert det.shapes == [FULL, FULL]
+
+
+def test_after_a_loss_searches_do_not_back_off_for_search_after_loss_frames():
+    """A face lost (not at a cut) is searched for every ``detect_every`` frames for
+    ``search_after_loss`` frames, in the half-size copy for a large face; then the interval
+    doubles while nothing is found. Without it the interval doubles at once."""
+
+    def searched(after_loss: int) -> tuple[list[int], list[tuple[int, int]]]:
+        det = SizedDetector(min_side=1)
+        tr, _, _ = make_tracker(det=det, detect_every=2, cut_threshold=-2.0, reacquire_frames=0, search_after_loss=after_loss)
+        ran = [i for i, f in enumerate([scene([(100, 80)])] + [scene([])] * 24) if tr.process(f).detector_ran]
+        return ran, det.shapes
+
+    ran, shapes = searched(10)
+    # lost at 1; every 2 frames until frame 11, then 4, 8 frames apart
+    assert ran == [0, 1, 3, 5, 7, 9, 11, 15, 23], ran
+    assert shapes[1:7] == [HALF] * 6  # the lost face was large (60 px of 240)
+    assert searched(0)[0] == [0, 1, 5, 13], searched(0)[0]
