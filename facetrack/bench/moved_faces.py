@@ -2,6 +2,7 @@
 
     python -m facetrack.bench.moved_faces --data ../shared/data --out runs/moved_faces \\
         [--frames 60] [--seed 0] [--still] [--methods default unsmoothed shape template flip smooth flip+smooth per-frame dlib mediapipe] [--model mdm|FILE.onnx] [--reuse]
+        [--val-of CHECKPOINT [--every K]]
 
 Each of the 8 300-W common test faces of ``images68`` (helen_test + lfpw_test, never trained on)
 is moved by a seeded smooth random similarity motion (:func:`facetrack.train.sequences.smooth_motion`,
@@ -27,6 +28,8 @@ the median and the worst over the 8 faces), flicker (:func:`facetrack.tracker.me
 mean over faces, in % of the outer-eye distance per frame) and the frames with a face.
 ``--still`` writes the same pictures without motion (``face{i}_{stem}.still.mp4``): a face that
 does not move, whose flicker is then how much the landmarks shimmer on their own.
+``--val-of CHECKPOINT [--every K]`` moves a training run's held-out validation faces instead
+(needs the training extra), for choosing defaults away from the test faces.
 Writes ``moved_faces.json`` and ``moved_faces.md`` into ``--out`` and prints the table.
 """
 from __future__ import annotations
@@ -194,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="the faces do not move: the flicker column is then how much a still face's landmarks shimmer")
     p.add_argument("--reuse", action="store_true", help="score CLI outputs already in --out instead of running the CLI again")
     p.add_argument("--peers-python", type=Path, default=None, help="interpreter with dlib and MediaPipe; default: $FACETRACK_PEERS_PYTHON")
+    p.add_argument("--val-of", type=Path, default=None, metavar="CHECKPOINT",
+                   help="move the held-out validation faces of this training checkpoint instead of the 300-W test faces "
+                        "(to choose a default without looking at the test faces)")
+    p.add_argument("--every", type=int, default=1, metavar="K", help="with --val-of: every K-th of those faces (default 1)")
     args = p.parse_args(argv)
     from facetrack.bench.environment import SetupError, data_dir, peers_missing_line, peers_python
     from facetrack.train.datasets import load_images68
@@ -208,7 +215,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 20:
         print("moved_faces: --frames must be >= 20 (drift compares the first and last 10 frames)", file=sys.stderr)
         return 2
-    samples = load_images68(args.data, "common")
+    if args.val_of is not None:
+        from facetrack.train.quantize import validation_faces
+
+        if args.every < 1:
+            print("moved_faces: --every must be >= 1", file=sys.stderr)
+            return 2
+        try:
+            samples = validation_faces(args.val_of, args.data)[:: args.every]
+        except ImportError as e:
+            print(f"moved_faces: --val-of needs the training extra (pip install 'facetrack[train]'): {e}", file=sys.stderr)
+            return 2
+        except (OSError, ValueError, KeyError) as e:
+            print(f"moved_faces: {args.val_of}: {e}", file=sys.stderr)
+            return 2
+    else:
+        samples = load_images68(args.data, "common")
     if not samples:
         print(f"moved_faces: {args.data}: no 300-W common test faces in images68/", file=sys.stderr)
         return 2

@@ -139,11 +139,6 @@ class PoseShapeFilter:
         self.pose.reset()
         self.shape.reset()
 
-    @property
-    def started(self) -> bool:
-        """Whether a sample has been filtered since the last reset."""
-        return self.pose.started
-
     def move(self, matrix: np.ndarray) -> None:
         """The face moved by the similarity ``(2, 3)`` ``matrix`` (image px of the last sample to
         image px of the next, e.g. :func:`facetrack.tracker.motion.face_motion`): the pose's

@@ -101,3 +101,14 @@ def test_read_cli_csv_keeps_successful_rows(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("\n".join([head, row(1, 1, 5.0), row(2, 0, 5.0), row(3, 1, 7.0)]) + "\n")
     faces = read_cli_csv(tmp_path / "a.csv", 3)
     assert [len(f) for f in faces] == [1, 0, 1] and faces[2][0][0, 0] == 7.0
+
+
+def test_val_of_a_missing_or_foreign_checkpoint_is_one_line(data_dir: Path, tmp_path: Path, capsys) -> None:
+    from facetrack.bench.moved_faces import main
+
+    assert main(["--data", str(data_dir), "--out", str(tmp_path / "o"), "--val-of", str(tmp_path / "none.pt"), "--methods", "default"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.pt" in err[0], err
+    assert main(["--data", str(data_dir), "--out", str(tmp_path / "o"), "--val-of", str(tmp_path / "none.pt"), "--every", "0"]) == 2
+    assert "--every must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing made before the faces are known
