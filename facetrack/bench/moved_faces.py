@@ -173,7 +173,7 @@ def summarise(per_face: list[dict[str, Any]]) -> dict[str, Any]:
             "frames_found": int(sum(f["found"] for f in per_face)), "frames": int(sum(len(f["nme"]) for f in per_face))}
 
 
-def markdown(summary: dict[str, dict[str, Any]], frames: int, still: bool = False) -> str:
+def markdown(summary: dict[str, dict[str, Any]], frames: int, still: bool = False, faces: int = 8) -> str:
     rows = [f"| method | mean NME68 % | median drift (last 10 - first 10), pts | worst drift, pts | flicker % | frames with a face |",
             "|---|---|---|---|---|---|"]
     for m, s in summary.items():
@@ -182,7 +182,7 @@ def markdown(summary: dict[str, dict[str, Any]], frames: int, still: bool = Fals
             continue
         rows.append(f"| {m} | {s['mean_nme_pct']:.2f} | {s['median_drift_pts']:+.2f} | {s['worst_drift_pts']:+.2f} | {s['flicker_pct']:.2f} | "
                     f"{s['frames_found']} / {s['frames']} |")
-    return "\n".join(rows) + f"\n\n8 faces x {frames} frames{' (still: the faces do not move)' if still else ''}."
+    return "\n".join(rows) + f"\n\n{faces} faces x {frames} frames{' (still: the faces do not move)' if still else ''}."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         results[m] = per_face
         summary[m] = summarise(per_face)
         print(f"{m}: {summary[m]} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    md = markdown(summary, args.frames, args.still)
+    md = markdown(summary, args.frames, args.still, len(clips))
     (args.out / "moved_faces.json").write_text(json.dumps({"frames": args.frames, "seed": args.seed, "still": args.still, "model": args.model, "summary": summary,
                                                            "per_face": results, "command": " ".join(sys.argv)}, indent=1), encoding="utf-8")
     (args.out / "moved_faces.md").write_text(md + "\n", encoding="utf-8")
