@@ -415,11 +415,7 @@ class Tracker:
             if lost:
                 # a large face that was lost is found in the half-size copy if it is still there;
                 # a small one (or a new face nearby) needs the full frame
-                short = min(gray.shape[:2])
-                coarse = all(face_size(f.landmarks) >= c.coarse_min_face * short for f in lost.values())
-                self._search_now(coarse=coarse)
-                self._eager_until = self._index + c.search_after_loss
-                self._eager_scale = c.backoff_scale if coarse else 1.0
+                self._search_now(coarse=self._large(lost.values(), gray))
             timings["post"] += (time.perf_counter() - t0) * 1000
 
         detector_ran = False
@@ -427,6 +423,11 @@ class Tracker:
             for face in self._reacquire(gray, ts, timings):
                 out[face.face_id] = face
                 lost.pop(face.face_id, None)
+        if lost and gray is not None and not cut:
+            # faces lost in this frame and not found again around their last place: the searches
+            # stay eager for a while
+            self._eager_until = self._index + c.search_after_loss
+            self._eager_scale = c.backoff_scale if self._large(lost.values(), gray) else 1.0
         if gray is not None and len(self._tracks) < c.max_faces and (self._part > 0 or self._since_search >= self._interval):
             detector_ran = True
             for face in self._search(gray, ts, timings):
@@ -436,6 +437,12 @@ class Tracker:
         faces = tuple(sorted([*out.values(), *lost.values()], key=lambda f: f.face_id))
         timings["total"] = (time.perf_counter() - t_start) * 1000
         return FrameResult(index, ts, faces, timings, detector_ran, cut)
+
+    def _large(self, faces: Any, gray: np.ndarray) -> bool:
+        """Whether all these faces are large enough to be found in the half-size copy
+        (``coarse_min_face`` of the frame's short side)."""
+        short = min(gray.shape[:2])
+        return all(face_size(f.landmarks) >= self.config.coarse_min_face * short for f in faces)
 
     def _wants_flow(self) -> bool:
         """Whether tracked faces need their motion between frames: to move their filters
