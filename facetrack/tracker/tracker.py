@@ -102,8 +102,9 @@ class TrackerConfig:
     ``detect_every`` up to this (or ``detect_every`` if larger); a cut or a lost face starts
     again at ``detect_every``. A search costs more than tracking a face, and most frames
     without a new face stay so.
-    ``search_after_loss``: for this many frames after a face is lost (not at a cut) searches do
-    not back off (in the half-size copy when the lost faces were large): a face lost at a head
+    ``search_after_loss``: for this many frames after a face is lost (not at a cut, and not
+    re-acquired in the same frame) searches do not back off (in the half-size copy when the
+    lost faces were large): a face lost at a head
     turn is usually still there, and is found again when it turns back. On the Hamilton clip's
     frontal shot ``aan+mdm`` found its face again 9 frames after losing it, against 43 with the
     searches backing off at once (92 against 59 of the shot's 101 frames with a face).
