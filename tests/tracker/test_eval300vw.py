@@ -212,8 +212,9 @@ def test_cli_reuses_finished_videos_and_reports_empty_category(clips: dict, tmp_
 
     out = tmp_path / "rep"
     ev.evaluate_300vw(clips["root"], [3], predictor=OffsetPredictor(SHIFTS), out_dir=out, mode="gt-box",
-                      model="mdm", backend="auto", reference_dir=None)
-    # every video finished with the same settings: no model is loaded, the report is rewritten
+                      model="aan+mdm", backend="auto", reference_dir=None)
+    # every video finished with the same settings (aan+mdm is the CLI's default): no model is loaded,
+    # the report is rewritten
     (out / "summary.md").unlink()
     assert main(["eval-300vw", str(clips["root"]), "--category", "3", "--mode", "gt-box", "--out", str(out)]) == 0
     captured = capsys.readouterr()

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category", type=int, nargs="+", default=list(CATEGORIES), choices=CATEGORIES,
                         help="test categories to evaluate (default: 1 2 3)")
     parser.add_argument("--videos", nargs="+", metavar="ID", help="only these video ids")
-    parser.add_argument("--model", default="mdm", help="mdm | aan | aan+mdm | PATH (default: mdm)")
+    parser.add_argument("--model", default="aan+mdm", help="aan+mdm | mdm | aan | PATH (default: aan+mdm, the tracker's default)")
     parser.add_argument("--backend", default="auto", help="auto | onnxruntime | onnxruntime-cuda | torch | tensorrt")
     parser.add_argument("--mode", default="track", choices=MODES,
                         help="track: the tracker as a user runs it; gt-box: crop every frame from the ground "
