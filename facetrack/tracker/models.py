@@ -78,13 +78,15 @@ CHOICES: tuple[str, ...] = ("mdm-rt", "aan", "aan+mdm")
 class ModelChoice:
     """A parsed ``--model`` value. ``stages``: shipped names or file paths, in fitting order:
     ``stages[0]`` fits a new face from its box, each further stage refits from the previous
-    stage's landmarks; the last stage tracks."""
+    stage's landmarks; the last stage is the tracking model (its confidence decides when a
+    tracked face is lost; the stages take turns fitting tracked faces)."""
 
     stages: tuple[str, ...]
 
     @property
     def track(self) -> str:
-        """The stage that follows a face from frame to frame (the last one)."""
+        """The tracking model (the last stage): its confidence decides when a tracked face is
+        lost, and it refits new faces and looks for lost ones."""
         return self.stages[-1]
 
     @property
@@ -137,7 +139,7 @@ class FitChain:
 
     @property
     def track(self) -> Fitter:
-        """The last stage: the one that tracks."""
+        """The last stage: the tracking model (see :attr:`ModelChoice.track`)."""
         return self.stages[-1]
 
     def fit_boxes(self, gray: np.ndarray, boxes: Sequence[np.ndarray], timings: Any = None) -> list:
