@@ -88,11 +88,16 @@ def box_of(points: np.ndarray) -> np.ndarray:
     return np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (same frame, any units)."""
+def _intersection(a: np.ndarray, b: np.ndarray) -> float:
+    """Area of the intersection of two ``(x0, y0, x1, y1)`` boxes."""
     iw = max(0.0, min(float(a[2]), float(b[2])) - max(float(a[0]), float(b[0])))
     ih = max(0.0, min(float(a[3]), float(b[3])) - max(float(a[1]), float(b[1])))
-    inter = iw * ih
+    return iw * ih
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (same frame, any units)."""
+    inter = _intersection(a, b)
     union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
     return inter / union if union > 0 else 0.0
 
@@ -100,10 +105,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 def box_overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over the smaller box's area of two ``(x0, y0, x1, y1)`` boxes: 1 when one
     holds the other, whatever their sizes (where IoU stays low for a small box inside a large one)."""
-    iw = max(0.0, min(float(a[2]), float(b[2])) - max(float(a[0]), float(b[0])))
-    ih = max(0.0, min(float(a[3]), float(b[3])) - max(float(a[1]), float(b[1])))
     smaller = min(float((a[2] - a[0]) * (a[3] - a[1])), float((b[2] - b[0]) * (b[3] - b[1])))
-    return iw * ih / smaller if smaller > 0 else 0.0
+    return _intersection(a, b) / smaller if smaller > 0 else 0.0
 
 
 def face_size(points: np.ndarray) -> float:
