@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_cli(video, CLI_ARGS[m] + extra_model, out_csv)
                 faces = read_cli_csv(out_csv, len(gts))
             elif m == "per-frame":
-                faces = run_per_frame(video, args.model or model_for(argparse.Namespace(model="auto"), images=False))
+                faces = run_per_frame(video, args.model or model_for(argparse.Namespace(model="auto")))
             else:
                 if args.peers_python is None or not args.peers_python.is_file():
                     skipped = peers_missing_line(args.peers_python)

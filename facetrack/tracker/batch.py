@@ -101,7 +101,7 @@ def _records(args: argparse.Namespace, job: Job) -> tuple[Any, Any]:
                 fps = v.fps
         start, end = to_frame(args.start, fps) or 0, to_frame(args.end, fps)
         images = is_image_input(job.input)
-        return old, make_record(args, Path(job.input), model_files(model_for(args, images)), start, end, images)
+        return old, make_record(args, Path(job.input), model_files(model_for(args)), start, end, images)
     except (OutputFileError, VideoError, OSError):
         return None, None
 
@@ -156,7 +156,6 @@ def worker_argv(args: argparse.Namespace, job: Job, threads: int | None) -> list
 
 def run_batch(args: argparse.Namespace) -> int:
     """Track every input of ``args.video`` into ``args.out_dir``; the exit code."""
-    from facetrack.tracker.images import is_image_input
     from facetrack.tracker.video import display_name
 
     inputs = list(args.video or [])
@@ -186,10 +185,7 @@ def run_batch(args: argparse.Namespace) -> int:
             raise CliError(f"{display_name(j.input)}: same output name as {display_name(seen[j.out])} "
                            f"({display_name(j.out)}); rename one of them")
         seen[j.out] = j.input
-    # a missing model fails once, here, not once per input; --model auto names a model per
-    # kind of input (images or video), so each kind present is checked
-    for model in dict.fromkeys(model_for(args, is_image_input(j.input)) for j in jobs):
-        model_files(model)
+    model_files(model_for(args))  # a missing model fails once, here, not once per input
     threads = 1 if args.jobs > 1 else args.threads
     n = len(jobs)
     todo: list[tuple[int, Job]] = []

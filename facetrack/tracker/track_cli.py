@@ -155,13 +155,13 @@ ROW_OPTIONS: tuple[str, ...] = ("format", "max_faces", "detect_every", "confiden
                                 "flip", "shape_modes")
 
 
-def model_for(args: argparse.Namespace, images: bool) -> str:
+def model_for(args: argparse.Namespace) -> str:
     """``--model`` for this input: ``auto`` takes ``aan+mdm``, the more accurate choice, for
     still images and video alike. On the 298 held-out validation faces it beats ``mdm`` (3.02
     against 3.13 % NME on the teacher groups, 5.91 against 6.56 on the human images, from the
     ground-truth box; mdm-rt stage 6, aan stage 4); on video its two models take turns on a
     tracked face, so it costs about what ``mdm`` costs per frame (moved faces: 3.46 against
-    3.75 % NME). ``images`` is kept for callers that decide per input."""
+    3.75 % NME)."""
     model = str(getattr(args, "model", "auto"))
     if model != "auto":
         return model
@@ -344,7 +344,7 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
     if not options["smooth"]:  # the One Euro settings change nothing without smoothing
         for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_flow"):
             options.pop(k, None)
-    model = {"name": model_for(args, images), "sha256": [_model_sha256(f) for f in files]}
+    model = {"name": model_for(args), "sha256": [_model_sha256(f) for f in files]}
     return RunRecord(input_identity(source_path), model, int(start), end, options)
 
 
@@ -393,7 +393,7 @@ def track(args: argparse.Namespace) -> Outcome:
         _check_writable(out, in_paths)
         if overlay is not None:
             _check_writable(overlay, in_paths)
-        files = model_files(model_for(args, images))
+        files = model_files(model_for(args))
         start = to_frame(args.start, source.fps) or 0
         end = to_frame(args.end, source.fps)
         record = make_record(args, in_paths[0], files, start, end, images) if in_paths else None
@@ -482,7 +482,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
 
     backend = _runtime(args, files)
     use_opencv_threads(cpu_threads(args))
-    config = TrackerConfig(model=model_for(args, images), backend=backend, threads=args.threads, max_faces=args.max_faces,
+    config = TrackerConfig(model=model_for(args), backend=backend, threads=args.threads, max_faces=args.max_faces,
                            smooth=smooth_on(args, images), smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
                            smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
                            smooth_flow=getattr(args, "smooth_flow", "on") == "on", confidence_threshold=args.confidence, detect_every=args.detect_every,
