@@ -44,6 +44,9 @@ class AugmentConfig:
     (fraction of 255), ``contrast`` (relative), ``gamma`` (log-uniform in ``[1/g, g]``),
     ``blur_sigma`` max, ``noise_sigma`` max grey levels, occlusion rectangles up to
     ``occlusion_max`` of the crop side. ``p_negative``: share of negatives in a batch.
+    ``p_profile``: share of face crops whose face is first turned further by ``profile_low`` to
+    ``profile_high`` degrees of yaw (:mod:`facetrack.train.profile`; 0: never, and no random
+    number is drawn for it, so runs without it see the batches they saw before it existed).
     """
 
     rotation_deg: float = 30.0
@@ -64,6 +67,9 @@ class AugmentConfig:
     p_occlusion: float = 0.3
     occlusion_max: float = 0.4
     p_negative: float = 0.2
+    p_profile: float = 0.0
+    profile_low: float = 20.0
+    profile_high: float = 55.0
 
 
 #: Geometry only, no photometric change (tests, validation).

@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit-images", type=int, default=0, help="train on only the first N faces of the first source (overfit checks)")
     parser.add_argument("--augment", choices=("full", "none"), default="full",
                         help="full: geometric + photometric + 20%% negatives; none: the plain crop from the shape (overfit checks)")
+    parser.add_argument("--profile", type=float, default=0.0, metavar="SHARE",
+                        help="share of training faces first turned further by a synthetic head turn of 20-55 degrees "
+                             "(facetrack.train.profile; default 0: never)")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="warm start from this training checkpoint's weights (same architecture and split); new optimiser and schedule")
     parser.add_argument("--config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -91,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             print(f"facetrack train: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
+    if not 0 <= args.profile <= 1:
+        print(f"facetrack train: --profile must be in [0, 1], got {args.profile}", file=sys.stderr)
+        return 2
     if args.workers < 0 or not 0 <= args.ema < 1:
         print("facetrack train: --workers must be >= 0 and --ema in [0, 1)", file=sys.stderr)
         return 2
@@ -112,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                         seed=args.seed, val_every=args.val_every, resume=args.resume, device=args.device, sources=tuple(items),
                         threads=args.threads, limit_images=args.limit_images, output_lr_scale=args.output_lr_scale, progress=not args.quiet,
                         command=command, init_from=str(args.init_from) if args.init_from else "", workers=args.workers, ema=args.ema,
-                        amp=not args.no_amp, compile=args.compile, force=args.force, config=tuple(args.config), augment=NO_AUGMENT if args.augment == "none" else AugmentConfig())
+                        amp=not args.no_amp, compile=args.compile, force=args.force, config=tuple(args.config), augment=NO_AUGMENT if args.augment == "none" else AugmentConfig(p_profile=args.profile))
     try:
         metrics = train(opts)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:

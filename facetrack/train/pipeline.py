@@ -3,7 +3,9 @@
 Nothing of the training set is kept in memory: each sample decodes its picture from disk (or
 its frame from a video; a JPEG at 1/2, 1/4 or 1/8 of its resolution when the face stays larger
 than the training face size), cuts the face region (:func:`facetrack.train.datasets.cache_face`),
-and augments it (:func:`facetrack.train.augment.augment`), all inside the worker processes.
+and augments it (:func:`facetrack.train.augment.augment`; with ``p_profile`` a share of the faces is
+first turned further by a synthetic head turn, :mod:`facetrack.train.profile`), all inside the
+worker processes.
 
 Randomness: :class:`StepBatches` draws the faces of optimiser step ``t`` and one 63-bit seed per
 sample from ``numpy.random.default_rng([seed, t])``; each sample's augmentation uses its own
@@ -32,6 +34,7 @@ import torch
 from facetrack.tracker.geometry import box_of, to_gray, to_input
 from facetrack.train.augment import AugmentConfig, augment, mdm_init
 from facetrack.train.datasets import CachedFace, FaceSample, cache_face, read_image
+from facetrack.train.profile import Profiler
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,8 @@ class TrainingFaces(torch.utils.data.Dataset):
         self._labelled = {k: np.stack(v) for k, v in boxes.items()}
         self._detected: dict[tuple[str, int | None, int], np.ndarray] = {}
         self._detector: Any = None
+        # synthetic head turns: a 3-D mean face from the training shapes themselves
+        self.profiler = Profiler.from_shapes([s.landmarks for s in samples]) if cfg.p_profile > 0 else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -157,8 +162,11 @@ class TrainingFaces(torch.utils.data.Dataset):
         rng = np.random.default_rng(seed)
         negative = bool(rng.random() < self.cfg.p_negative)
         background = negative and bool(rng.random() < 0.5)  # only background crops need the detector
-        fc = augment(self.face(int(i), with_detections=background), self.size, rng, self.cfg, negative=negative,
-                     background=background if negative else None)
+        face = self.face(int(i), with_detections=background)
+        if self.profiler is not None and not negative and rng.random() < self.cfg.p_profile:
+            t = self.profiler.random_turn(face.image, face.landmarks, rng, self.cfg.profile_low, self.cfg.profile_high)
+            face = replace(face, image=t.image, landmarks=t.landmarks, box=None)
+        fc = augment(face, self.size, rng, self.cfg, negative=negative, background=background if negative else None)
         init, from_template = mdm_init(fc.landmarks, self.size, rng, p_template=self.p_template if fc.is_face else 1.0)
         return (to_input(fc.crop)[0], fc.landmarks.astype(np.float32), init.astype(np.float32), bool(fc.is_face), bool(from_template))
 

@@ -397,8 +397,13 @@ def _data_record(data: SplitData, items: list[str]) -> dict[str, Any]:
             "val_images": sp["val_images"], "val_groups": sp["val_groups"], "test_images_used": False}
 
 
-#: What ``--resume`` must find unchanged in the checkpoint.
+#: What ``--resume`` must find unchanged in the checkpoint (and the share of synthetic head turns).
 SCHEDULE_KEYS = ("steps", "lr", "batch")
+
+
+def schedule_record(opts: TrainOptions) -> dict[str, Any]:
+    """The schedule a checkpoint records: :data:`SCHEDULE_KEYS` and ``p_profile``."""
+    return {**{k: getattr(opts, k) for k in SCHEDULE_KEYS}, "p_profile": opts.augment.p_profile}
 
 
 class RunFolderError(ValueError):
@@ -502,7 +507,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         sched = ck.meta.get("schedule")
         if sched is None or "optimizer_groups" not in ck.meta:
             raise ValueError(f"{last}: written by an earlier trainer (no schedule record); continue it with that version or warm-start with --init-from")
-        changed = [f"--{k} {sched[k]} -> {getattr(opts, k)}" for k in SCHEDULE_KEYS if sched[k] != getattr(opts, k)]
+        now = schedule_record(opts)
+        # p_profile: absent from checkpoints written before synthetic turns existed, i.e. 0
+        changed = [f"--{k.replace('p_', '')} {sched.get(k, 0.0)} -> {v}" for k, v in now.items() if sched.get(k, 0.0) != v]
         if changed:
             raise ValueError(f"{last}: --resume with a changed schedule ({', '.join(changed)}); keep the run's values or start a new run")
     size = cfg.input_size
@@ -551,7 +558,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         save_checkpoint(path, ema.state if ema is not None else model.state_dict(), config_to_dict(cfg), arch=opts.arch, step=step,
                         optimizer=opt.state_dict(), optimizer_groups=len(opt.param_groups), metrics=metrics,
                         command=opts.command, seed=opts.seed, data=record["data"], split=split,
-                        schedule={k: getattr(opts, k) for k in SCHEDULE_KEYS}, ema=opts.ema, **extra)
+                        schedule=schedule_record(opts), ema=opts.ema, **extra)
 
     def validate_now() -> dict[str, Any]:
         if vb is None:

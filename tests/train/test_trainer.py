@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from facetrack.train.augment import NO_AUGMENT
+from facetrack.train.augment import NO_AUGMENT, AugmentConfig
 from facetrack.train.datasets import build_cache, load_images68
 from facetrack.train.checkpoint import load_checkpoint as _load_checkpoint
 from facetrack.train.models import build_model, config_for, config_to_dict
@@ -111,13 +111,13 @@ def test_run_folder_split_and_schedule_are_guarded(data_dir: Path, tmp_path: Pat
     opts = _opts(data_dir, tmp_path / "run", steps=4, val_every=2, batch=4)
     train(opts)
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    assert ck["schedule"] == {"steps": 4, "lr": 1e-3, "batch": 4} and ck["split"]["val_images"] and ck["weights_sha256"]
+    assert ck["schedule"] == {"steps": 4, "lr": 1e-3, "batch": 4, "p_profile": 0.0} and ck["split"]["val_images"] and ck["weights_sha256"]
     # an earlier run is never replaced silently (issue 14)
     with pytest.raises(ValueError, match="holds an earlier run .*--resume .*--force"):
         train(opts)
     train(replace(opts, force=True))
     # --resume refuses a changed schedule
-    for change in ({"steps": 8}, {"lr": 2e-3}, {"batch": 8}):
+    for change in ({"steps": 8}, {"lr": 2e-3}, {"batch": 8}, {"augment": AugmentConfig(p_profile=0.3)}):
         with pytest.raises(ValueError, match="changed schedule"):
             train(replace(opts, resume=True, **change))
     # --init-from and --resume refuse another split (another seed holds out other images)
