@@ -99,3 +99,26 @@ def test_export_round_trips_with_its_record(tmp_path):
         ref = model(torch.from_numpy(inp)).numpy()
     got = det._session.run([OUTPUT], {INPUT: inp})[0]
     assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-3
+
+
+def test_turned_faces_stay_out_of_the_held_out_groups_and_their_boxes_hold_the_face(data_dir, tmp_path):
+    from facetrack.tracker.detect import box_calibration
+    from facetrack.train.datasets import load_pseudo_v2
+
+    groups = sorted({f.group for f in load_pseudo_v2(data_dir)})
+    held = set(groups[: len(groups) // 2])  # only the other half may be turned
+    extra = fd.turned_samples(data_dir, held, 6, seed=0)
+    assert len(extra) == 6
+    allowed = {str(f.image) for f in load_pseudo_v2(data_dir) if f.group not in held}
+    assert all(str(s.source) in allowed for s in extra)
+    calib = box_calibration("detector:cnn")
+    for s in extra:
+        assert s.faces.shape == (1, 4) and s.gray.ndim == 2
+        lm_box = calib(s.faces[0])  # the box maps back onto a face-sized box inside the picture
+        h, w = s.gray.shape
+        assert 0.15 * w < lm_box[2] - lm_box[0] < w and lm_box[0] > -0.2 * w and lm_box[2] < 1.2 * w
+    recs = _records(data_dir)
+    ck = fd.train(data_dir, tmp_path, steps=2, batch=4, heldout=0.0, records=recs, save_every=1000, turned=0.5, turned_faces=4)
+    assert ck["step"] == 2 and "turned" in ck["record"] and "4 pseudo_v2 faces" in ck["record"]["turned"]
+    with pytest.raises(ValueError, match="no faces outside"):
+        fd.turned_samples(data_dir, set(groups), 2)

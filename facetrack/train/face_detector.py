@@ -56,6 +56,8 @@ MIN_FACE_PX = 8.0
 
 
 # ---- data ------------------------------------------------------------------------------------
+#: yaw added to the synthetic turned faces (degrees, away from the front; at most profile.MAX_YAW)
+TURN_DEGREES = (25.0, 60.0)
 def load_records(data: Path) -> list[dict]:
     """``frames_v2/boxes.jsonl`` records. ``ValueError`` naming the file when it is unreadable."""
     path = data / "frames_v2" / "boxes.jsonl"
@@ -78,11 +80,13 @@ def split_groups(records: list[dict], heldout: float = 0.15, seed: int = 0) -> t
 
 @dataclass
 class Sample:
-    """One frame: ``gray`` uint8 (H, W); ``faces`` and ``ignore`` (n, 4) float32 boxes in its pixels."""
+    """One frame: ``gray`` uint8 (H, W); ``faces`` and ``ignore`` (n, 4) float32 boxes in its pixels;
+    ``source``: the picture a synthetic sample was made from (empty for frames_v2's own)."""
 
     gray: np.ndarray
     faces: np.ndarray
     ignore: np.ndarray
+    source: str = ""
 
 
 def load_samples(records: list[dict], root: Path) -> list[Sample]:
@@ -96,6 +100,34 @@ def load_samples(records: list[dict], root: Path) -> list[Sample]:
         faces = np.asarray([f["box"] for f in r["faces"]], np.float32).reshape(-1, 4)
         ignore = np.asarray(r.get("ignore", []), np.float32).reshape(-1, 4)
         out.append(Sample(gray, faces, ignore))
+    return out
+
+
+def turned_samples(data: Path, held_groups: set[str], n: int, seed: int = 0) -> list[Sample]:
+    """``n`` synthetic turned faces for the detector (frames_v2 has 22 profile faces): faces of
+    ``pseudo_v2`` outside the detector's held-out groups (the two sets name groups alike), each
+    turned :data:`TURN_DEGREES` further by :class:`facetrack.train.profile.Profiler`. A face's box
+    is the tight box of its turned landmarks mapped into the teachers' box convention by
+    inverting the CNN's box calibration (which maps that convention to landmark boxes)."""
+    from facetrack.tracker.detect import box_calibration
+    from facetrack.tracker.geometry import box_of
+    from facetrack.train.datasets import load_pseudo_v2
+    from facetrack.train.profile import Profiler
+
+    faces = [f for f in load_pseudo_v2(data) if f.group not in held_groups]
+    if not faces:
+        raise ValueError(f"{data / 'pseudo_v2'}: no faces outside the held-out groups to turn")
+    profiler = Profiler.from_shapes([f.landmarks for f in faces])
+    calib = box_calibration("detector:cnn")
+    rng = np.random.default_rng([seed, 7])
+    out = []
+    for i in rng.choice(len(faces), size=n, replace=n > len(faces)):
+        f = faces[int(i)]
+        gray = cv2.imread(str(f.image), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise ValueError(f"{f.image}: cannot read image")
+        t = profiler.random_turn(gray, f.landmarks, rng, *TURN_DEGREES)
+        out.append(Sample(t.image, calib.invert(box_of(t.landmarks))[None].astype(np.float32), np.zeros((0, 4), np.float32), str(f.image)))
     return out
 
 
@@ -279,10 +311,12 @@ def git_commit() -> str:
 
 def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, heldout: float = 0.15, seed: int = 0,
           resume: bool = False, save_every: int = 250, log_every: int = 50, records: list[dict] | None = None,
-          command: str | None = None) -> dict:
+          command: str | None = None, turned: float = 0.0, turned_faces: int = 1500) -> dict:
     """Train (or continue) to ``steps`` steps; checkpoint ``out/last.pt``. Returns the
     checkpoint dict (``model`` state, ``step``, ``record``: the facts the export stores).
-    ``records``: frames_v2 records to use instead of all of ``data``'s (tests)."""
+    ``records``: frames_v2 records to use instead of all of ``data``'s (tests). ``turned``: share
+    of a batch's samples drawn from ``turned_faces`` synthetic turned faces (:func:`turned_samples`;
+    0: none, and the batches are those of before)."""
     import torch
 
     torch.set_num_threads(1)
@@ -293,6 +327,7 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
     train_groups, held_groups = split_groups(all_records, heldout, seed)
     tr = [r for r in all_records if r["group"] in set(train_groups)]
     samples = load_samples(tr, data / "frames_v2")
+    extra = turned_samples(data, set(held_groups), turned_faces, seed) if turned > 0 else []
     model = build_model()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     step, history = 0, []
@@ -301,6 +336,9 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
               "split": f"split_groups(heldout={heldout}, seed={seed}): {len(held_groups)} of {len(train_groups) + len(held_groups)} groups held out",
               "heldout_groups": json.dumps(held_groups), "seed": str(seed), "batch": str(batch), "lr": str(lr),
               "git_commit": git_commit(), "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if turned > 0:
+        record["turned"] = (f"{turned:g} of each batch from {len(extra)} pseudo_v2 faces outside the held-out groups, "
+                            f"turned {TURN_DEGREES[0]:g}-{TURN_DEGREES[1]:g} degrees further (facetrack.train.profile)")
     if resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if json.loads(ck["record"]["heldout_groups"]) != held_groups:
@@ -309,7 +347,7 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
         opt.load_state_dict(ck["opt"])
         step, history = ck["step"], ck.get("history", [])
         resumed = f"at step {step}: {record['command']} (git {record['git_commit']}, {record['started']})"
-        record = {**ck["record"], "git_commit": record["git_commit"],
+        record = {**ck["record"], **({"turned": record["turned"]} if "turned" in record else {}), "git_commit": record["git_commit"],
                   "resumed": "; ".join(x for x in (ck["record"].get("resumed", ""), resumed) if x)}
         log.info("resumed %s at step %d", ckpt_path, step)
     rng = np.random.default_rng(seed + step)  # a resumed run draws new batches, not the first ones again
@@ -331,7 +369,10 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
                 g["lr"] = lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / total)))
             win = WINDOWS[rng.integers(len(WINDOWS))]
             idx = rng.integers(len(samples), size=batch)
-            imgs, heat, mask, faces = make_batch(samples, idx, win, rng)
+            if extra:  # drawn only with turned faces, so runs without them keep their batches
+                pick = rng.random(batch) < turned
+                idx = np.where(pick, len(samples) + rng.integers(len(extra), size=batch), idx)
+            imgs, heat, mask, faces = make_batch(samples + extra if extra else samples, idx, win, rng)
             out_t = model(torch.from_numpy(imgs))
             lf, lo, ls = losses(out_t, torch.from_numpy(heat), torch.from_numpy(mask), faces)
             loss = lf + lo + ls
@@ -415,12 +456,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     ap.add_argument("--export", type=Path, default=None, help="write the ONNX model here at the end")
+    ap.add_argument("--turned", type=float, default=0.0, metavar="SHARE",
+                    help="share of each batch drawn from synthetic turned faces (pseudo_v2 faces turned 25-60 degrees further; default 0)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     command = "python -m facetrack.train.face_detector " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         ck = train(args.data, args.out, args.steps, args.batch, args.lr, args.heldout, args.seed, args.resume,
-                   args.save_every, args.log_every, command=command)
+                   args.save_every, args.log_every, command=command, turned=args.turned)
         if args.export:
             export(ck, args.export)
             print(f"wrote {args.export} (step {ck['step']})")

@@ -91,7 +91,15 @@ def mean_shape_3d(shapes: Sequence[np.ndarray]) -> np.ndarray:
     mirror = x3[MIRROR_PERMUTATION] * np.array([-1.0, 1.0, 1.0])
     x3 = (x3 + mirror) / 2
     x3 -= x3.mean(0)
-    return (x3 / np.sqrt((x3 ** 2).sum(1).mean())).astype(np.float64)
+    x3 /= np.sqrt((x3 ** 2).sum(1).mean())
+    # shapes of one pose fix no depth: the upgrade then degenerates (flat x-y or a needle)
+    flat = mean2d / np.sqrt((mean2d ** 2).sum(1).mean())
+    frontal_error = float(np.sqrt(((x3[:, :2] / np.sqrt((x3[:, :2] ** 2).sum(1).mean()) - flat) ** 2).sum(1).mean()))
+    depth = float(np.ptp(x3[:, 2]) / np.ptp(x3[:, 0]))
+    if not (frontal_error < 0.25 and 0.3 < depth < 2.0):
+        raise ValueError(f"the {f} shapes' poses vary too little to fix the depths of a 3-D mean face "
+                         f"(front view off by {frontal_error:.2f}, depth/width {depth:.2f})")
+    return x3.astype(np.float64)
 
 
 def _orthonormal(a: np.ndarray) -> np.ndarray:
