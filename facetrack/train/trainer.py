@@ -106,6 +106,28 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _eye_per_face() -> float:
+    """Outer-eye distance over face size (geometric mean of the box sides) of the mean shape."""
+    from facetrack.tracker.geometry import face_size
+    from facetrack.tracker.markup import mean_shape
+
+    t = mean_shape()
+    return float(np.linalg.norm(t[OUTER_EYE_CORNERS[0]] - t[OUTER_EYE_CORNERS[1]]) / face_size(t))
+
+
+#: The confidence head's pass mark: :data:`THRESHOLD` of the outer-eye distance for a frontal
+#: face, as a share of the face size. The eye distance shrinks as a face turns (to about half
+#: at 60 degrees of yaw), so marking by it would teach the head that every turned face fails.
+CONFIDENCE_THRESHOLD = THRESHOLD * _eye_per_face()
+
+
+def size_normalised_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean point distance over the face size of ``gt`` (geometric mean of its box
+    sides), ``(N,)``; ``pred``, ``gt``: ``(N, 68, 2)`` crop px. Pose-fair, unlike the NME."""
+    side = (gt.amax(1) - gt.amin(1)).clamp_min(1e-3).prod(-1).sqrt()
+    return torch.linalg.norm(pred - gt, dim=-1).mean(-1) / side
+
+
 def normalised_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """Per-sample NME ``(N,)``: mean point distance over the outer-eye distance of ``gt``.
 
@@ -199,7 +221,7 @@ def forward_loss(model: nn.Module, batch: Batch, device: torch.device, confidenc
         n_pos = pos.sum().clamp_min(1.0)
         lm_loss = sum((normalised_error(h, gt) * pos).sum() / n_pos for h in heads)
         with torch.no_grad():
-            target = (is_face & (nme_final < THRESHOLD)).float()
+            target = (is_face & (size_normalised_error(final, gt) < CONFIDENCE_THRESHOLD)).float()
         conf_loss = nn.functional.binary_cross_entropy(conf.clamp(1e-6, 1 - 1e-6), target)
         loss = lm_loss + confidence_weight * conf_loss
     return loss, {

@@ -149,3 +149,27 @@ def test_sigint_checkpoints_and_exits_130(data_dir: Path, tmp_path: Path) -> Non
     assert "stopped by SIGINT" in err and "--resume" in err
     ck = torch.load(out / "last.pt", weights_only=True)
     assert ck["step"] >= 1
+
+
+def test_the_confidence_pass_mark_is_fair_to_turned_faces() -> None:
+    from facetrack.tracker.markup import mean_shape
+    from facetrack.tracker.metrics import THRESHOLD
+    from facetrack.train.trainer import CONFIDENCE_THRESHOLD, size_normalised_error
+
+    front = torch.from_numpy(mean_shape().astype(np.float32) * 100)[None]
+    eye = float(torch.linalg.norm(front[0, 36] - front[0, 45]))
+    # a frontal face: the pass mark falls where the NME's does
+    for share, passes in ((0.9, True), (1.1, False)):
+        pred = front.clone()
+        pred[..., 0] += share * THRESHOLD * eye  # every point off by the same distance
+        nme = float(normalised_error(pred, front)[0])
+        assert (nme < THRESHOLD) == passes
+        assert (float(size_normalised_error(pred, front)[0]) < CONFIDENCE_THRESHOLD) == passes
+    # the same face turned (its width, and so its eye distance, halved), fitted about as well
+    # relative to its size: the NME says it failed, the head's pass mark does not
+    turned = front.clone()
+    turned[..., 0] *= 0.5
+    side = float(((turned[0].amax(0) - turned[0].amin(0)).prod()).sqrt())
+    pred = turned + 0.8 * CONFIDENCE_THRESHOLD * side / np.sqrt(2) * torch.tensor([1.0, 1.0])
+    assert float(normalised_error(pred, turned)[0]) > THRESHOLD
+    assert float(size_normalised_error(pred, turned)[0]) < CONFIDENCE_THRESHOLD
