@@ -53,7 +53,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import cv2
 import numpy as np
 
-from facetrack.tracker.geometry import apply_affine, box_iou, box_of, box_overlap, to_gray
+from facetrack.tracker.geometry import apply_affine, box_iou, box_of, box_overlap, eye_scale, to_gray
 from facetrack.tracker.landmarker import Fit
 from facetrack.tracker.models import FitChain, open_landmarkers, parse_model
 from facetrack.tracker.motion import face_motion
@@ -119,7 +119,8 @@ class TrackerConfig:
     ``reacquire_frames``: for this many frames after a face is lost (not at a cut), the tracking
     model looks for it around its last landmarks (a few scales and in-plane angles).
     ``max_refit_shift``: a new face is accepted only when refitting it in the crop aligned on
-    its first fit moves the landmarks by at most this (mean, in outer-eye distances) and the
+    its first fit moves the landmarks by at most this (mean, in outer-eye distances; for a turned
+    face, whose eye distance shrinks, in those of a frontal face of its size) and the
     refit's confidence passes ``confidence_threshold``.
     ``flip``: every fit also runs on the mirrored crop and the two are averaged (the landmarkers
     the tracker opens; see :class:`facetrack.tracker.landmarker.Landmarker`): less error and
@@ -663,8 +664,7 @@ class Tracker:
                             [fits[i].landmarks for i in good], timings, len(good))
         for i, r in zip(good, refits):
             a, b = fits[i].landmarks, r.landmarks
-            eyes = float(np.linalg.norm(a[36] - a[45]))
-            shift = float(np.linalg.norm(b - a, axis=1).mean()) / max(eyes, 1e-6)
+            shift = float(np.linalg.norm(b - a, axis=1).mean()) / max(eye_scale(a), 1e-6)
             if np.isfinite(shift) and shift <= self.config.max_refit_shift and self._sane(r, gray.shape[:2], a):
                 prior = [e.landmarks for e in earlier[i] if e.valid and np.isfinite(e.landmarks).all()]
                 out[i] = Fit(np.mean([*prior, a, b], axis=0).astype(np.float32), r.confidence, r.valid)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facetrack.tracker.geometry import FACE_FRACTION, to_input
+from facetrack.tracker.geometry import FACE_FRACTION, eye_per_face, to_input
 from facetrack.tracker.markup import OUTER_EYE_CORNERS
 from facetrack.tracker.metrics import THRESHOLD
 from facetrack.tracker.progress import Progress as SharedProgress
@@ -106,19 +106,10 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _eye_per_face() -> float:
-    """Outer-eye distance over face size (geometric mean of the box sides) of the mean shape."""
-    from facetrack.tracker.geometry import face_size
-    from facetrack.tracker.markup import mean_shape
-
-    t = mean_shape()
-    return float(np.linalg.norm(t[OUTER_EYE_CORNERS[0]] - t[OUTER_EYE_CORNERS[1]]) / face_size(t))
-
-
 #: The confidence head's pass mark: :data:`THRESHOLD` of the outer-eye distance for a frontal
 #: face, as a share of the face size. The eye distance shrinks as a face turns (to about half
 #: at 60 degrees of yaw), so marking by it would teach the head that every turned face fails.
-CONFIDENCE_THRESHOLD = THRESHOLD * _eye_per_face()
+CONFIDENCE_THRESHOLD = THRESHOLD * eye_per_face()
 
 
 def size_normalised_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

@@ -253,3 +253,18 @@ def test_box_overlap_is_the_share_of_the_smaller_box_inside_the_other():
     assert box_overlap(big, np.array([90, 0, 110, 20], np.float32)) == pytest.approx(0.5)
     assert box_overlap(big, np.array([200, 200, 210, 210], np.float32)) == 0.0
     assert box_overlap(big, np.array([5, 5, 5, 50], np.float32)) == 0.0  # an empty box
+
+
+def test_eye_scale_is_the_eye_distance_of_a_frontal_face_and_fair_to_a_turned_one() -> None:
+    from facetrack.tracker.geometry import eye_per_face, eye_scale, face_size
+    from facetrack.tracker.markup import mean_shape
+
+    front = mean_shape().astype(np.float64) * 200
+    eyes = float(np.linalg.norm(front[36] - front[45]))
+    assert 0.55 < eye_per_face() < 0.7
+    assert eye_scale(front) == pytest.approx(eyes)  # frontal: the eye distance itself
+    turned = front.copy()
+    turned[:, 0] *= 0.5  # the face narrowed as a turn narrows it: the eye distance halves
+    assert float(np.linalg.norm(turned[36] - turned[45])) == pytest.approx(eyes / 2)
+    assert eye_scale(turned) == pytest.approx(eye_per_face() * face_size(turned))
+    assert eye_scale(turned) > 0.65 * eyes  # not half: the face is still large
