@@ -59,7 +59,8 @@ def mean_shape_3d(shapes: Sequence[np.ndarray]) -> np.ndarray:
     """A ``(68, 3)`` mean face from 2-D shapes (image px, any poses), in the frame of their 2-D
     mean: x right, y down (as the images), z toward the viewer (the nose tip in front), unit RMS
     radius. Rank-3 factorisation, then the metric upgrade of scaled orthography, solved in
-    least squares over all shapes; ``ValueError`` with fewer than 10 usable shapes."""
+    least squares over all shapes, then made symmetric. ``ValueError`` with fewer than 10 usable
+    shapes, or shapes whose poses vary too little to fix the depths (the upgrade degenerates)."""
     p = _centred(shapes)
     f = len(p)
     w = np.concatenate([p[:, :, 0], p[:, :, 1]], axis=0)  # (2F, 68): all x rows, then all y rows
