@@ -328,6 +328,7 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
     tr = [r for r in all_records if r["group"] in set(train_groups)]
     samples = load_samples(tr, data / "frames_v2")
     extra = turned_samples(data, set(held_groups), turned_faces, seed) if turned > 0 else []
+    pool = samples + extra  # indices past len(samples) are turned faces
     model = build_model()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     step, history = 0, []
@@ -372,7 +373,7 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
             if extra:  # drawn only with turned faces, so runs without them keep their batches
                 pick = rng.random(batch) < turned
                 idx = np.where(pick, len(samples) + rng.integers(len(extra), size=batch), idx)
-            imgs, heat, mask, faces = make_batch(samples + extra if extra else samples, idx, win, rng)
+            imgs, heat, mask, faces = make_batch(pool, idx, win, rng)
             out_t = model(torch.from_numpy(imgs))
             lf, lo, ls = losses(out_t, torch.from_numpy(heat), torch.from_numpy(mask), faces)
             loss = lf + lo + ls

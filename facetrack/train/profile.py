@@ -181,10 +181,10 @@ class Profiler:
         self.head = _head(self.model)
         n = len(self.head)
         side = float(np.sqrt(np.prod(self.model[:, :2].max(0) - self.model[:, :2].min(0))))
-        ring = _ring(self.model[:, :2].mean(0), _RING_RADIUS * side)
-        self.triangles = _triangles(np.vstack([self.head[:, :2], ring]))
+        layout = np.vstack([self.head[:, :2], _ring(self.model[:, :2].mean(0), _RING_RADIUS * side)])
+        self.triangles = _triangles(layout)
         self._anchored = (self.triangles >= n).any(1)  # triangles reaching the fixed ring
-        self._front = np.sign(_area2(np.vstack([self.head[:, :2], ring])[self.triangles]))
+        self._front = np.sign(_area2(layout[self.triangles]))
 
     @classmethod
     def from_shapes(cls, shapes: Sequence[np.ndarray]) -> "Profiler":
@@ -204,7 +204,10 @@ class Profiler:
     def turn(self, image: np.ndarray, landmarks: np.ndarray, degrees: float) -> Turned:
         """``image`` with the face of ``landmarks`` (``(68, 2)`` image px) turned by ``degrees``
         of yaw (positive: the sense :func:`yaw_of` counts as positive)."""
-        pts, yaw = self.depths(landmarks)
+        return self._turn(image, *self.depths(landmarks), degrees)
+
+    def _turn(self, image: np.ndarray, pts: np.ndarray, yaw: float, degrees: float) -> Turned:
+        """:meth:`turn` from the face's points and yaw as :meth:`depths` gives them."""
         centre = pts[:68].mean(0)
         t = np.radians(degrees)
         d = pts - centre
@@ -254,10 +257,10 @@ class Profiler:
                     low: float = 20.0, high: float = 55.0) -> Turned:
         """Turn by ``low``-``high`` degrees away from the front (the face's own sense; either sense
         for a face within 3 degrees of frontal), at most to :data:`MAX_YAW`."""
-        _, yaw = self.depths(landmarks)
+        pts, yaw = self.depths(landmarks)  # the pose is fitted once, for the sense and the turn
         sense = float(np.sign(yaw)) if abs(yaw) > 3.0 else float(rng.choice([-1.0, 1.0]))
         amount = min(float(rng.uniform(low, high)), max(MAX_YAW - abs(yaw), 0.0))
-        return self.turn(image, landmarks, sense * amount)
+        return self._turn(image, pts, yaw, sense * amount)
 
 
 __all__ = ["MAX_YAW", "Profiler", "Turned", "fit_pose", "mean_shape_3d", "yaw_of"]
