@@ -17,7 +17,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from facetrack.tracker.markup import mean_shape
+from facetrack.tracker.markup import OUTER_EYE_CORNERS, mean_shape
 
 #: Geometric-mean side of the template's bounding box over the crop side.
 FACE_FRACTION = 0.55
@@ -120,7 +120,8 @@ def face_size(points: np.ndarray) -> float:
 def eye_per_face() -> float:
     """Outer-eye distance over :func:`face_size` of the mean shape (about 0.62)."""
     ms = mean_shape().astype(np.float64)
-    return float(np.linalg.norm(ms[36] - ms[45]) / face_size(ms))
+    a, b = OUTER_EYE_CORNERS
+    return float(np.linalg.norm(ms[a] - ms[b]) / face_size(ms))
 
 
 def eye_scale(points: np.ndarray) -> float:
@@ -128,7 +129,8 @@ def eye_scale(points: np.ndarray) -> float:
     distance of a frontal face of their size when that is larger. A turned face's eye distance
     shrinks (to about half at 60 degrees of yaw) while its fitting errors do not."""
     p = np.asarray(points, np.float64)
-    return max(float(np.linalg.norm(p[36] - p[45])), eye_per_face() * face_size(p))
+    a, b = OUTER_EYE_CORNERS
+    return max(float(np.linalg.norm(p[a] - p[b])), eye_per_face() * face_size(p))
 
 
 @lru_cache(maxsize=8)
