@@ -154,15 +154,15 @@ def worker_video(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker_images(spec: dict[str, Any]) -> dict[str, Any]:
     """facetrack on still images: from the 300-W box (``300w`` calibration) and from the
-    default detector's box (detection with the best IoU > 0.3 with the ground-truth box;
-    else the 300-W box, counted as a fallback)."""
-    from facetrack.tracker.detect import box_calibration, default_detector
+    still-image detector's box (``STILL_DETECTOR``, as the CLI on images: the detection with
+    the best IoU > 0.3 with the ground-truth box; else the 300-W box, counted as a fallback)."""
+    from facetrack.tracker.detect import box_calibration, still_detector
     from facetrack.tracker.geometry import box_iou
     from facetrack.tracker.geometry import to_gray
     from facetrack.train.datasets import read_image
 
     lms = _landmarkers(spec)
-    det = default_detector()
+    det = still_detector()
     cal300 = box_calibration("300w")
     out = []
     for item in spec["items"]:

@@ -13,7 +13,7 @@ Boxes: ``gt`` the ground truth's tight box (no detection error); ``300w`` the 30
 initialisation boxes (``--boxes DIR``: 4-point ``.pts`` named like the images, searched at any
 depth, e.g. the ``bboxes/mdm_bbs`` of the shared data; an image without one counts as missed),
 with the ``300w`` calibration;
-``detector`` the tracker's default detector, the detection overlapping the ground truth most
+``detector`` the CLI's detector for still images (``STILL_DETECTOR``), the detection overlapping the ground truth most
 (IoU > 0.2), with its calibration. Torch-free: runs the model through
 :class:`facetrack.tracker.landmarker.Landmarker` like the tracker.
 """
@@ -115,7 +115,7 @@ def evaluate(images: Iterable[LabelledImage], model: str = "mdm-rt", box: str = 
     the tracking CLI does on still images)."""
     import cv2
 
-    from facetrack.tracker.detect import box_calibration, default_detector
+    from facetrack.tracker.detect import box_calibration, still_detector
     from facetrack.tracker.landmarker import TIGHT_BOX
     from facetrack.tracker.io import read_box_pts, read_landmarks
     from facetrack.tracker.models import close_chain, open_chain
@@ -126,7 +126,7 @@ def evaluate(images: Iterable[LabelledImage], model: str = "mdm-rt", box: str = 
         raise ValueError("--box 300w needs --boxes DIR (the 300-W box .pts files)")
     index = BoxIndex(boxes) if box == "300w" and boxes is not None else None
     cal = TIGHT_BOX if box == "gt" else box_calibration("300w") if box == "300w" else None
-    det = default_detector() if box == "detector" else None
+    det = still_detector() if box == "detector" else None
     chain = open_chain(model, backend=backend, threads=threads, flip=flip)
     out: list[FaceResult] = []
     try:

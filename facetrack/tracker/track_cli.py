@@ -108,7 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="CPU threads for the runtime, OpenCV's image functions and the video decoder (default 1: "
                           "the least CPU time per frame; the runtime's extra threads never spin)")
     mod.add_argument("--detector", default=None, metavar="NAME",
-                     help="face detector: haar-alt2+cnn (default: the Haar cascade and this project's CNN together), haar-alt2, "
+                     help="face detector: haar-alt2+cnn (default for video and cameras: the Haar cascade and this project's "
+                          "CNN together), haar-alt2+cnn-wide (default for images: the CNN also at larger sizes), haar-alt2, "
                           "haar-alt2-fast, haar-alt2+profile-fast (also turned faces), dlib-hog (needs the [dlib] extra), "
                           "cnn (alone: 25x less CPU, misses small faces), ... (docs/DETECTORS.md)")
     mod.add_argument("--flip", choices=("auto", "on", "off"), default="auto",
@@ -341,6 +342,8 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
 
         options["shape_modes"] = resolve_shape_modes(getattr(args, "shape_modes", None))
     options["smooth"] = smooth_on(args, images)  # the resolved choice, as runs recorded before auto stored it
+    if images:  # images never resume: the detector that searched them is recorded by name
+        options["detector"] = detector_name(args, images)
     if not options["smooth"]:  # the One Euro settings change nothing without smoothing
         for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_flow"):
             options.pop(k, None)
@@ -458,13 +461,23 @@ def use_opencv_threads(n: int) -> None:
     cv2.setNumThreads(int(n))
 
 
-def _detector(name: str | None) -> Any:
-    """``--detector`` -> a face detector (``None``: the default); :class:`CliError` naming the
-    known detectors, or saying what to install."""
-    from facetrack.tracker.detect import DetectorUnavailableError, default_detector, make_detector
+def detector_name(args: argparse.Namespace, images: bool) -> str:
+    """``--detector`` for this input: the default searches video and cameras with
+    ``DEFAULT_DETECTOR`` and still images with the wider ``STILL_DETECTOR`` (no frame waits
+    for the search of a still image)."""
+    from facetrack.tracker.detect import DEFAULT_DETECTOR, STILL_DETECTOR
+
+    name = getattr(args, "detector", None)
+    return name if name is not None else STILL_DETECTOR if images else DEFAULT_DETECTOR
+
+
+def _detector(name: str) -> Any:
+    """``--detector`` -> a face detector; :class:`CliError` naming the known detectors, or
+    saying what to install."""
+    from facetrack.tracker.detect import DetectorUnavailableError, make_detector
 
     try:
-        return default_detector() if name is None else make_detector(name)
+        return make_detector(name)
     except ValueError as e:
         raise CliError(f"usage: --detector: {e}") from None
     except DetectorUnavailableError as e:
@@ -489,7 +502,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
                            default_fps=source.fps, track_init=args.track_init, flip=flip_on(args, images),
                            shape_modes=args.shape_modes)
     try:
-        tracker = Tracker(config, detector=_detector(args.detector))
+        tracker = Tracker(config, detector=_detector(detector_name(args, images)))
     except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:
         raise CliError(str(e)) from None
     try:

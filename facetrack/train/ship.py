@@ -58,11 +58,11 @@ def score_300w(models: dict[str, Path], data_dir: Path) -> dict[str, Any]:
     """``{method: {split: {box: {"nme": mean, "faces": n, "missed": n}}}}`` on the 300-W test faces."""
     import cv2
 
-    from facetrack.tracker.detect import box_calibration, default_detector
+    from facetrack.tracker.detect import box_calibration, still_detector
     from facetrack.tracker.geometry import box_iou
     from facetrack.train.datasets import load_images68, read_image
 
-    det = default_detector()
+    det = still_detector()  # still images: the CLI's and eval-images' detector for them
     cal300 = box_calibration("300w")
     fitters = _fitters(models)
     res: dict[str, Any] = {m: {} for m in fitters}

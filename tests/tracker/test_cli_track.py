@@ -633,3 +633,33 @@ def test_shape_modes_are_recorded_where_they_act_and_checked(clip, tmp_path, cap
     assert main([str(clip), "--out", str(tmp_path / "x.csv"), "--shape-modes", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["facetrack: usage: --shape-modes -1: must be 0 or more"] or err[-1].endswith("--shape-modes -1: must be 0 or more")
+
+
+@pytest.mark.skipif(not {"aan", "mdm"} <= set(models.available()), reason="needs the shipped aan and mdm-rt models")
+def test_still_images_are_searched_wider_than_video(data_dir, clip, tmp_path):
+    """Still images take ``STILL_DETECTOR`` by default, recorded by name: the turned face under a
+    hat and a hand (300-W ``ibug/image_003_1``), which the video default misses, is reported
+    near its landmarks; ``--detector`` still chooses; video keeps the default detector."""
+    from facetrack.tracker.detect import DEFAULT_DETECTOR, STILL_DETECTOR
+    from facetrack.tracker.io import read_pts
+    from facetrack.tracker.metrics import nme
+
+    img = data_dir / "images68" / "ibug" / "image_003_1.jpg"
+    gt = read_pts(img.with_suffix(".pts"))
+
+    def run(name, *extra):
+        out = tmp_path / f"{name}.csv"
+        assert main([str(img), "--out", str(out), "--max-faces", "5", "--quiet", *extra]) == 0
+        with out.open() as fh:
+            rows = [r for r in csv.DictReader(fh) if r["success"] == "1"]
+        fits = [np.array([[float(r[f"x_{i}"]), float(r[f"y_{i}"])] for i in range(68)]) for r in rows]
+        options = json.loads(out.with_name(out.name + ".run.json").read_text())["options"]
+        return [float(nme(f[None], gt[None])[0]) for f in fits], options["detector"]
+
+    errs, recorded = run("still")
+    assert recorded == STILL_DETECTOR and errs and min(errs) < 0.10
+    errs, recorded = run("video-default", "--detector", DEFAULT_DETECTOR)
+    assert recorded == DEFAULT_DETECTOR and not any(e < 0.10 for e in errs)
+    vid = tmp_path / "vid.csv"
+    assert main([str(clip), "--out", str(vid), "--end", "2f", "--quiet"]) == 0
+    assert json.loads((tmp_path / "vid.csv.run.json").read_text())["options"]["detector"] is None
