@@ -11,15 +11,18 @@
 #   python -c "from facetrack.train.checkpoint import slim_checkpoint as s; s('runs/mdm-rt-v4/best.pt', '.gpu/init.pt')"
 # then device run: `bash scripts/gpu_train_lease.sh`, carry [".gpu"]. Variables: B (batch, 256),
 # LR (1e-3), W (loader workers, 14 of the 16 cores), END (seconds after the start by which
-# training stops, checkpointed by SIGTERM), PY (python3), DEV (cuda).
+# training stops, checkpointed by SIGTERM), PY (python3), DEV (cuda), INIT (the warm start:
+# .gpu/init.pt when it exists, else the shipped facetrack/tracker/weights/mdm-rt.onnx, read back
+# by facetrack/train/from_onnx.py; its split is the one this script trains with).
 set -u
 T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD CUBLAS_WORKSPACE_CONFIG=:4096:8 FACETRACK_DATA=$PWD/.gpu/data
 exec > >(tee -a "$OUT/job.log") 2>&1
 PY=${PY:-python3}; B=${B:-256}; LR=${LR:-1e-3}; W=${W:-14}; END=${END:-330}
+[ -f .gpu/init.pt ] && INIT=${INIT:-.gpu/init.pt} || INIT=${INIT:-facetrack/tracker/weights/mdm-rt.onnx}
 echo "== env at $(el)s"; nvidia-smi -L; nproc
 $PY -c "import torch,cv2,numpy,onnxruntime;print('torch',torch.__version__,'cuda',torch.version.cuda,torch.cuda.is_available(),'cv2',cv2.__version__,'numpy',numpy.__version__,'ort',onnxruntime.__version__)"
-COMMON="mdm-rt --data images68:4 pseudo_dlib:1 pseudo_v2:1 --data-root .gpu/data --batch $B --lr $LR --seed 0 --ema 0.999 --init-from .gpu/init.pt --device ${DEV:-cuda} --quiet"
+COMMON="mdm-rt --data images68:4 pseudo_dlib:1 pseudo_v2:1 --data-root .gpu/data --batch $B --lr $LR --seed 0 --ema 0.999 --init-from $INIT --device ${DEV:-cuda} --quiet"
 # the probe: steps/s from the validations at 80 and 240 (worker start-up left out)
 $PY -m facetrack train $COMMON --out /tmp/probe --steps 240 --val-every 80 --workers $W || { echo "probe failed: without AMP"; COMMON="$COMMON --no-amp"; $PY -m facetrack train $COMMON --out /tmp/probe --force --steps 160 --val-every 80 --workers $W; }
 cp /tmp/probe/metrics.jsonl "$OUT/probe_metrics.jsonl"

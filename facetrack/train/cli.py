@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of training faces first turned further by a synthetic head turn of 20-55 degrees "
                              "(facetrack.train.profile; default 0: never)")
     parser.add_argument("--init-from", type=Path, default=None,
-                        help="warm start from this training checkpoint's weights (same architecture and split); new optimiser and schedule")
+                        help="warm start from this training checkpoint's weights, or from an exported float32 model such as the "
+                             "shipped facetrack/tracker/weights/mdm-rt.onnx (same architecture and split); new optimiser and schedule")
     parser.add_argument("--config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="change fields of the architecture's configuration, e.g. hidden_size=256 conv_channels=16,32 "
                              "(facetrack.train.mdm.MDMConfig / aan.AANConfig); stored in the checkpoints and the ONNX export")

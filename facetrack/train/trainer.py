@@ -43,6 +43,7 @@ from facetrack.tracker.progress import Progress as SharedProgress
 
 from facetrack.train.augment import AugmentConfig, augment, mdm_init
 from facetrack.train.checkpoint import load_checkpoint, save_checkpoint
+from facetrack.train.from_onnx import NORM_CROPS, has_norms, load_init, recalibrate_norms
 from facetrack.train.datasets import PSEUDO_V2, CachedFace, FaceSample, build_cache
 from facetrack.train.models import build_model, config_for, config_from_dict, config_to_dict, with_overrides
 from facetrack.train.sources import SplitData, load_sources, parse_sources, same_split, split_record
@@ -496,7 +497,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         ck = load_checkpoint(last, map_location="cpu")
         where = last
     elif opts.init_from:
-        ck = load_checkpoint(opts.init_from, map_location="cpu")
+        ck = load_init(opts.init_from)
         where = Path(opts.init_from)
     if ck is not None:
         if ck.arch != opts.arch:
@@ -529,9 +530,17 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     model = build_model(cfg).to(device)
     opt = make_optimizer(model, opts)
     step, best, history = 0, float("inf"), []
+    dataset = TrainingFaces(data.train, size, opts.augment, opts.face_px, opts.p_template)
     if ck is not None:
         weights = ck.meta.get("train_state_dict", ck.state_dict) if opts.resume else ck.state_dict
         model.load_state_dict(weights)
+        if "init_from_onnx" in ck.meta and has_norms(model):
+            # an export's folded norms pass their input through: give them real crops' statistics
+            # (same eval function) so that training steps start near what the export computes
+            rng = np.random.default_rng(opts.seed)
+            picks = rng.choice(len(data.train), size=min(NORM_CROPS, len(data.train)), replace=False)
+            n = recalibrate_norms(model, np.stack([dataset[(int(i), int(rng.integers(2**31)))][0] for i in picks]))
+            log.info("%s: %d batch norms given the statistics of %d training crops", opts.init_from, n, len(picks))
     ema = EMA(model, opts.ema) if opts.ema > 0 else None
     if opts.resume:
         opt.load_state_dict(ck.meta["optimizer"])
@@ -583,7 +592,6 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         return validate(shadow, vb, device, groups=val_groups)
 
     end = min(opts.steps, opts.stop_at) if opts.stop_at else opts.steps
-    dataset = TrainingFaces(data.train, size, opts.augment, opts.face_px, opts.p_template)
     sampler = StepBatches(np.array(data.weights), opts.batch, opts.seed, step, end, rank, world)
     epoch = step * opts.batch // max(1, len(data.train))
     loader = make_loader(dataset, sampler, opts.workers, epoch)
