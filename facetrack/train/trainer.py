@@ -567,6 +567,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     record = {"command": opts.command, "seed": opts.seed, "data": _data_record(data, items),
               "options": {k: v for k, v in asdict(opts).items() if k not in ("augment",)}, "augment": asdict(opts.augment),
               "optimizer": "AdamW (decoupled weight decay on weights, none on biases and norms)", "world_size": world}
+    if ck is not None and "init_from_onnx" in ck.meta:  # which export the weights came from, by checksum
+        record["init_from_onnx"] = {k: ck.meta["init_from_onnx"][k] for k in ("path", "sha256")}
     use_amp = bool(opts.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     net: nn.Module = model

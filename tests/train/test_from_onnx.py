@@ -121,6 +121,11 @@ def test_trainer_warm_starts_from_an_export_and_guards_its_split(data_dir: Path,
     again = replace(first, out=str(tmp_path / "b"), init_from=str(exported), lr=1e-9, steps=1, val_every=1, warmup=0)
     m2 = train(again)
     assert m2["val_nme"] == pytest.approx(m1["val_nme"], rel=0.02)
+    import hashlib
+    import json
+
+    rec = json.loads((tmp_path / "b" / "record.json").read_text())
+    assert rec["init_from_onnx"] == {"path": str(exported), "sha256": hashlib.sha256(exported.read_bytes()).hexdigest()}
     with pytest.raises(ValueError, match="different split"):
         train(replace(again, out=str(tmp_path / "c"), seed=1))
     with pytest.raises(ValueError, match="checkpoint is 'aan', not 'mdm-rt'"):
