@@ -23,7 +23,6 @@ checks against the run's as for any ``--init-from``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -126,8 +125,11 @@ def checkpoint_from_onnx(path: str | Path) -> Checkpoint:
     outputs differ from ONNX Runtime's beyond the export's parity tolerance."""
     import onnx
 
+    from facetrack.engines import names
+    from facetrack.engines.engine_cache import file_sha256
     from facetrack.train.export import check_parity
     from facetrack.train.models import build_model, config_from_dict, config_to_dict
+    from facetrack.train.quantize import QUANTIZATION
 
     p = Path(path)
     if not p.is_file():
@@ -137,15 +139,15 @@ def checkpoint_from_onnx(path: str | Path) -> Checkpoint:
     except Exception as e:  # noqa: BLE001 - protobuf errors of many kinds: one line
         raise CheckpointError(f"{p}: not a readable ONNX model ({type(e).__name__})") from None
     meta = _metadata(proto)
-    if "facetrack.int8.source_sha256" in meta:
+    if names.INT8_SOURCE in meta:
         raise CheckpointError(f"{p}: an int8 variant (quantised weights); warm-start from the float32 file it was made from "
-                              f"({json.loads(meta.get('facetrack.int8.quantization', '{}')).get('source', 'the .onnx beside it')})")
-    if "facetrack.config" not in meta:
-        raise CheckpointError(f"{p}: no facetrack.config metadata (not a model exported by facetrack)")
+                              f"({json.loads(meta.get(QUANTIZATION, '{}')).get('source', 'the .onnx beside it')})")
+    if names.CONFIG not in meta:
+        raise CheckpointError(f"{p}: no {names.CONFIG} metadata (not a model exported by facetrack)")
     try:
-        cfg = config_from_dict(json.loads(meta["facetrack.config"]))
+        cfg = config_from_dict(json.loads(meta[names.CONFIG]))
     except (ValueError, TypeError, KeyError) as e:
-        raise CheckpointError(f"{p}: its facetrack.config does not describe a known model ({e})") from None
+        raise CheckpointError(f"{p}: its {names.CONFIG} does not describe a known model ({e})") from None
     model = build_model(cfg)
     model.load_state_dict(state_dict_from_onnx(model, proto, str(p)))
     model.eval()
@@ -154,11 +156,10 @@ def checkpoint_from_onnx(path: str | Path) -> Checkpoint:
     except RuntimeError as e:
         raise CheckpointError(f"{p}: the weights read back do not reproduce the file's outputs ({e})") from None
     try:
-        training = json.loads(meta.get("facetrack.training", "{}"))
+        training = json.loads(meta.get(names.TRAINING, "{}"))
     except ValueError:
         training = {}
-    sha = hashlib.sha256(p.read_bytes()).hexdigest()
-    extra: dict[str, Any] = {"arch": cfg.arch, "step": training.get("step"), "init_from_onnx": {"path": str(p), "sha256": sha,
+    extra: dict[str, Any] = {"arch": cfg.arch, "step": training.get("step"), "init_from_onnx": {"path": str(p), "sha256": file_sha256(p),
                              "parity_max_abs": parity}, "onnx_training": training}
     if isinstance(training.get("data"), dict):
         extra["data"] = training["data"]  # its validation split, checked by the trainer like a checkpoint's
@@ -191,6 +192,8 @@ def recalibrate_norms(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> 
     import torch
     from torch import nn
 
+    if model.config.kind != "aan":
+        raise ValueError("recalibrate_norms: only AAN has batch norms")
     x = torch.as_tensor(np.asarray(images, np.float32)).to(next(model.parameters()).device)
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -202,11 +205,7 @@ def recalibrate_norms(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> 
     hooks = [m.register_forward_hook(grab) for m in norms]
     try:
         with torch.no_grad():
-            model.eval()
-            if model.config.kind == "aan":
-                model(x)
-            else:
-                raise ValueError("recalibrate_norms: only AAN has batch norms")
+            model.eval()(x)
     finally:
         for h in hooks:
             h.remove()
