@@ -49,6 +49,15 @@ DEFAULT_DETECTOR = "haar-alt2+cnn"
 #: reported, the same on held-out frames, for 14 ms more CPU per photo (97 -> 111 ms median).
 STILL_DETECTOR = "haar-alt2+cnn-wide"
 
+#: detector name for video and cameras when more than one face is wanted (``--max-faces`` over 1;
+#: :func:`video_detector_name`): the default with the profile cascade beside it, on the frame and
+#: its mirror (:data:`DETECTORS` ``"haar-profile"``), which finds faces turned 45-90 degrees the
+#: others miss (the Hamilton clip's audience). A run for one face keeps the face it has (turned
+#: faces pass to the tracker's turned view) and searches only while it has none, where the profile
+#: passes would cost more CPU per frame than the whole of MediaPipe's tracking (docs/DETECTORS.md);
+#: a run for several faces searches while it tracks, a part per frame.
+GROUP_DETECTOR = "haar-alt2+cnn+profile"
+
 #: the CNN's long sides (px) for still images (:data:`STILL_DETECTOR`)
 WIDE_SIDES = (320, 480, 640, 800)
 
@@ -198,6 +207,8 @@ class HaarDetector:
                  calibration: BoxCalibration | None = None) -> None:
         if profile not in (True, False, "fallback"):
             raise ValueError(f"profile must be True, False or 'fallback', not {profile!r}")
+        if not frontal and profile is not True:
+            raise ValueError("a Haar detector without a frontal cascade needs profile=True")
         self.name = name or "haar-" + "+".join(frontal) + {True: "+profile", False: "", "fallback": "+profile-fallback"}[profile]
         self._profile_mode = profile
         self._passes: list[tuple["cv2.CascadeClassifier", bool]] = [(_load_cascade(k), False) for k in frontal]
@@ -211,7 +222,7 @@ class HaarDetector:
         if calibration is None:
             # the boxes are the frontal cascade's kind of square window (the profile cascade's too):
             # without a calibration of its own, a combination takes its first frontal cascade's
-            own, first = f"detector:{self.name}", f"detector:haar-{frontal[0]}"
+            own, first = f"detector:{self.name}", f"detector:haar-{frontal[0] if frontal else 'alt2'}"
             calibration = box_calibration(own if own in _load_calibrations(str(_calibration_path())) else first)
         self.calibration = calibration
 
@@ -376,6 +387,13 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
                                                         name="haar-alt2+cnn-wide", **kw),
     "cnn+haar-alt2": lambda **kw: CombinedDetector([_cnn_beside_cascade(), make_detector("haar-alt2")],
                                                    name="cnn+haar-alt2", **kw),
+    # turned faces: the profile cascade on the frame and its mirror, looking for faces of at least an
+    # eighth of the frame's height in a 480-px copy, where a face of the Hamilton clip's audience
+    # shot is found as often as at 640 px and at half the CPU (docs/DETECTORS.md)
+    "haar-profile": lambda **kw: HaarDetector((), profile=True, max_side=480, min_face=1 / 8, min_neighbors=2,
+                                              name="haar-profile", **kw),
+    "haar-alt2+cnn+profile": lambda **kw: CombinedDetector(
+        [make_detector("haar-alt2"), _cnn_beside_cascade(), make_detector("haar-profile")], name="haar-alt2+cnn+profile", **kw),
 }
 
 
@@ -403,9 +421,16 @@ def make_detector(name: str, **options: object) -> FaceDetector:
     return factory(**options)
 
 
-def default_detector() -> FaceDetector:
-    """The detector the tracker uses to (re)find faces: :data:`DEFAULT_DETECTOR`."""
-    return make_detector(DEFAULT_DETECTOR)
+def video_detector_name(max_faces: int = 1) -> str:
+    """The detector video and cameras are searched with for up to ``max_faces`` faces:
+    :data:`DEFAULT_DETECTOR` for one, :data:`GROUP_DETECTOR` for more."""
+    return DEFAULT_DETECTOR if max_faces <= 1 else GROUP_DETECTOR
+
+
+def default_detector(max_faces: int = 1) -> FaceDetector:
+    """The detector the tracker uses to (re)find up to ``max_faces`` faces
+    (:func:`video_detector_name`)."""
+    return make_detector(video_detector_name(max_faces))
 
 
 def still_detector() -> FaceDetector:

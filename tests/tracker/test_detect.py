@@ -309,3 +309,55 @@ def test_still_detector_finds_mid_size_faces_of_large_photos_the_default_misses(
     assert not hit(default_detector().detect(gray))
     assert not hit(detect.make_detector("haar-alt2").detect(gray))
     assert hit(detect.still_detector().detect(gray))
+
+
+def _audience_frame(data_dir, index: int = 239) -> np.ndarray:
+    cap = cv2.VideoCapture(str(data_dir / "videos_unlabelled" / "short_hamilton_clip.mp4"))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = cap.read()
+    assert ok
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+
+
+#: the Hamilton clip's audience shot, frame 240 (from 1): centres of the two women turned about
+#: 60 degrees to the image's left, read off the frame by eye
+AUDIENCE_TURNED = {"older woman": (190, 130), "right woman": (415, 130)}
+
+
+def test_the_profile_member_finds_the_turned_faces_the_video_default_misses(data_dir):
+    gray = _audience_frame(data_dir)
+    near = lambda dets, c: any(np.hypot(*((d.box[:2] + d.box[2:]) / 2 - c)) < 40 for d in dets)  # noqa: E731
+    profile = detect.make_detector("haar-profile").detect(gray)
+    default = detect.make_detector("haar-alt2+cnn").detect(gray)
+    assert all(near(profile, c) for c in AUDIENCE_TURNED.values()), [d.box for d in profile]
+    assert not any(near(default, c) for c in AUDIENCE_TURNED.values()), [d.box for d in default]
+    # in the combined detector its boxes come through (the profile cascade's boxes are the frontal
+    # cascade's kind of square window: no mapping moves them)
+    both = detect.make_detector("haar-alt2+cnn+profile")
+    assert both.parts == 1 + 2 + 2
+    assert all(near(both.detect(gray), c) for c in AUDIENCE_TURNED.values())
+    with pytest.raises(ValueError, match="without a frontal cascade"):
+        HaarDetector((), profile=False)
+
+
+def test_video_searches_for_several_faces_include_turned_ones():
+    """One face: the default detector; several: the profile cascade beside it, in the CLI and in a
+    tracker built without a detector."""
+    import argparse
+
+    from facetrack.tracker.track_cli import detector_name
+    from facetrack.tracker.tracker import Tracker, TrackerConfig
+
+    assert detect.video_detector_name(1) == detect.DEFAULT_DETECTOR == "haar-alt2+cnn"
+    assert detect.video_detector_name(4) == detect.GROUP_DETECTOR == "haar-alt2+cnn+profile"
+    args = lambda **kw: argparse.Namespace(detector=None, **kw)  # noqa: E731
+    assert detector_name(args(max_faces=1), images=False) == detect.DEFAULT_DETECTOR
+    assert detector_name(args(max_faces=3), images=False) == detect.GROUP_DETECTOR
+    assert detector_name(args(max_faces=3), images=True) == detect.STILL_DETECTOR
+    assert detector_name(argparse.Namespace(detector="haar-alt2", max_faces=3), images=False) == "haar-alt2"
+
+    class Stub:
+        kind = "mdm"
+
+    for n, name in ((1, detect.DEFAULT_DETECTOR), (2, detect.GROUP_DETECTOR)):
+        assert Tracker(TrackerConfig(model="mdm", max_faces=n), landmarkers={"mdm": Stub()}).detector.name == name
