@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facetrack.tracker.track_cli import CliError, covers, make_record, model_files, model_for, to_frame
+from facetrack.tracker.track_cli import CliError, covers, make_record, run_model_files, to_frame
 
 
 def shard_arg(text: str) -> tuple[int, int]:
@@ -101,7 +101,7 @@ def _records(args: argparse.Namespace, job: Job) -> tuple[Any, Any]:
                 fps = v.fps
         start, end = to_frame(args.start, fps) or 0, to_frame(args.end, fps)
         images = is_image_input(job.input)
-        return old, make_record(args, Path(job.input), model_files(model_for(args)), start, end, images)
+        return old, make_record(args, Path(job.input), run_model_files(args), start, end, images)
     except (OutputFileError, VideoError, OSError):
         return None, None
 
@@ -185,7 +185,7 @@ def run_batch(args: argparse.Namespace) -> int:
             raise CliError(f"{display_name(j.input)}: same output name as {display_name(seen[j.out])} "
                            f"({display_name(j.out)}); rename one of them")
         seen[j.out] = j.input
-    model_files(model_for(args))  # a missing model fails once, here, not once per input
+    run_model_files(args)  # a missing model fails once, here, not once per input
     threads = 1 if args.jobs > 1 else args.threads
     n = len(jobs)
     todo: list[tuple[int, Job]] = []

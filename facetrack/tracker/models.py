@@ -3,7 +3,8 @@ choice becomes model files and one fitting chain.
 
 Shipped weights live in the package folder ``facetrack/tracker/weights/`` (package data, found through
 :mod:`importlib.resources`): ``mdm-rt.onnx`` (name ``"mdm-rt"``, alias ``"mdm"``) and
-``aan.onnx`` (``"aan"``). Any other value is taken as a path to a model file.
+``aan.onnx`` (``"aan"``), and their turned-face variants (:data:`TURNED`). Any other value is
+taken as a path to a model file.
 The weights are trained on 300-W data: iBUG's non-commercial research terms apply.
 
 A choice (:class:`ModelChoice`, from :func:`parse_model`) is one model or a cascade written
@@ -22,8 +23,16 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
-#: Shipped model name -> file name in ``facetrack/tracker/weights/``.
-SHIPPED: dict[str, str] = {"mdm-rt": "mdm-rt.onnx", "mdm": "mdm-rt.onnx", "aan": "aan.onnx"}
+#: Shipped model name -> file name in ``facetrack/tracker/weights/``. The ``-turned`` models are
+#: the same architectures trained on with synthetic head turns (:mod:`facetrack.train.profile`):
+#: the tracker's view for the turned faces the others reject (:data:`TURNED`).
+SHIPPED: dict[str, str] = {"mdm-rt": "mdm-rt.onnx", "mdm": "mdm-rt.onnx", "aan": "aan.onnx",
+                           "mdm-rt-turned": "mdm-rt-turned.onnx", "mdm-turned": "mdm-rt-turned.onnx",
+                           "aan-turned": "aan-turned.onnx"}
+
+#: The model choice the tracker falls back on for new faces its ``--model`` rejects, and that
+#: then tracks them (``TrackerConfig.turned_model``; the CLI's ``--turned-model auto``).
+TURNED = "aan-turned+mdm-turned"
 
 
 class ModelNotFoundError(FileNotFoundError):

@@ -102,15 +102,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="mdm (MDM-RT from the detector box, MDM tracks), aan (AAN fits and tracks), "
                           "aan+mdm (AAN on the detector box, MDM refines; on video the two take turns on each face "
                           "and each fit is averaged with the other's last), or a model file (default auto: aan+mdm)")
+    mod.add_argument("--turned-model", default="none", metavar="MODEL",
+                     help="models for the turned faces --model rejects, which then track them (as --model; default auto: "
+                          "aan-turned+mdm-turned, trained with synthetic head turns; none: no second view)")
     mod.add_argument("--backend", default="auto",
                      help="auto (TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU), onnxruntime, onnxruntime-cuda, torch, tensorrt")
     mod.add_argument("--threads", type=int, default=None,
                      help="CPU threads for the runtime, OpenCV's image functions and the video decoder (default 1: "
                           "the least CPU time per frame; the runtime's extra threads never spin)")
     mod.add_argument("--detector", default=None, metavar="NAME",
-                     help="face detector: haar-alt2+cnn (default for video and cameras: the Haar cascade and this project's "
-                          "CNN together), haar-alt2+cnn-wide (default for images: the CNN also at larger sizes), haar-alt2, "
-                          "haar-alt2-fast, haar-alt2+profile-fast (also turned faces), dlib-hog (needs the [dlib] extra), "
+                     help="face detector: haar-alt2+cnn (default for video and cameras with --max-faces 1: the Haar cascade "
+                          "and this project's CNN together), haar-alt2+cnn+profile (default with --max-faces over 1: the "
+                          "profile cascade too, for turned faces), haar-alt2+cnn-wide (default for images: the CNN also at "
+                          "larger sizes), haar-alt2, haar-alt2-fast, haar-profile, dlib-hog (needs the [dlib] extra), "
                           "cnn (alone: 25x less CPU, misses small faces), ... (docs/DETECTORS.md)")
     mod.add_argument("--flip", choices=("auto", "on", "off"), default="auto",
                      help="also fit each face's mirror image and average the two: less error and flicker for twice the "
@@ -167,6 +171,21 @@ def model_for(args: argparse.Namespace) -> str:
     if model != "auto":
         return model
     return "aan+mdm"
+
+
+def turned_for(args: argparse.Namespace) -> str | None:
+    """``--turned-model`` for this run: ``auto`` takes the shipped turned-face models
+    (:data:`facetrack.tracker.models.TURNED`), ``none`` none."""
+    from facetrack.tracker.models import TURNED
+
+    turned = str(getattr(args, "turned_model", "auto"))
+    return None if turned == "none" else TURNED if turned == "auto" else turned
+
+
+def run_model_files(args: argparse.Namespace) -> list[Path]:
+    """Every model file this run loads: ``--model``'s, then ``--turned-model``'s."""
+    turned = turned_for(args)
+    return model_files(model_for(args)) + (model_files(turned) if turned else [])
 
 
 def flip_on(args: argparse.Namespace, images: bool) -> bool:
@@ -348,6 +367,8 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
         for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_flow"):
             options.pop(k, None)
     model = {"name": model_for(args), "sha256": [_model_sha256(f) for f in files]}
+    if turned_for(args):  # recorded only when on (the files' hashes are in the list above)
+        model["turned"] = turned_for(args)
     return RunRecord(input_identity(source_path), model, int(start), end, options)
 
 
@@ -396,7 +417,7 @@ def track(args: argparse.Namespace) -> Outcome:
         _check_writable(out, in_paths)
         if overlay is not None:
             _check_writable(overlay, in_paths)
-        files = model_files(model_for(args))
+        files = run_model_files(args)
         start = to_frame(args.start, source.fps) or 0
         end = to_frame(args.end, source.fps)
         record = make_record(args, in_paths[0], files, start, end, images) if in_paths else None
@@ -463,12 +484,15 @@ def use_opencv_threads(n: int) -> None:
 
 def detector_name(args: argparse.Namespace, images: bool) -> str:
     """``--detector`` for this input: the default searches video and cameras with
-    ``DEFAULT_DETECTOR`` and still images with the wider ``STILL_DETECTOR`` (no frame waits
-    for the search of a still image)."""
-    from facetrack.tracker.detect import DEFAULT_DETECTOR, STILL_DETECTOR
+    ``DEFAULT_DETECTOR`` for one face and ``GROUP_DETECTOR`` (turned faces too) for more
+    (:func:`~facetrack.tracker.detect.video_detector_name`), and still images with the wider
+    ``STILL_DETECTOR`` (no frame waits for the search of a still image)."""
+    from facetrack.tracker.detect import STILL_DETECTOR, video_detector_name
 
     name = getattr(args, "detector", None)
-    return name if name is not None else STILL_DETECTOR if images else DEFAULT_DETECTOR
+    if name is not None:
+        return name
+    return STILL_DETECTOR if images else video_detector_name(int(getattr(args, "max_faces", 1) or 1))
 
 
 def _detector(name: str) -> Any:
@@ -500,7 +524,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
                            smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
                            smooth_flow=getattr(args, "smooth_flow", "on") == "on", confidence_threshold=args.confidence, detect_every=args.detect_every,
                            default_fps=source.fps, track_init=args.track_init, flip=flip_on(args, images),
-                           shape_modes=args.shape_modes)
+                           shape_modes=args.shape_modes, turned_model=turned_for(args))
     try:
         tracker = Tracker(config, detector=_detector(detector_name(args, images)))
     except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:

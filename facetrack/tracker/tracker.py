@@ -125,6 +125,11 @@ class TrackerConfig:
     ``flip``: every fit also runs on the mirrored crop and the two are averaged (the landmarkers
     the tracker opens; see :class:`facetrack.tracker.landmarker.Landmarker`): less error and
     flicker for twice the model's CPU. The CLI turns it on for still images.
+    ``turned_model``: a second model choice (as ``model``) for turned faces, trained with
+    synthetic head turns (the shipped ``aan-turned+mdm-turned``; ``None``: none). A new face that
+    ``model`` rejects gets a last chance from it, with the same checks; a face it accepted is
+    tracked, refitted and looked for again by it (a view, as OpenFace's multi-view models).
+    Faces ``model`` accepts never reach it, so frontal faces are fitted as without it.
     """
 
     model: str = "mdm"
@@ -156,6 +161,7 @@ class TrackerConfig:
     reacquire_frames: int = 8
     max_refit_shift: float = 0.35
     flip: bool = False
+    turned_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
@@ -231,6 +237,7 @@ class _Track:
     filter: PoseShapeFilter | None = None
     turn: int = 0  # with a chain: the stage that fits this face in the next frame (modulo the chain's length)
     fits: dict[int, np.ndarray] = field(default_factory=dict)  # with a chain: each stage's last fit, carried to this frame
+    view: int = 0  # index into Tracker.chains: the chain that accepted this face fits it
 
 
 class CutDetector:
@@ -280,7 +287,7 @@ class Tracker:
     ``"aan"``, or the model path) to landmarkers; missing ones are loaded from
     :func:`facetrack.tracker.models.resolve_model`. ``detector``: a
     :class:`facetrack.tracker.detect.FaceDetector` (``detect``, ``detect_part``, ``parts``,
-    ``calibration``; default: ``facetrack.tracker.detect.default_detector()``).
+    ``calibration``; default: ``facetrack.tracker.detect.default_detector(max_faces)``).
     """
 
     def __init__(self, config: TrackerConfig | None = None, landmarkers: Mapping[str, LandmarkerLike] | None = None,
@@ -291,10 +298,18 @@ class Tracker:
                                             flip=self.config.flip)
         #: new faces are fitted by the model choice's chain; tracked faces by its stages in turn
         self.chain = FitChain([lms[k] for k in choice.stages])
+        #: the turned view's chain (``turned_model``; see :class:`TrackerConfig`), or ``None``
+        self.turned: FitChain | None = None
+        if self.config.turned_model:
+            turned = parse_model(self.config.turned_model)
+            tl, owned = open_landmarkers(turned, self.config.backend, self.config.threads, landmarkers,
+                                         flip=self.config.flip)
+            self._owned += [lm for lm in owned if lm not in self._owned]
+            self.turned = FitChain([tl[k] for k in turned.stages])
         if detector is None:
             from facetrack.tracker.detect import default_detector
 
-            detector = default_detector()
+            detector = default_detector(self.config.max_faces)
         self.detector = detector
         self.cuts = CutDetector(self.config.cut_threshold)
         self._shape_modes = resolve_shape_modes(self.config.shape_modes) if self.config.track_init == "shape" else 0
@@ -308,6 +323,11 @@ class Tracker:
         self.reset()
 
     @property
+    def chains(self) -> tuple[FitChain, ...]:
+        """The views, by a track's ``view``: :attr:`chain`, then :attr:`turned` when there is one."""
+        return (self.chain,) if self.turned is None else (self.chain, self.turned)
+
+    @property
     def track_model(self) -> LandmarkerLike:
         """The chain's last stage: it refits new faces (the shape check) and looks for lost ones."""
         return self.chain.track
@@ -317,7 +337,7 @@ class Tracker:
         self._tracks: dict[int, _Track] = {}
         self._index = 0
         self._search_now()  # the first frame searches
-        self._lost_recently: dict[int, tuple[np.ndarray, int]] = {}  # face id -> (last landmarks, frames since)
+        self._lost_recently: dict[int, tuple[np.ndarray, int, int]] = {}  # face id -> (last landmarks, frames since, view)
         self._eager_until = 0  # searches do not back off before this frame index (a face was lost)
         self._eager_scale = 1.0  # the scale of those searches (the half-size copy after losing a large face)
         self._prev_gray: np.ndarray | None = None  # the previous frame, for the tracked faces' flow
@@ -400,6 +420,8 @@ class Tracker:
                 if m is not None and t.filter is not None:
                     t.filter.move(m)
             fits = self._track_fits(gray, tracks, motions, timings)
+            if self.turned is not None:
+                fits = self._hand_over(gray, tracks, fits, timings)
             t0 = time.perf_counter()
             for t, f in zip(tracks, fits):
                 sane = self._sane(f, gray.shape[:2], t.landmarks)
@@ -407,7 +429,7 @@ class Tracker:
                     t.landmarks, t.confidence = f.landmarks, f.confidence
                 else:
                     lost[t.face_id] = self._lost(t, f.confidence if sane else 0.0)
-                    self._lost_recently[t.face_id] = (t.landmarks, 0)
+                    self._lost_recently[t.face_id] = (t.landmarks, 0, t.view)
                     del self._tracks[t.face_id]
             for t in self._duplicates():  # two tracks that converged on one face: keep the surer
                 lost[t.face_id] = self._lost(t, t.confidence)
@@ -450,7 +472,7 @@ class Tracker:
         """Whether tracked faces need their motion between frames: to move their filters
         (``smooth_flow``), or to carry a chain's fits to the next frame."""
         c = self.config
-        return (c.smooth and c.smooth_flow) or len(self.chain.stages) > 1
+        return (c.smooth and c.smooth_flow) or any(len(ch.stages) > 1 for ch in self.chains)
 
     def _motions(self, gray: np.ndarray, tracks: list[_Track], timings: dict[str, float]) -> list[np.ndarray | None]:
         """Each face's motion since the previous frame (:func:`face_motion`; ``None``: unknown)."""
@@ -463,7 +485,20 @@ class Tracker:
 
     def _track_fits(self, gray: np.ndarray, tracks: list[_Track], motions: list[np.ndarray | None],
                     timings: dict[str, float]) -> list[Fit]:
-        """Fit every tracked face from its previous landmarks: one batched call per model.
+        """Fit every tracked face from its previous landmarks by its view's chain
+        (:meth:`_chain_fits`)."""
+        fits: list[Fit | None] = [None] * len(tracks)
+        for v, chain in enumerate(self.chains):
+            idx = [i for i, t in enumerate(tracks) if t.view == v]
+            if idx:
+                got = self._chain_fits(chain, gray, [tracks[i] for i in idx], [motions[i] for i in idx], timings)
+                for i, f in zip(idx, got):
+                    fits[i] = f
+        return fits
+
+    def _chain_fits(self, chain: FitChain, gray: np.ndarray, tracks: list[_Track], motions: list[np.ndarray | None],
+                    timings: dict[str, float]) -> list[Fit]:
+        """Fit these tracked faces from their previous landmarks: one batched call per model.
 
         With one model, that model. With a chain (``aan+mdm``) the models take turns, one per face
         and frame, and each fit is averaged with the other models' last fits of the face carried
@@ -474,7 +509,9 @@ class Tracker:
         other models' turns a face keeps the lower of its last such confidence and the model's own.
         """
         c = self.config
-        stages = self.chain.stages
+        if chain is not self.chain:
+            return self._turned_fits(gray, tracks, timings)
+        stages = chain.stages
         n = len(stages)
         fits: list[Fit | None] = [None] * len(tracks)
         for k in range(n):
@@ -482,8 +519,8 @@ class Tracker:
             if not idx:
                 continue
             if k == n - 1:
-                fit = functools.partial(stages[k].fit_shapes, init=c.track_init)
-                if self._shape_model is not None:
+                fit = functools.partial(stages[k].fit_shapes, init=c.track_init if chain is self.chain else self._refit_init(chain))
+                if self._shape_model is not None and chain is self.chain:
                     # MDM from its previous fit, kept to shapes faces make: the crop stays aligned on the
                     # fit itself (aligning it on the projection tracked held-out sequences worse: 4.12
                     # against 3.88 % NME at best), only the start is projected
@@ -511,6 +548,30 @@ class Tracker:
             out.append(Fit(pts, conf, True))
         timings["post"] += (time.perf_counter() - t0) * 1000
         return out
+
+    def _hand_over(self, gray: np.ndarray, tracks: list[_Track], fits: list[Fit], timings: dict[str, float]) -> list[Fit]:
+        """A tracked face its view's model loses gets one try from the other view's tracking
+        model, started in the crop aligned on its last landmarks, before it is lost: a face that
+        turns away passes to the turned view (and one that turns back, to the first) without a
+        search. Accepted by the same checks; the face then stays with that view."""
+        failed = [i for i, (t, f) in enumerate(zip(tracks, fits)) if not self._accept(f, gray.shape[:2], t.landmarks)]
+        out = list(fits)
+        for v, chain in enumerate(self.chains):
+            idx = [i for i in failed if tracks[i].view != v]
+            if not idx:
+                continue
+            fit = functools.partial(chain.track.fit_shapes, init=self._refit_init(chain))
+            for i, f in zip(idx, self._call(fit, gray, [tracks[i].landmarks for i in idx], timings, len(idx))):
+                if self._accept(f, gray.shape[:2], tracks[i].landmarks):
+                    t = tracks[i]
+                    out[i], t.view, t.turn, t.fits = f, v, 0, {}
+        return out
+
+    def _turned_fits(self, gray: np.ndarray, tracks: list[_Track], timings: dict[str, float]) -> list[Fit]:
+        """The turned view tracks a face with its tracking model alone, started from the face's
+        last fit in the crop aligned on it (as its refit check does)."""
+        fit = functools.partial(self.chains[1].track.fit_shapes, init=self._refit_init(self.chains[1]))
+        return self._call(fit, gray, [t.landmarks for t in tracks], timings, len(tracks))
 
     def _keep_frame(self, frame: Any, gray: np.ndarray | None) -> None:
         """Keep this frame for the next one's flow when tracked faces need it."""
@@ -578,10 +639,13 @@ class Tracker:
         fits = self._refit(gray, [s[-1] for s in staged], timings, [s[:-1] for s in staged])
         if len(self.chain.stages) > 1:
             fits = self._fall_back(gray, boxes, fits, timings)
+        views = [0] * len(fits)
+        if len(self.chains) > 1:
+            fits, views = self._turned_chance(gray, boxes, fits, timings)
         t0 = time.perf_counter()
         new: list[FaceResult] = []
         accepted = [box_of(t.landmarks) for t in self._tracks.values()]
-        for f in fits:
+        for f, view in zip(fits, views):
             if not free:
                 break
             if f is None or not self._accept(f, gray.shape[:2], None):
@@ -592,7 +656,7 @@ class Tracker:
             accepted.append(fb)
             face_id = free.pop(0)
             self._lost_recently.pop(face_id, None)  # the slot holds a new face now
-            new.append(self._start_track(face_id, f, ts))
+            new.append(self._start_track(face_id, f, ts, view))
         timings["post"] += (time.perf_counter() - t0) * 1000
         self._end_part(bool(new))
         return new
@@ -645,8 +709,9 @@ class Tracker:
             self._part, self._since_search, self._cycle_found = 0, 0, False
 
     def _refit(self, gray: np.ndarray, fits: list[Fit], timings: dict[str, float],
-               earlier: Sequence[Sequence[Fit]]) -> list[Fit | None]:
-        """The shape check of new faces: each fit is refitted by the tracking model in the crop
+               earlier: Sequence[Sequence[Fit]], chain: FitChain | None = None) -> list[Fit | None]:
+        """The shape check of new faces: each fit is refitted by the tracking model (``chain``'s,
+        default :attr:`chain`'s) in the crop
         aligned on it. A face (and not a collar, a hand or a lamp) keeps its landmarks there;
         a fit whose refit moves by more than ``max_refit_shift`` outer-eye distances, or fails
         the sanity checks against it (scale change included), gives ``None``; the others give
@@ -660,7 +725,8 @@ class Tracker:
         out: list[Fit | None] = [None] * len(fits)
         if not good:
             return out
-        refits = self._call(functools.partial(self.track_model.fit_shapes, init="template"), gray,
+        model = (chain or self.chain).track
+        refits = self._call(functools.partial(model.fit_shapes, init=self._refit_init(chain or self.chain)), gray,
                             [fits[i].landmarks for i in good], timings, len(good))
         for i, r in zip(good, refits):
             a, b = fits[i].landmarks, r.landmarks
@@ -669,6 +735,15 @@ class Tracker:
                 prior = [e.landmarks for e in earlier[i] if e.valid and np.isfinite(e.landmarks).all()]
                 out[i] = Fit(np.mean([*prior, a, b], axis=0).astype(np.float32), r.confidence, r.valid)
         return out
+
+    def _refit_init(self, chain: FitChain) -> str:
+        """How the tracking model starts when it refits a new face, looks for a lost one or (turned
+        view) tracks one, in the crop aligned on the face: the first view from the template, the
+        turned view from the face's shape itself. The template is a frontal face, too far from a
+        face turned by 60 degrees for MDM's few steps: on the Hamilton clip's audience shot the
+        turned chain fitted the man at confidence 0.90-0.94 and its refit from the template fell
+        to 0.08-0.19."""
+        return "template" if chain is self.chain else "shape"
 
     def _fall_back(self, gray: np.ndarray, boxes: list[np.ndarray], fits: list[Fit | None],
                    timings: dict[str, float]) -> list[Fit | None]:
@@ -687,6 +762,25 @@ class Tracker:
                 out[i] = f
         return out
 
+    def _turned_chance(self, gray: np.ndarray, boxes: list[np.ndarray], fits: list[Fit | None],
+                       timings: dict[str, float]) -> tuple[list[Fit | None], list[int]]:
+        """The new faces the first chain rejects get a last chance from the turned chain
+        (``chains[1]``): its fits from the same boxes, its refit check. Returns the fits and each
+        one's view (1 where the turned chain's fit replaced a rejected one)."""
+        views = [0] * len(fits)
+        failed = [i for i, f in enumerate(fits) if f is None or not self._accept(f, gray.shape[:2], None)]
+        if not failed:
+            return fits, views
+        turned = self.chains[1]
+        staged = [s if isinstance(s, tuple) else (s,)
+                  for s in self._call(turned.fit_boxes_staged, gray, [boxes[i] for i in failed], timings, len(failed))]
+        out = list(fits)
+        refits = self._refit(gray, [s[-1] for s in staged], timings, [s[:-1] for s in staged], turned)
+        for i, f in zip(failed, refits):
+            if f is not None and self._accept(f, gray.shape[:2], None):
+                out[i], views[i] = f, 1
+        return out, views
+
     #: re-acquisition hypotheses around a lost face: (scale, in-plane angle in degrees)
     REACQUIRE = ((1.0, 0.0), (0.85, 0.0), (1.2, 0.0), (1.0, 20.0), (1.0, -20.0))
 
@@ -696,26 +790,33 @@ class Tracker:
         one batched call; the surest hypothesis that passes the checks (and overlaps no tracked
         face) takes the lowest free id."""
         c = self.config
-        for fid, (pts, age) in list(self._lost_recently.items()):
+        for fid, (pts, age, view) in list(self._lost_recently.items()):
             if age >= c.reacquire_frames:
                 del self._lost_recently[fid]
             else:
-                self._lost_recently[fid] = (pts, age + 1)
-        todo = [(fid, pts) for fid, (pts, age) in self._lost_recently.items() if age % 2 == 1]
+                self._lost_recently[fid] = (pts, age + 1, view)
+        todo = [(fid, pts, view) for fid, (pts, age, view) in self._lost_recently.items() if age % 2 == 1]
         if not todo:
             return []
-        shapes, owner = [], []
-        for fid, pts in todo:
-            centre = pts.mean(0)
-            for scale, deg in self.REACQUIRE:
-                a = np.deg2rad(deg)
-                m = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-                shapes.append(((pts - centre) @ m.T + centre).astype(np.float32))
-                owner.append(fid)
-        fits = self._call(functools.partial(self.track_model.fit_shapes, init="template"), gray, shapes, timings, len(shapes))
+        fits: list[Fit] = []
+        owner: list[int] = []
+        for v, chain in enumerate(self.chains):  # one batched call per view's tracking model
+            shapes = []
+            for fid, pts, view in todo:
+                if view != v:
+                    continue
+                centre = pts.mean(0)
+                for scale, deg in self.REACQUIRE:
+                    a = np.deg2rad(deg)
+                    m = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+                    shapes.append(((pts - centre) @ m.T + centre).astype(np.float32))
+                    owner.append(fid)
+            if shapes:
+                fits += self._call(functools.partial(chain.track.fit_shapes, init=self._refit_init(chain)), gray, shapes,
+                                   timings, len(shapes))
         t0 = time.perf_counter()
         new: list[FaceResult] = []
-        for fid, pts in todo:
+        for fid, pts, view in todo:
             cands = [f for f, o in zip(fits, owner) if o == fid and self._accept(f, gray.shape[:2], pts)]
             free = [i for i in range(c.max_faces) if i not in self._tracks]
             if not cands or not free:
@@ -725,14 +826,15 @@ class Tracker:
             if any(self._same_face(b, box_of(t.landmarks)) for t in self._tracks.values()):
                 continue
             del self._lost_recently[fid]
-            new.append(self._start_track(free[0], best, ts))
+            new.append(self._start_track(free[0], best, ts, view))
         timings["post"] += (time.perf_counter() - t0) * 1000
         return new
 
-    def _start_track(self, face_id: int, fit: Fit, ts: float) -> FaceResult:
-        """Track an accepted new (or re-acquired) face in slot ``face_id``; its report."""
+    def _start_track(self, face_id: int, fit: Fit, ts: float, view: int = 0) -> FaceResult:
+        """Track an accepted new (or re-acquired) face in slot ``face_id`` with the chain of
+        ``view``; its report."""
         c = self.config
-        t = _Track(face_id, fit.landmarks, fit.confidence)
+        t = _Track(face_id, fit.landmarks, fit.confidence, view=view)
         if c.smooth:
             t.filter = PoseShapeFilter(c.smooth_min_cutoff, c.smooth_beta, c.smooth_shape_min_cutoff, c.smooth_shape_beta,
                                        c.smooth_d_cutoff, 1.0 / c.default_fps)

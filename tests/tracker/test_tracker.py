@@ -819,3 +819,78 @@ def test_tracks_real_face_under_known_motion(face, model):
     # drift), and better than leaving the first fit where it was.
     drift = np.mean(errs[-5:]) - np.mean(errs[1:6])
     assert np.mean(errs) < 0.10 and drift < 0.02 and np.mean(errs) < np.mean(frozen), (errs, frozen)
+
+
+# --- the turned view ---------------------------------------------------------------------------
+def turned_tracker(front_gain: float, **cfg) -> tuple[Tracker, BlobLandmarker, BlobLandmarker]:
+    """A tracker whose first model scores every fit ``front_gain`` of its blob fill and whose
+    turned model (``turned_model="mdm-turned"``) scores it in full."""
+    front, turned = BlobLandmarker("mdm", gain=front_gain), BlobLandmarker("mdm")
+    tr = Tracker(TrackerConfig(model="mdm", turned_model="mdm-turned", **cfg),
+                 landmarkers={"mdm": front, "mdm-turned": turned}, detector=BlobDetector())
+    return tr, front, turned
+
+
+def test_a_face_the_first_model_rejects_is_taken_and_tracked_by_the_turned_model():
+    tr, front, turned = turned_tracker(0.3)
+    states = [[f.state for f in tr.process(scene([(100 + 2 * i, 80)])).faces] for i in range(4)]
+    assert states == [["detected"], ["tracking"], ["tracking"], ["tracking"]], states
+    # the first model fits the box and refits it (0.3 < 0.5: rejected); the turned model then fits
+    # the box, refits its fit, and alone tracks the face
+    assert front.calls == [("boxes", 1), ("shapes", 1)], front.calls
+    assert turned.calls == [("boxes", 1), ("shapes", 1), ("shapes", 1), ("shapes", 1), ("shapes", 1)], turned.calls
+    # without the turned view the same face is never accepted
+    plain, _, _ = make_tracker(BlobLandmarker("mdm", gain=0.3))
+    assert not any(plain.process(scene([(100, 80)])).success for _ in range(3))
+
+
+def test_a_face_the_first_model_accepts_never_reaches_the_turned_model():
+    tr, front, turned = turned_tracker(1.0)
+    for i in range(3):
+        assert tr.process(scene([(100 + 2 * i, 80)])).success
+    assert turned.calls == []
+    assert front.calls == [("boxes", 1), ("shapes", 1), ("shapes", 1), ("shapes", 1)]
+
+
+def test_a_lost_turned_face_is_looked_for_by_the_turned_model():
+    tr, front, turned = turned_tracker(0.3, cut_threshold=-2.0)  # no cuts: the confidence loses it
+    empty, there = scene([]), scene([(100, 80)])
+    rs = [tr.process(f) for f in [there, empty, empty, there]]
+    assert [[f.state for f in r.faces] for r in rs] == [["detected"], ["lost"], [], ["detected"]]
+    assert not rs[3].detector_ran  # found again around its last landmarks, before any search
+    # after the first frame the first model tried the face once (the hand-over, as it was lost);
+    # the turned model tracked it, then looked for it every other frame with all hypotheses in one call
+    assert front.calls == [("boxes", 1), ("shapes", 1), ("shapes", 1)], front.calls
+    hyp = len(Tracker.REACQUIRE)
+    assert turned.calls[2:] == [("shapes", 1), ("shapes", hyp), ("shapes", hyp)], turned.calls
+
+
+class FadingLandmarker(BlobLandmarker):
+    """A blob finder whose confidence falls to ``after`` from its ``start``-th tracking call on:
+    the first view's model on a face that turns away."""
+
+    def __init__(self, start: int, after: float = 0.1) -> None:
+        super().__init__("mdm")
+        self.start, self.after, self.tracked = start, after, 0
+
+    def fit_shapes(self, gray, shapes, timings=None, init="shape", starts=None):
+        fits = super().fit_shapes(gray, shapes, timings, init, starts)
+        self.tracked += 1
+        return [Fit(f.landmarks, self.after) for f in fits] if self.tracked > self.start else fits
+
+
+def test_a_tracked_face_that_turns_away_passes_to_the_turned_view_without_a_search():
+    front, turned = FadingLandmarker(start=3), BlobLandmarker("mdm")
+    tr = Tracker(TrackerConfig(model="mdm", turned_model="mdm-turned", detect_every=1), landmarkers={"mdm": front, "mdm-turned": turned},
+                 detector=BlobDetector())
+    rs = [tr.process(scene([(100 + 2 * i, 80)])) for i in range(6)]
+    assert [r.faces[0].state for r in rs] == ["detected"] + ["tracking"] * 5
+    assert [r.detector_ran for r in rs] == [True] + [False] * 5
+    assert tr._tracks[0].view == 1
+    # the turned model's first call is the hand-over (the frame the first model's fit failed),
+    # then it tracks the face alone
+    assert turned.calls == [("shapes", 1)] * 3, turned.calls
+    # without the turned view the same face is lost there
+    alone = Tracker(TrackerConfig(model="mdm", detect_every=1), landmarkers={"mdm": FadingLandmarker(start=3)}, detector=BlobDetector())
+    assert [r.faces[0].state for r in (alone.process(scene([(100 + 2 * i, 80)])) for i in range(4))] == \
+        ["detected", "tracking", "tracking", "lost"]
