@@ -126,8 +126,8 @@ def test_aan_export_has_no_intermediate_heads(tmp_path):
 def test_parity_check_catches_a_mismatch(tmp_path):
     model = _trained_like("mdm-rt")
     path = export_onnx(model, tmp_path / "m.onnx")
-    with torch.no_grad():
-        model.update.bias.add_(1e-3)
+    with torch.no_grad():  # a small bug's worth: the landmarks move by hundredths of a pixel or more
+        model.update.bias.add_(1e-2)
     with pytest.raises(RuntimeError, match="differs from PyTorch"):
         check_parity(model, path)
 
