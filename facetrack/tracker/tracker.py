@@ -417,7 +417,8 @@ class Tracker:
             tracks = list(self._tracks.values())
             motions = self._motions(gray, tracks, timings)
             for t, m in zip(tracks, motions):
-                if m is not None and t.filter is not None:
+                # motions are also measured for a chain's fits: the filters move only with smooth_flow
+                if m is not None and t.filter is not None and c.smooth_flow:
                     t.filter.move(m)
             fits = self._track_fits(gray, tracks, motions, timings)
             if self.turned is not None:
