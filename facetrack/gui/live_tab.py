@@ -18,7 +18,7 @@ from facetrack.gui.pipeline import LivePipeline
 from facetrack.gui.sources import list_cameras
 from facetrack.gui.views import FrameView, SeekSlider
 from facetrack.gui.workers import TrackerSpec
-from facetrack.tracker.models import CHOICES
+from facetrack.tracker.models import CHOICES, TURNED
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class LiveTab(QWidget):
     def _rebuild_tracker(self) -> None:
         self.show_message(f"loading model {self.current_model()}...", error=False, user=True)
         self.pipeline.configure(TrackerSpec(model=self.current_model(), backend=self.backend, smooth=self.smooth.isChecked(),
-                                            flip=self.flip.isChecked()))
+                                            flip=self.flip.isChecked(), turned_model=TURNED))
 
     def _record_toggled(self, on: bool) -> None:
         if not on:

@@ -185,6 +185,7 @@ class TrackerSpec:
     smooth: bool = False
     max_faces: int = 1
     flip: bool = False  # test-time mirroring (TrackerConfig.flip)
+    turned_model: str | None = None  # models for the turned faces ``model`` rejects (TrackerConfig.turned_model)
 
 
 class TrackerLike(Protocol):
@@ -200,7 +201,7 @@ def default_tracker_factory(spec: TrackerSpec) -> TrackerLike:
     from facetrack.tracker.tracker import Tracker, TrackerConfig
 
     return Tracker(TrackerConfig(model=spec.model, backend=spec.backend, max_faces=spec.max_faces, smooth=spec.smooth,
-                                 flip=spec.flip))
+                                 flip=spec.flip, turned_model=spec.turned_model))
 
 
 def backend_label(tracker: Any) -> str:

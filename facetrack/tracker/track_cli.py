@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="mdm (MDM-RT from the detector box, MDM tracks), aan (AAN fits and tracks), "
                           "aan+mdm (AAN on the detector box, MDM refines; on video the two take turns on each face "
                           "and each fit is averaged with the other's last), or a model file (default auto: aan+mdm)")
-    mod.add_argument("--turned-model", default="none", metavar="MODEL",
+    mod.add_argument("--turned-model", default="auto", metavar="MODEL",
                      help="models for the turned faces --model rejects, which then track them (as --model; default auto: "
                           "aan-turned+mdm-turned, trained with synthetic head turns; none: no second view)")
     mod.add_argument("--backend", default="auto",

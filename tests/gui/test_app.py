@@ -17,6 +17,7 @@ from facetrack.gui.frames import TrackedFrame
 from tests.gui.conftest import FakePredictor, FakeTracker
 from facetrack.tracker.io import Video300VW
 from facetrack.tracker.metrics import nme
+from facetrack.tracker.models import available
 
 pytestmark = pytest.mark.gui
 
@@ -385,11 +386,8 @@ def test_a_video_whose_name_is_not_utf8_opens_with_its_name_unmangled(qtbot, mak
     assert local_path(url) == str(path)
 
 
-def test_mirror_average_box_rebuilds_the_tracker_with_flip(qtbot, make_window, data_dir):
-    """Ticking "mirror-average" asks for a tracker with test-time mirroring; the real factory
-    then opens landmarkers that mirror (``Landmarker.flip``)."""
-    from facetrack.gui.workers import TrackerSpec, default_tracker_factory
-
+def _window_recording_specs(qtbot, make_window, data_dir):
+    """A window on the Hamilton clip whose tracker factory records the specs it is asked for."""
     specs = []
 
     def factory(spec):
@@ -398,6 +396,15 @@ def test_mirror_average_box_rebuilds_the_tracker_with_flip(qtbot, make_window, d
 
     win = make_window(factory)
     _open(qtbot, win, data_dir / VIDEO)
+    return specs, win
+
+
+def test_mirror_average_box_rebuilds_the_tracker_with_flip(qtbot, make_window, data_dir):
+    """Ticking "mirror-average" asks for a tracker with test-time mirroring; the real factory
+    then opens landmarkers that mirror (``Landmarker.flip``)."""
+    from facetrack.gui.workers import TrackerSpec, default_tracker_factory
+
+    specs, win = _window_recording_specs(qtbot, make_window, data_dir)
     win.live.flip.setChecked(True)
     qtbot.waitUntil(lambda: bool(specs) and specs[-1].flip, timeout=10000)
     assert specs[-1].smooth  # on by default, as for video in the CLI
@@ -408,3 +415,21 @@ def test_mirror_average_box_rebuilds_the_tracker_with_flip(qtbot, make_window, d
         assert tracker.track_model.flip is True
     finally:
         tracker.close()
+
+
+@pytest.mark.skipif(not {"aan-turned", "mdm-rt-turned"} <= set(available()), reason="needs the shipped turned-face models")
+def test_the_live_tab_tracks_turned_faces_with_the_turned_models(qtbot, make_window, data_dir):
+    """The live tab asks for the turned view (``TrackerSpec.turned_model``), as the CLI does by
+    default; the real factory then opens a second chain for it."""
+    from facetrack.gui.workers import TrackerSpec, default_tracker_factory
+    from facetrack.tracker.models import TURNED
+
+    specs, win = _window_recording_specs(qtbot, make_window, data_dir)
+    qtbot.waitUntil(lambda: bool(specs), timeout=10000)
+    assert specs[-1].turned_model == TURNED
+    for turned, views in ((None, 1), (TURNED, 2)):
+        tracker = default_tracker_factory(TrackerSpec(turned_model=turned))
+        try:
+            assert len(tracker.chains) == views
+        finally:
+            tracker.close()

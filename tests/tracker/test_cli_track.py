@@ -666,3 +666,29 @@ def test_still_images_are_searched_wider_than_video(data_dir, clip, tmp_path):
     vid = tmp_path / "vid.csv"
     assert main([str(clip), "--out", str(vid), "--end", "2f", "--quiet"]) == 0
     assert json.loads((tmp_path / "vid.csv.run.json").read_text())["options"]["detector"] is None
+
+
+@pytest.mark.skipif(not {"aan-turned", "mdm-rt-turned"} <= set(models.available()), reason="needs the shipped turned-face models")
+def test_the_turned_view_is_on_by_default_and_recorded(clip, tmp_path, capsys):
+    """``--turned-model`` defaults to the shipped turned-face models: their files are loaded and
+    hashed into the run record, so a CSV made with them does not resume without them."""
+    import argparse
+
+    from facetrack.tracker.models import TURNED
+    from facetrack.tracker.track_cli import add_arguments, make_record, model_files, run_model_files
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    on = parser.parse_args([str(clip), "--out", "o.csv"])
+    off = parser.parse_args([str(clip), "--out", "o.csv", "--turned-model", "none"])
+    assert run_model_files(on) == run_model_files(off) + model_files(TURNED)
+    assert make_record(on, clip, run_model_files(on), 0, None).model["turned"] == TURNED
+    assert "turned" not in make_record(off, clip, run_model_files(off), 0, None).model
+    out = tmp_path / "t.csv"
+    assert main([str(clip), "--out", str(out), "--end", "10f", "--quiet", "--turned-model", "none"]) == 0
+    capsys.readouterr()
+    assert main([str(clip), "--out", str(out), "--end", "20f", "--quiet", "--resume"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "t.csv" in err[0], err
+    assert main([str(clip), "--out", str(out), "--end", "20f", "--quiet", "--resume", "--turned-model", "none"]) == 0
+    assert len(_rows(out)) > 1
