@@ -520,8 +520,8 @@ class Tracker:
             if not idx:
                 continue
             if k == n - 1:
-                fit = functools.partial(stages[k].fit_shapes, init=c.track_init if chain is self.chain else self._refit_init(chain))
-                if self._shape_model is not None and chain is self.chain:
+                fit = functools.partial(stages[k].fit_shapes, init=c.track_init)
+                if self._shape_model is not None:
                     # MDM from its previous fit, kept to shapes faces make: the crop stays aligned on the
                     # fit itself (aligning it on the projection tracked held-out sequences worse: 4.12
                     # against 3.88 % NME at best), only the start is projected
