@@ -221,7 +221,8 @@ class HaarDetector:
         self.min_neighbors, self.scale_factor = int(min_neighbors), float(scale_factor)
         if calibration is None:
             # the boxes are the frontal cascade's kind of square window (the profile cascade's too):
-            # without a calibration of its own, a combination takes its first frontal cascade's
+            # without a calibration of its own, a combination takes its first frontal cascade's (the
+            # profile cascade alone, alt2's: the same kind of square window)
             own, first = f"detector:{self.name}", f"detector:haar-{frontal[0] if frontal else 'alt2'}"
             calibration = box_calibration(own if own in _load_calibrations(str(_calibration_path())) else first)
         self.calibration = calibration

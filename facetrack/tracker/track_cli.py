@@ -367,8 +367,9 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
         for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_flow"):
             options.pop(k, None)
     model = {"name": model_for(args), "sha256": [_model_sha256(f) for f in files]}
-    if turned_for(args):  # recorded only when on (the files' hashes are in the list above)
-        model["turned"] = turned_for(args)
+    turned = turned_for(args)
+    if turned:  # recorded only when on (the files' hashes are in the list above)
+        model["turned"] = turned
     return RunRecord(input_identity(source_path), model, int(start), end, options)
 
 

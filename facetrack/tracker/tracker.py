@@ -491,13 +491,16 @@ class Tracker:
         fits: list[Fit | None] = [None] * len(tracks)
         for v, chain in enumerate(self.chains):
             idx = [i for i, t in enumerate(tracks) if t.view == v]
-            if idx:
-                got = self._chain_fits(chain, gray, [tracks[i] for i in idx], [motions[i] for i in idx], timings)
-                for i, f in zip(idx, got):
-                    fits[i] = f
+            if not idx:
+                continue
+            # the turned view tracks with its tracking model alone, from the face's last fit
+            got = (self._chain_fits(gray, [tracks[i] for i in idx], [motions[i] for i in idx], timings) if v == 0
+                   else self._refit_shapes(chain, gray, [tracks[i].landmarks for i in idx], timings))
+            for i, f in zip(idx, got):
+                fits[i] = f
         return fits
 
-    def _chain_fits(self, chain: FitChain, gray: np.ndarray, tracks: list[_Track], motions: list[np.ndarray | None],
+    def _chain_fits(self, gray: np.ndarray, tracks: list[_Track], motions: list[np.ndarray | None],
                     timings: dict[str, float]) -> list[Fit]:
         """Fit these tracked faces from their previous landmarks: one batched call per model.
 
@@ -510,9 +513,7 @@ class Tracker:
         other models' turns a face keeps the lower of its last such confidence and the model's own.
         """
         c = self.config
-        if chain is not self.chain:
-            return self._turned_fits(gray, tracks, timings)
-        stages = chain.stages
+        stages = self.chain.stages
         n = len(stages)
         fits: list[Fit | None] = [None] * len(tracks)
         for k in range(n):
@@ -561,18 +562,18 @@ class Tracker:
             idx = [i for i in failed if tracks[i].view != v]
             if not idx:
                 continue
-            fit = functools.partial(chain.track.fit_shapes, init=self._refit_init(chain))
-            for i, f in zip(idx, self._call(fit, gray, [tracks[i].landmarks for i in idx], timings, len(idx))):
+            for i, f in zip(idx, self._refit_shapes(chain, gray, [tracks[i].landmarks for i in idx], timings)):
                 if self._accept(f, gray.shape[:2], tracks[i].landmarks):
                     t = tracks[i]
                     out[i], t.view, t.turn, t.fits = f, v, 0, {}
         return out
 
-    def _turned_fits(self, gray: np.ndarray, tracks: list[_Track], timings: dict[str, float]) -> list[Fit]:
-        """The turned view tracks a face with its tracking model alone, started from the face's
-        last fit in the crop aligned on it (as its refit check does)."""
-        fit = functools.partial(self.chains[1].track.fit_shapes, init=self._refit_init(self.chains[1]))
-        return self._call(fit, gray, [t.landmarks for t in tracks], timings, len(tracks))
+    def _refit_shapes(self, chain: FitChain, gray: np.ndarray, shapes: list[np.ndarray], timings: dict[str, float]) -> list[Fit]:
+        """``chain``'s tracking model fits each shape in the crop aligned on it, started as
+        :meth:`_refit_init` says: the refit check, re-acquisition, the hand-over between views and
+        the turned view's tracking."""
+        fit = functools.partial(chain.track.fit_shapes, init=self._refit_init(chain))
+        return self._call(fit, gray, shapes, timings, len(shapes))
 
     def _keep_frame(self, frame: Any, gray: np.ndarray | None) -> None:
         """Keep this frame for the next one's flow when tracked faces need it."""
@@ -726,9 +727,7 @@ class Tracker:
         out: list[Fit | None] = [None] * len(fits)
         if not good:
             return out
-        model = (chain or self.chain).track
-        refits = self._call(functools.partial(model.fit_shapes, init=self._refit_init(chain or self.chain)), gray,
-                            [fits[i].landmarks for i in good], timings, len(good))
+        refits = self._refit_shapes(chain or self.chain, gray, [fits[i].landmarks for i in good], timings)
         for i, r in zip(good, refits):
             a, b = fits[i].landmarks, r.landmarks
             shift = float(np.linalg.norm(b - a, axis=1).mean()) / max(eye_scale(a), 1e-6)
@@ -813,8 +812,7 @@ class Tracker:
                     shapes.append(((pts - centre) @ m.T + centre).astype(np.float32))
                     owner.append(fid)
             if shapes:
-                fits += self._call(functools.partial(chain.track.fit_shapes, init=self._refit_init(chain)), gray, shapes,
-                                   timings, len(shapes))
+                fits += self._refit_shapes(chain, gray, shapes, timings)
         t0 = time.perf_counter()
         new: list[FaceResult] = []
         for fid, pts, view in todo:
