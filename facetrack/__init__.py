@@ -2,7 +2,7 @@
 
 Packages, in the direction of their imports (docs/ARCHITECTURE.md):
 ``facetrack.gui -> facetrack.tracker -> facetrack.engines``; ``facetrack.train -> facetrack.tracker,
-facetrack.engines``; ``facetrack.cli`` and ``facetrack.bench`` sit on top and may import any of them.
+facetrack.engines``; ``facetrack.cli.main`` and ``facetrack.bench`` sit on top and may import any of them.
 Importing ``facetrack`` loads nothing heavy.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``python -m facetrack``: the same as the ``facetrack`` command."""
 import sys
 
-from facetrack.cli import main
+from facetrack.cli.main import main
 
 sys.exit(main())

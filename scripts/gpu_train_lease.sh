@@ -7,13 +7,13 @@
 #
 # Prepared here, at no device time (the data and the start travel as the carried folder .gpu):
 #   echo /.gpu/ >> .git/info/exclude
-#   python -m facetrack.train.compact_data ../shared/data .gpu/data      # 40 MB, same split
-#   python -c "from facetrack.train.checkpoint import slim_checkpoint as s; s('runs/mdm-rt-v4/best.pt', '.gpu/init.pt')"
+#   python -m facetrack.train.data.compact_data ../shared/data .gpu/data      # 40 MB, same split
+#   python -c "from facetrack.train.models.checkpoint import slim_checkpoint as s; s('runs/mdm-rt-v4/best.pt', '.gpu/init.pt')"
 # then device run: `bash scripts/gpu_train_lease.sh`, carry [".gpu"]. Variables: B (batch, 256),
 # LR (1e-3), W (loader workers, 14 of the 16 cores), END (seconds after the start by which
 # training stops, checkpointed by SIGTERM), PY (python3), DEV (cuda), INIT (the warm start:
 # .gpu/init.pt when it exists, else the shipped facetrack/tracker/weights/mdm-rt.onnx, read back
-# by facetrack/train/from_onnx.py; its split is the one this script trains with).
+# by facetrack/train/export/from_onnx.py; its split is the one this script trains with).
 set -u
 T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD CUBLAS_WORKSPACE_CONFIG=:4096:8 FACETRACK_DATA=$PWD/.gpu/data
@@ -35,11 +35,11 @@ STEPS=$($PY -c "print(int($RATE*($END-$(el)-25)*0.9)//100*100)"); VE=$($PY -c "p
 echo "== rate $RATE steps/s at batch $B; main run $STEPS steps, val every $VE, from $(el)s"
 nvidia-smi --query-gpu=utilization.gpu,memory.used,power.draw --format=csv -l 20 > "$OUT/gpu_util.csv" 2>&1 &
 SMI=$!
-timeout 150 $PY -m pytest -q -m gpu -rs -p no:cacheprovider tests/train/test_torch_cuda.py tests/engines/test_tensorrt.py > "$OUT/gpu_tests.txt" 2>&1 &
+timeout 150 $PY -m pytest -q -m gpu -rs -p no:cacheprovider tests/train/export/test_torch_cuda.py tests/engines/test_tensorrt.py > "$OUT/gpu_tests.txt" 2>&1 &
 TP=$!
 timeout -s TERM -k 20 $(( END - $(el) )) $PY -m facetrack train $COMMON --out /tmp/run --steps $STEPS --val-every $VE --workers $W
 echo "== train rc $? at $(el)s"; kill $SMI
-$PY -c "from facetrack.train.checkpoint import slim_checkpoint as s; s('/tmp/run/best.pt', '$OUT/best.pt')"
+$PY -c "from facetrack.train.models.checkpoint import slim_checkpoint as s; s('/tmp/run/best.pt', '$OUT/best.pt')"
 cp /tmp/run/metrics.jsonl /tmp/run/record.json "$OUT/"
 wait $TP; echo "== tests done at $(el)s"; tail -5 "$OUT/gpu_tests.txt"
 timeout 40 $PY -m facetrack.bench.gpu_latency --archs mdm-rt aan mdm --batches 1 8 --runs 200 --json "$OUT/gpu_latency.json"

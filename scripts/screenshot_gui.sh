@@ -45,7 +45,7 @@ export QT_QPA_PLATFORM=xcb  # a real window, not offscreen: fail loudly if xcb c
 
 "$PY" scripts/make_300vw_clip.py "$DATA" "$TMP/300vw" 401 >/dev/null
 
-PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} "$PY" -m facetrack.cli gui "$VIDEO" --model "$MODEL" \
+PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} "$PY" -m facetrack.cli.main gui "$VIDEO" --model "$MODEL" \
   --300vw-root "$TMP/300vw" --300vw-category 1 --300vw-mode "$VW_MODE" \
   --screenshot "$OUT" --screenshot-frames 30 --timeout 120 &
 APP=$!

@@ -29,3 +29,17 @@ def onnx_standin():
     from tests.onnx_standin import build_onnx_standin
 
     return build_onnx_standin
+
+
+@pytest.fixture(autouse=True)
+def _backend_registry_restored():
+    """Each test leaves the backend registry as it found it: ``facetrack.cli.main`` registers the
+    PyTorch backend in-process, and a later test may check how a checkpoint fails without it."""
+    from facetrack.engines import registry
+
+    backends, suffixes = dict(registry.BACKENDS), dict(registry.SUFFIXES)
+    yield
+    registry.BACKENDS.clear()
+    registry.BACKENDS.update(backends)
+    registry.SUFFIXES.clear()
+    registry.SUFFIXES.update(suffixes)

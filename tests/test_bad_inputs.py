@@ -1,4 +1,4 @@
-"""Bad inputs through the real command line (``python -m facetrack.cli ...`` in a subprocess).
+"""Bad inputs through the real command line (``python -m facetrack.cli.main ...`` in a subprocess).
 
 Every case must end with a non-zero exit code, one clear line ``facetrack...: <file>: <problem>``
 naming the file, no traceback and no foreign lines (FFmpeg's or OpenCV's own logging) on
@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for `python tests/test_bad_inputs.py` (the docs table)
 
 from facetrack.engines import names  # noqa: E402
-from facetrack.tracker.io import read_pts, write_pts  # noqa: E402
-from facetrack.tracker.output import COLUMNS, HEADER  # noqa: E402
+from facetrack.io.landmarks import read_pts, write_pts  # noqa: E402
+from facetrack.io.output import COLUMNS, HEADER  # noqa: E402
 
 CLIP = Path("videos_unlabelled") / "short_hamilton_clip.mp4"  # 275 frames, 640x360, 29.97 fps
 CLIP_FRAMES = 275
@@ -163,21 +163,21 @@ class Ran:
 #: after the first frame of ``eval-300vw``'s progress
 SIGINT_AT_FIRST_PROGRESS = """\
 import os, signal, sys
-import facetrack.tracker.eval300vw as ev
+import facetrack.cli.eval_300vw as ev
 show = ev._ProgressBar.__call__
 def show_then_ctrl_c(self, event):
     show(self, event)
     if event.frame >= 1:
         os.kill(os.getpid(), signal.SIGINT)
 ev._ProgressBar.__call__ = show_then_ctrl_c
-from facetrack.cli import main
+from facetrack.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
 def facetrack(args: list[str], cwd: Path, preexec: Callable[[], None] | None = None, timeout: float = 120,
               env_changes: dict[str, str | None] | None = None, interrupt: bool = False) -> Ran:
-    """``python -m facetrack.cli ARGS`` in ``cwd``; stdout/stderr as text."""
+    """``python -m facetrack.cli.main ARGS`` in ``cwd``; stdout/stderr as text."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("OPENCV_FFMPEG_LOGLEVEL", None)  # what a user's shell has: nothing
     for k, v in (env_changes or {}).items():
@@ -185,7 +185,7 @@ def facetrack(args: list[str], cwd: Path, preexec: Callable[[], None] | None = N
             env.pop(k, None)
         else:
             env[k] = v
-    cmd = [sys.executable, "-c", SIGINT_AT_FIRST_PROGRESS] if interrupt else [sys.executable, "-m", "facetrack.cli"]
+    cmd = [sys.executable, "-c", SIGINT_AT_FIRST_PROGRESS] if interrupt else [sys.executable, "-m", "facetrack.cli.main"]
     p = subprocess.run([*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, errors="backslashreplace",
                        timeout=timeout, preexec_fn=preexec)
     return Ran(p.returncode, p.stderr, p.stdout)
@@ -493,7 +493,7 @@ def test_output_file_size_limit_mid_run_keeps_complete_frames(tmp_path: Path, da
     r = facetrack([_clip(data_dir), "--out", str(out), "--model", str(model), "--end", "60f", "-q"], cwd=tmp_path,
                   preexec=cap_file_size)
     line = assert_one_line_error(r, str(out), "write failed")
-    from facetrack.tracker.output import read_landmarks_csv
+    from facetrack.io.output import read_landmarks_csv
 
     table = read_landmarks_csv(out)
     n = len(table.frame)
@@ -509,7 +509,7 @@ def test_engine_for_another_gpu_is_one_line_through_the_cli(tmp_path: Path, data
     whose header names an RTX 3090 / TensorRT 8.6 is refused before its plan is touched."""
     import facetrack.engines.tensorrt_backend as trt_backend
     from facetrack.engines.engine_cache import Platform
-    from facetrack.cli import main
+    from facetrack.cli.main import main
 
     here = Platform("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
     monkeypatch.setattr(trt_backend, "require_tensorrt", lambda: (object(), object()))

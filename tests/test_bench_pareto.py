@@ -11,7 +11,7 @@ import pytest
 
 from facetrack.bench import pareto
 from facetrack.bench.pareto import BenchError, Capacity, conclusion, pareto_front, run_state, table, train_command
-from facetrack.train.models import config_for, config_to_dict, overrides_of, with_overrides
+from facetrack.train.models.registry import config_for, config_to_dict, overrides_of, with_overrides
 
 
 def test_every_configuration_is_valid_and_only_the_shipped_ones_have_no_changes() -> None:
@@ -36,7 +36,7 @@ def test_the_training_command_is_the_same_for_every_configuration(tmp_path: Path
     # the command line it builds is one the trainer's parser accepts
     import argparse
 
-    from facetrack.train.cli import add_arguments
+    from facetrack.cli.train import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

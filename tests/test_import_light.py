@@ -1,4 +1,4 @@
-"""Every module of ``facetrack.tracker`` and ``facetrack.engines`` (and the ``facetrack``
+"""Every module of ``facetrack.tracker``, ``.io``, ``.eval`` and ``.engines`` (and the ``facetrack``
 command) imports with torch, tensorrt, pycuda, PySide6, onnx and matplotlib unavailable: heavy
 libraries are imported only inside the functions that need them."""
 from __future__ import annotations
@@ -13,14 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 FORBIDDEN = ("torch", "tensorrt", "pycuda", "PySide6", "onnx", "matplotlib")
 #: the light modules outside the two runtime packages
-EXTRA = ("facetrack", "facetrack.cli", "facetrack.train.torch_backend")
+EXTRA = ("facetrack", "facetrack.cli.main", "facetrack.cli.track", "facetrack.train.export.torch_backend")
 
 
 def runtime_modules() -> list[str]:
-    """Every module of ``facetrack.tracker`` and ``facetrack.engines``, found on disk: a module
+    """Every module of ``facetrack.tracker``, ``.io``, ``.eval`` and ``.engines``, found on disk: a module
     that is added later is checked too, and one that stops importing fails the test (no skip)."""
     out = []
-    for pkg in ("tracker", "engines"):
+    for pkg in ("tracker", "io", "eval", "engines"):
         for f in sorted((REPO / "facetrack" / pkg).rglob("*.py")):
             parts = f.relative_to(REPO).with_suffix("").parts
             out.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))

@@ -17,7 +17,7 @@ the command that makes the peers' environment.
 Speed: each video is decoded once to memory (decode ms/frame reported separately), a few
 warm-up frames run on a throwaway state, then every frame is timed (wall ms per frame and per
 stage; CPU seconds of the whole process, all threads). facetrack also writes its CSV
-(:class:`facetrack.tracker.output.CsvWriter`, timed as its own stage); the peers write nothing. The
+(:class:`facetrack.io.output.CsvWriter`, timed as its own stage); the peers write nothing. The
 rounds are interleaved (round 1 of every method, then round 2, ...) so a change in the load
 of a shared machine hits every method alike; figures are medians over rounds of per-frame
 medians / means. Ratios facetrack / peer come from the same run.
@@ -28,7 +28,7 @@ from the 300-W box (``300w`` calibration) and from its detector's box; dlib from
 detector (falling back to the 300-W box when it finds no face over the ground truth);
 MediaPipe from its own detector, 468 points mapped to 68 (``peers.MP_TO_68``), no face = failure.
 
-Stability: :func:`facetrack.tracker.metrics.jitter` without ground truth (mean frame-to-frame point
+Stability: :func:`facetrack.eval.metrics.jitter` without ground truth (mean frame-to-frame point
 displacement / outer-eye distance) over pairs of consecutive frames that both have a face,
 and the frames with a face.
 """
@@ -87,7 +87,7 @@ def _chain(lms: dict[str, Any], method: str, gray: np.ndarray, box: np.ndarray, 
 def worker_video(spec: dict[str, Any]) -> dict[str, Any]:
     """facetrack over one video decoded to memory: per-frame wall ms (tracker.process), its
     stages, CSV write ms, CPU seconds, landmarks of face 0 (None when not found)."""
-    from facetrack.tracker.output import CsvWriter
+    from facetrack.io.output import CsvWriter
     from facetrack.tracker.tracker import Tracker, TrackerConfig
 
     lms = _landmarkers(spec)
@@ -159,7 +159,7 @@ def worker_images(spec: dict[str, Any]) -> dict[str, Any]:
     from facetrack.tracker.detect import box_calibration, still_detector
     from facetrack.tracker.geometry import box_iou
     from facetrack.tracker.geometry import to_gray
-    from facetrack.train.datasets import read_image
+    from facetrack.train.data.datasets import read_image
 
     lms = _landmarkers(spec)
     det = still_detector()
@@ -243,12 +243,12 @@ def shot_cuts(frames: Sequence[np.ndarray], threshold: float = 0.5) -> list[int]
 
 
 def stability(landmarks: Sequence[list | None], cuts: Sequence[int] = ()) -> dict[str, float]:
-    """Frames with a face, and :func:`facetrack.tracker.metrics.jitter` (no ground truth) on 68 and on
+    """Frames with a face, and :func:`facetrack.eval.metrics.jitter` (no ground truth) on 68 and on
     the 49 points (normalised by the outer-eye distance of the 68-point shape), over pairs of
     consecutive frames that both have a face and are not split by a shot cut (``cuts``: 0-based
     indices of the first frame of each new shot)."""
     from facetrack.tracker.markup import SUBSET_49
-    from facetrack.tracker.metrics import jitter, normaliser
+    from facetrack.eval.metrics import jitter, normaliser
 
     p = _arr(landmarks)
     ok = np.isfinite(p).all(axis=(1, 2))
@@ -333,7 +333,7 @@ def ratios(speed: dict[str, dict[str, dict[str, Any]]], ours: Sequence[str], pee
 
 def accuracy_items(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """The 300-W test faces: split -> items (``image``, ``gt`` (68, 2), ``gt_box``, ``box_300w``)."""
-    from facetrack.train.datasets import load_images68
+    from facetrack.train.data.datasets import load_images68
 
     out: dict[str, list[dict[str, Any]]] = {}
     for split in ("common", "challenging"):
@@ -351,7 +351,7 @@ def accuracy_items(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
 def score_accuracy(items: list[dict[str, Any]], results: list[dict[str, Any]], key: str = "landmarks") -> dict[str, Any]:
     """NME (outer, 68 and 49 points) per split over the faces found; counts of failures
     (no face) and fallbacks (the 300-W box used because the detector found nothing)."""
-    from facetrack.tracker.metrics import nme, normaliser
+    from facetrack.eval.metrics import nme, normaliser
 
     out: dict[str, Any] = {}
     for split in ("common", "challenging"):
@@ -404,8 +404,8 @@ def export_untrained(folder: Path) -> dict[str, str]:
     when the trained weights are missing: speed is representative, accuracy is not)."""
     import torch
 
-    from facetrack.train.export import export_onnx
-    from facetrack.train.models import build_model
+    from facetrack.train.export.to_onnx import export_onnx
+    from facetrack.train.models.registry import build_model
 
     for arch in ("mdm-rt", "aan"):
         torch.manual_seed(0)

@@ -4,7 +4,7 @@
 [--no-graphs] [--compile] [--checkpoint ARCH=PATH ...] [--json out.json]``
 
 Random weights unless ``--checkpoint`` gives a training checkpoint (latency does not depend on
-the weights). Each model runs through :class:`facetrack.train.torch_cuda.CudaGraphRunner` (a CUDA graph
+the weights). Each model runs through :class:`facetrack.train.export.torch_cuda.CudaGraphRunner` (a CUDA graph
 captured per batch size, replayed; ``--no-graphs``: eager). Per call (= one video frame with
 ``batch`` faces), inputs already on the GPU: the GPU time between two CUDA events around the
 call, median and 10th / 90th percentiles of ``--runs`` calls after ``--warmup`` calls, in ms;
@@ -86,7 +86,7 @@ def time_runner(runner, feed_np: dict[str, np.ndarray], runs: int, warmup: int) 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from facetrack.train.torch_cuda import CudaGraphRunner, CudaUnavailableError, load_model, model_io, random_feed, require_cuda
+    from facetrack.train.export.torch_cuda import CudaGraphRunner, CudaUnavailableError, load_model, model_io, random_feed, require_cuda
 
     try:
         torch = require_cuda()

@@ -5,9 +5,9 @@ CLI runs them, with flat memory and no slowdown.
 [--out /tmp/long_run.csv] [--json results.json]``
 
 A real clip (default: ``$FACETRACK_DATA/videos_unlabelled/short_hamilton_clip.mp4``, 275
-frames) is decoded again and again (:class:`facetrack.tracker.video.VideoFile`, reopened at its end)
+frames) is decoded again and again (:class:`facetrack.io.video.VideoFile`, reopened at its end)
 until ``minutes * fps`` frames have passed; each frame goes through one
-:class:`facetrack.tracker.tracker.Tracker` and one :class:`facetrack.tracker.output.CsvWriter` (flushed per frame)
+:class:`facetrack.tracker.tracker.Tracker` and one :class:`facetrack.io.output.CsvWriter` (flushed per frame)
 with timestamps of the long video (``frame / fps`` seconds). At each mark (1, 10, 30 minutes of
 video time by default) the script reads the process's resident memory (``VmRSS``) and its peak
 (``VmHWM``) from ``/proc/self/status`` and the frames per second of the segment since the
@@ -51,7 +51,7 @@ def proc_status_mib() -> dict[str, float]:
 def check_csv(path: Path, frames: int) -> dict[str, int]:
     """Rows, distinct frames and successes of the landmark CSV; raises if a line is
     incomplete, a value is not finite, or a frame is missing or repeated."""
-    from facetrack.tracker.output import COLUMNS
+    from facetrack.io.output import COLUMNS
 
     n_rows = n_ok = 0
     expect = 1
@@ -82,9 +82,9 @@ def check_csv(path: Path, frames: int) -> dict[str, int]:
 def run(video: Path, model: str, minutes: float, fps: float, marks: list[float], out: Path, backend: str = "auto",
         threads: int | None = None, detect_every: int = 3) -> dict:
     """Track ``minutes`` of looped ``video`` at ``fps``; returns the results dict (see module doc)."""
-    from facetrack.tracker.output import CsvWriter
+    from facetrack.io.output import CsvWriter
     from facetrack.tracker.tracker import Tracker, TrackerConfig
-    from facetrack.tracker.video import VideoFile
+    from facetrack.io.video import VideoFile
 
     total = int(round(minutes * 60 * fps))
     mark_frames = sorted({min(total, int(round(m * 60 * fps))) for m in marks} | {total})

@@ -3,7 +3,7 @@
 ``python facetrack/bench/model_latency.py [--archs mdm mdm-rt aan] [--runs 100] [--threads 2] [--json out.json]``
 
 Random weights (latency does not depend on them). Each model is exported with
-:func:`facetrack.train.export.export_onnx` (parity-checked) to a temporary folder, then timed with ONNX
+:func:`facetrack.train.export.to_onnx.export_onnx` (parity-checked) to a temporary folder, then timed with ONNX
 Runtime's CPU provider, ``--threads`` intra-op threads, batch 1 and batch 8: median (and 10th /
 90th percentiles) of ``--runs`` runs after ``--warmup`` runs, in milliseconds per call.
 """
@@ -51,8 +51,8 @@ def bench(archs: list[str], runs: int, warmup: int, threads: int, batches: list[
     import onnxruntime as ort
     import torch
 
-    from facetrack.train.export import export_onnx
-    from facetrack.train.models import build_model
+    from facetrack.train.export.to_onnx import export_onnx
+    from facetrack.train.models.registry import build_model
 
     rows = []
     rng = np.random.default_rng(0)

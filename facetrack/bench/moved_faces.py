@@ -5,8 +5,8 @@
         [--val-of CHECKPOINT [--every K]]
 
 Each of the 8 300-W common test faces of ``images68`` (helen_test + lfpw_test, never trained on)
-is moved by a seeded smooth random similarity motion (:func:`facetrack.train.sequences.smooth_motion`,
-default :class:`~facetrack.train.sequences.MotionConfig`: up to about 3 % of the face size, 1.2° and
+is moved by a seeded smooth random similarity motion (:func:`facetrack.train.data.sequences.smooth_motion`,
+default :class:`~facetrack.train.data.sequences.MotionConfig`: up to about 3 % of the face size, 1.2° and
 1.2 % of scale per frame, pulled back towards the start) for ``--frames`` frames, rendered from
 the whole picture (edges replicated) with its ground truth moved the same way, and written as an
 MP4 video (mp4v, 30 fps; pictures larger than 960 px are scaled down first). Then:
@@ -24,7 +24,7 @@ MP4 video (mp4v, 30 fps; pictures larger than 960 px are scaled down first). The
 
 Figures per method: mean NME (68 points, outer eye corners, pooled over every frame with a face,
 in %), drift per face (mean NME of the last 10 frames minus the first 10, in percentage points;
-the median and the worst over the 8 faces), flicker (:func:`facetrack.tracker.metrics.flicker`,
+the median and the worst over the 8 faces), flicker (:func:`facetrack.eval.metrics.flicker`,
 mean over faces, in % of the outer-eye distance per frame) and the frames with a face.
 ``--still`` writes the same pictures without motion (``face{i}_{stem}.still.mp4``): a face that
 does not move, whose flicker is then how much the landmarks shimmer on their own.
@@ -47,8 +47,8 @@ import cv2
 import numpy as np
 
 from facetrack.tracker.geometry import face_size
-from facetrack.tracker.metrics import flicker, nme
-from facetrack.tracker.track_cli import model_for
+from facetrack.eval.metrics import flicker, nme
+from facetrack.tracker.presets import DEFAULT_MODEL
 
 METHODS = ("default", "unsmoothed", "shape", "template", "flip", "smooth", "flip+smooth", "per-frame", "dlib", "mediapipe")
 CLI_ARGS = {"default": [], "unsmoothed": ["--smooth", "off"], "shape": ["--track-init", "shape"], "template": ["--track-init", "template"],
@@ -59,7 +59,7 @@ MAX_SIDE = 960
 def make_clip(image: np.ndarray, gt: np.ndarray, frames: int, seed: int, path: Path, still: bool = False) -> np.ndarray:
     """Write the moved face as ``path`` (mp4v, 30 fps); returns the ground truth ``(T, 68, 2)``.
     ``still``: the picture does not move (every frame the same picture, up to the codec)."""
-    from facetrack.train.sequences import MotionConfig, smooth_motion
+    from facetrack.train.data.sequences import MotionConfig, smooth_motion
 
     s = min(1.0, MAX_SIDE / max(image.shape[:2]))
     if s < 1.0:
@@ -87,7 +87,7 @@ def make_clips(samples: Sequence[Any], out: Path, frames: int, seed: int, skip: 
     face ``i`` moved with seed ``seed * 1000 + i`` and written as ``out/face{i}_{stem}.mp4``, so
     every benchmark on these clips sees the same videos (``still``: not moved, written as
     ``out/face{i}_{stem}.still.mp4``)."""
-    from facetrack.train.datasets import read_image
+    from facetrack.train.data.datasets import read_image
 
     clips = []
     for i, s in enumerate(samples):
@@ -131,7 +131,7 @@ def run_cli(video: Path, extra: list[str], out_csv: Path) -> None:
 def run_per_frame(video: Path, model: str) -> list[list[np.ndarray]]:
     """Detection and a fit from the detector's box in every frame (the tracker reset each time)."""
     from facetrack.tracker.tracker import Tracker, TrackerConfig
-    from facetrack.tracker.video import VideoFile
+    from facetrack.io.video import VideoFile
 
     tr = Tracker(TrackerConfig(model=model, max_faces=3))
     faces = []
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=1, metavar="K", help="with --val-of: every K-th of those faces (default 1)")
     args = p.parse_args(argv)
     from facetrack.bench.environment import SetupError, data_dir, peers_missing_line, peers_python
-    from facetrack.train.datasets import load_images68
+    from facetrack.train.data.datasets import load_images68
 
     try:
         args.data = data_dir(args.data)
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         print("moved_faces: --frames must be >= 20 (drift compares the first and last 10 frames)", file=sys.stderr)
         return 2
     if args.val_of is not None:
-        from facetrack.train.quantize import validation_faces
+        from facetrack.train.export.quantize import validation_faces
 
         if args.every < 1:
             print("moved_faces: --every must be >= 1", file=sys.stderr)
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_cli(video, CLI_ARGS[m] + extra_model, out_csv)
                 faces = read_cli_csv(out_csv, len(gts))
             elif m == "per-frame":
-                faces = run_per_frame(video, args.model or model_for(argparse.Namespace(model="auto")))
+                faces = run_per_frame(video, args.model or DEFAULT_MODEL)
             else:
                 if args.peers_python is None or not args.peers_python.is_file():
                     skipped = peers_missing_line(args.peers_python)

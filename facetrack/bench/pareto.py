@@ -5,7 +5,7 @@ landmark step as the budget line.
 [--configs NAME ...] [--mdm-steps 1500] [--aan-steps 600] [--json PATH] [--train-only]``
 
 For every configuration of :data:`CONFIGS` (a named architecture, or one with ``--config``
-changes, :func:`facetrack.train.models.with_overrides`), one after the other:
+changes, :func:`facetrack.train.models.registry.with_overrides`), one after the other:
 
 1. **train** it from scratch with the project's own command, ``facetrack train ARCH --data
    images68:4 pseudo_dlib:1 pseudo_v2:1 --data-root DATA --seed 0 --threads 1 --workers 1
@@ -135,7 +135,7 @@ def run_state(run_dir: Path, expected_config: dict[str, Any], steps: int) -> str
 
 def ensure_trained(cap: Capacity, run_dir: Path, data_root: Path, steps: int, val_every: int) -> str:
     """Train ``cap`` into ``run_dir`` unless it is done there; returns the state it was found in."""
-    from facetrack.train.models import config_for, config_to_dict, with_overrides
+    from facetrack.train.models.registry import config_for, config_to_dict, with_overrides
 
     expected = config_to_dict(with_overrides(config_for(cap.arch), cap.config))
     state = run_state(run_dir, expected, steps)
@@ -159,7 +159,7 @@ def ensure_trained(cap: Capacity, run_dir: Path, data_root: Path, steps: int, va
 
 def export_best(run_dir: Path) -> Path:
     """``run_dir/best.onnx`` from ``best.pt`` (re-exported when the checkpoint is newer)."""
-    from facetrack.train.export import export_onnx
+    from facetrack.train.export.to_onnx import export_onnx
 
     ck, onnx_path = run_dir / "best.pt", run_dir / "best.onnx"
     if onnx_path.is_file() and onnx_path.stat().st_mtime >= ck.stat().st_mtime:
@@ -170,8 +170,8 @@ def export_best(run_dir: Path) -> Path:
 def checkpoint_facts(run_dir: Path) -> dict[str, Any]:
     """Parameters (inference graph; AAN's training-only heads left out) and the best
     checkpoint's validation figures."""
-    from facetrack.train.checkpoint import load_checkpoint
-    from facetrack.train.models import config_to_dict, overrides_of
+    from facetrack.train.models.checkpoint import load_checkpoint
+    from facetrack.train.models.registry import config_to_dict, overrides_of
 
     ck = load_checkpoint(run_dir / "best.pt")
     model = ck.build_model()

@@ -14,7 +14,7 @@ the face nearest the truth is scored. The clips move a still expression, so they
 pose filter's lag and what the shape filter removes, not the shape filter's lag on a changing
 expression (``tests/tracker/test_smoothing.py`` measures that on a synthetic opening mouth). The table gives,
 per setting: mean NME68 (%) — the price of the filter's lag, since the faces move — flicker (%,
-:func:`facetrack.tracker.metrics.flicker`) and median drift, beside the CLI with ``--smooth off``; and the
+:func:`facetrack.eval.metrics.flicker`) and median drift, beside the CLI with ``--smooth off``; and the
 filter's own CPU cost per face and frame (measured on the landmarks, in microseconds), with the
 flow's (:func:`facetrack.tracker.motion.face_motion` on the first two frames of the first clip) where it is on.
 """
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flow", choices=("on", "off"), nargs="+", default=["on", "off"], help="--smooth-flow")
     args = p.parse_args(argv)
     from facetrack.bench.environment import SetupError, data_dir
-    from facetrack.train.datasets import load_images68
+    from facetrack.train.data.datasets import load_images68
 
     try:
         args.data = data_dir(args.data)

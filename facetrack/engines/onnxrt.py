@@ -4,7 +4,7 @@ The model's facetrack metadata is read from the ONNX ``metadata_props``
 (``InferenceSession.get_modelmeta().custom_metadata_map``), so no side file is needed.
 On the CPU, a model ``NAME.onnx`` runs as ``NAME.int8.onnx`` when that file lies beside it and
 was made from this very file (its ``facetrack.int8.source_sha256``; made by
-:mod:`facetrack.train.quantize`): int8 weights in the matrix products, about a third less CPU per
+:mod:`facetrack.train.export.quantize`): int8 weights in the matrix products, about a third less CPU per
 call for mdm-rt; a stale one is ignored with a warning.
 ``onnxruntime`` is imported when a session is made, not when this module is imported.
 """
@@ -143,7 +143,7 @@ class OnnxRuntimeBackend(Backend):
                 if made_from == file_sha256(p):
                     self._session, self.file = s, q
                 else:
-                    log.warning("%s: not made from %s as it is now (re-run facetrack.train.quantize); running the float32 model", q, p.name)
+                    log.warning("%s: not made from %s as it is now (re-run facetrack.train.export.quantize); running the float32 model", q, p.name)
         if self._session is None:
             self._session = session(p)
         if device == "cuda" and CUDA_PROVIDER not in self._session.get_providers():

@@ -68,7 +68,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")
 def register_backend(name: str, entry: BackendEntry) -> None:
     """Add (or replace) backend ``name``; files with ``entry.suffixes`` other than ``.onnx``
     open in it by default. Called by the composition root for backends that live above
-    ``engines`` (``facetrack.train.torch_backend.register``)."""
+    ``engines`` (``facetrack.train.export.torch_backend.register``)."""
     BACKENDS[name] = entry
     for suffix in entry.suffixes:
         if suffix != ".onnx":
@@ -191,7 +191,7 @@ def backend_for_suffix(path: str | os.PathLike) -> str:
 def _torch_not_registered(path: str | os.PathLike) -> BackendUnavailableError:
     return BackendUnavailableError(
         f"{path}: training checkpoints need the PyTorch backend, which is not registered in this process "
-        f"(the facetrack command registers it; in Python call facetrack.train.torch_backend.register())")
+        f"(the facetrack command registers it; in Python call facetrack.train.export.torch_backend.register())")
 
 
 def _accepts(name: str, suffix: str) -> bool:

@@ -20,7 +20,7 @@ from facetrack.gui.live_tab import MODELS
 from facetrack.gui.overlay import render_comparison
 from facetrack.gui.views import FrameView
 from facetrack.gui.workers import EvalOutcome, EvalRequest, EvalWorker, PredictorFactory, progress_fraction
-from facetrack.tracker.eval300vw.predictors import MODES
+from facetrack.eval.vw300.predictors import MODES
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _fmt(x: Any, digits: int = 4) -> str:
 
 
 def category_rows(report: Any) -> list[tuple[str, ...]]:
-    """Table rows ``CATEGORY_COLUMNS`` of a ``facetrack.tracker.eval300vw.Report``, one per category and point count."""
+    """Table rows ``CATEGORY_COLUMNS`` of a ``facetrack.eval.vw300.Report``, one per category and point count."""
     rows = []
     for c, cr in sorted(report.categories.items()):
         for p in report.points:
@@ -116,8 +116,8 @@ class ReviewPlayer(QWidget):
 
     def load(self, video_dir: Path, predictions: dict[int, np.ndarray | None], fps: float = 30.0) -> bool:
         """Open ``video_dir`` (``vid.avi`` + ``annot/``) and show its first frame."""
-        from facetrack.tracker.io import Video300VW
-        from facetrack.tracker.video import VideoError, VideoFile
+        from facetrack.io.landmarks import Video300VW
+        from facetrack.io.video import VideoError, VideoFile
 
         self.stop()
         if self._video is not None:
@@ -146,8 +146,8 @@ class ReviewPlayer(QWidget):
         v = self._video
         if v is None:
             return
-        from facetrack.tracker.io import LandmarkFileError
-        from facetrack.tracker.video import VideoError
+        from facetrack.io.landmarks import LandmarkFileError
+        from facetrack.io.video import VideoError
 
         try:
             if frame != self.current + 1 or frame == 1:
@@ -170,7 +170,7 @@ class ReviewPlayer(QWidget):
         pred = self._preds.get(frame)
         caption = [f"{self.video_id} frame {frame}"]
         if gt is not None and pred is not None:
-            from facetrack.tracker.metrics import nme
+            from facetrack.eval.metrics import nme
 
             caption.append(f"NME {float(nme(pred, gt)):.4f}")
         elif not self._preds:

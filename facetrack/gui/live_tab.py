@@ -179,7 +179,7 @@ class LiveTab(QWidget):
 
     def open_file(self, path: str) -> None:
         self.pipeline.stop_recording()  # a recording belongs to one source
-        from facetrack.tracker.video import display_name
+        from facetrack.io.video import display_name
 
         self.show_message(f"opening {display_name(Path(path).name)}...", error=False, user=True)
         self.pipeline.open_file(path)

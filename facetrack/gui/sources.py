@@ -1,6 +1,6 @@
 """Frame sources for the app: a seekable video file or a camera, and the camera list.
 
-Thin adapters over :mod:`facetrack.tracker.video` (the CLI's sources) with one error type for the
+Thin adapters over :mod:`facetrack.io.video` (the CLI's sources) with one error type for the
 window (one line naming the file or camera and the problem). Frames are BGR ``uint8``
 ``(H, W, 3)``; indices are 0-based.
 """
@@ -24,10 +24,10 @@ class SourceError(OSError):
 
 
 class VideoFileSource:
-    """A video file (:class:`facetrack.tracker.video.VideoFile`) with a clamped ``seek``."""
+    """A video file (:class:`facetrack.io.video.VideoFile`) with a clamped ``seek``."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        from facetrack.tracker.video import VideoError, VideoFile, display_name
+        from facetrack.io.video import VideoError, VideoFile, display_name
 
         try:
             self._video = VideoFile(path)
@@ -44,7 +44,7 @@ class VideoFileSource:
     def read(self) -> tuple[int, float, np.ndarray] | None:
         """Next frame as ``(index, timestamp_s, image)`` (video time: ``index / fps``), or
         ``None`` at the end of the file."""
-        from facetrack.tracker.video import VideoError
+        from facetrack.io.video import VideoError
 
         try:
             return self._video.read()
@@ -53,7 +53,7 @@ class VideoFileSource:
 
     def seek(self, index: int) -> None:
         """Make ``index`` (clamped to the file) the next frame :meth:`read` returns."""
-        from facetrack.tracker.video import VideoError
+        from facetrack.io.video import VideoError
 
         try:
             self._video.seek(int(min(max(index, 0), self.info.frame_count - 1)))
@@ -65,11 +65,11 @@ class VideoFileSource:
 
 
 class CameraSource:
-    """A camera (:class:`facetrack.tracker.video.Camera`); not seekable. ``read`` raises
+    """A camera (:class:`facetrack.io.video.Camera`); not seekable. ``read`` raises
     :class:`SourceError` when the camera stops delivering frames (unplugged)."""
 
     def __init__(self, index: int) -> None:
-        from facetrack.tracker.video import Camera, VideoError
+        from facetrack.io.video import Camera, VideoError
 
         try:
             self._camera = Camera(index)

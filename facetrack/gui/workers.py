@@ -345,11 +345,11 @@ class InferenceWorker(QObject):
 
 class Recorder:
     """Writes each :class:`TrackedFrame` to the landmarks CSV (OpenFace layout, same as the CLI,
-    via :mod:`facetrack.tracker.output`) and, if a video path is given, the overlay video
-    (:func:`facetrack.tracker.video.open_video_writer`: ``.mkv``, ``.avi`` or ``.mp4``)."""
+    via :mod:`facetrack.io.output`) and, if a video path is given, the overlay video
+    (:func:`facetrack.io.video.open_video_writer`: ``.mkv``, ``.avi`` or ``.mp4``)."""
 
     def __init__(self, csv_path: Path, video_path: Path | None = None, fps: float = 30.0) -> None:
-        from facetrack.tracker.output import CsvWriter
+        from facetrack.io.output import CsvWriter
 
         self.csv = CsvWriter(csv_path)
         self.video_path = video_path
@@ -359,7 +359,7 @@ class Recorder:
     def write(self, frame: TrackedFrame, options: DrawOptions) -> None:
         self.csv.write_frame(frame.index + 1, frame.timestamp, frame.faces)  # CSV frames are 1-based
         if self.video_path is not None:
-            from facetrack.tracker.video import open_video_writer
+            from facetrack.io.video import open_video_writer
 
             img = render_tracked(frame, options)
             if self._video is None:  # the codec follows the suffix, as in the CLI (VideoError is an OSError)
@@ -375,7 +375,7 @@ class Recorder:
 # ----------------------------------------------------------------------------- 300VW evaluation
 @dataclass(frozen=True)
 class EvalRequest:
-    """Arguments of :func:`facetrack.tracker.eval300vw.evaluate_300vw` chosen in the 300VW tab."""
+    """Arguments of :func:`facetrack.eval.vw300.evaluate_300vw` chosen in the 300VW tab."""
 
     root: str
     categories: tuple[int, ...]
@@ -434,7 +434,7 @@ PredictorFactory = Callable[[str, str, str], Any]  # (mode, model, backend) -> F
 
 
 def progress_fraction(event: Any) -> float:
-    """Overall fraction done in [0, 1] from a :class:`facetrack.tracker.eval300vw.ProgressEvent`."""
+    """Overall fraction done in [0, 1] from a :class:`facetrack.eval.vw300.ProgressEvent`."""
     n_videos = max(1, int(event.n_videos))
     within = float(event.frame) / event.n_frames if event.n_frames else 1.0
     return min(1.0, max(0.0, (int(event.video_index) + within) / n_videos))
@@ -444,10 +444,10 @@ class EvalWorker(QObject):
     """Runs one evaluation in its thread; ``cancel()`` may be called from any thread.
 
     ``predictor_factory``: builds the predictor of a mode (default
-    :func:`facetrack.tracker.eval300vw.make_predictor`; tests inject another).
+    :func:`facetrack.eval.vw300.make_predictor`; tests inject another).
     """
 
-    progress = Signal(object)  # facetrack.tracker.eval300vw.ProgressEvent
+    progress = Signal(object)  # facetrack.eval.vw300.ProgressEvent
     finished = Signal(object)  # EvalOutcome
     failed = Signal(str)
     cancelled = Signal(object)  # EvalOutcome of the finished videos, or None
@@ -465,7 +465,7 @@ class EvalWorker(QObject):
     def run(self) -> None:
         r = self.request
         try:
-            from facetrack.tracker.eval300vw import evaluate_300vw, make_predictor
+            from facetrack.eval.vw300 import evaluate_300vw, make_predictor
 
             factory = self.predictor_factory or make_predictor
             predictor = RecordingPredictor(factory(r.mode, r.model, r.backend))

@@ -3,7 +3,7 @@
 A :class:`FaceDetector` returns face boxes in image pixels, best first; its
 :attr:`~FaceDetector.calibration` maps its boxes to an estimate of the tight box of the 68
 landmarks (:class:`facetrack.tracker.geometry.BoxCalibration`), so ``crop_from_box(calibration(box))``
-gives the crop the models were trained on. Calibrations are fitted by ``facetrack/train/calibrate.py``
+gives the crop the models were trained on. Calibrations are fitted by ``facetrack/train/loops/calibrate.py``
 on training faces and stored in ``facetrack/tracker/data/calibration.json``.
 
 Detectors: OpenCV's Haar cascades (shipped inside ``opencv-python`` 4.x, ``cv2.data.haarcascades``;
@@ -106,7 +106,7 @@ def _load_calibrations(path: str) -> dict[str, BoxCalibration]:
         sources = data["sources"]
         return {k: BoxCalibration(float(v["sx"]), float(v["sy"]), float(v["dx"]), float(v["dy"])) for k, v in sources.items()}
     except FileNotFoundError:
-        log.warning("%s: no box calibration file (run facetrack/train/calibrate.py); using identity calibrations", p)
+        log.warning("%s: no box calibration file (run facetrack/train/loops/calibrate.py); using identity calibrations", p)
         return {}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{p}: not a box calibration file ({e!r})") from None
@@ -126,7 +126,7 @@ def box_calibration(source: str, path: str | Path | None = None) -> BoxCalibrati
     if source in table:
         return table[source]
     if source.startswith("detector:"):
-        log.warning("no box calibration for %s; using the identity (run facetrack/train/calibrate.py)", source)
+        log.warning("no box calibration for %s; using the identity (run facetrack/train/loops/calibrate.py)", source)
         return BoxCalibration()
     raise ValueError(f"unknown box source {source!r} (known: gt, {', '.join(sorted(table)) or 'none fitted'})")
 
@@ -374,7 +374,7 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "haar-alt2+profile-fallback": lambda **kw: HaarDetector(("alt2",), profile="fallback", **kw),
     "haar-default+alt2+profile": lambda **kw: HaarDetector(("default", "alt2"), profile=True, **kw),
     "dlib-hog": lambda **kw: DlibHogDetector(**kw),
-    # the project's own CNN (facetrack/train/face_detector.py), ONNX Runtime; imported when asked for.
+    # the project's own CNN (facetrack/train/loops/face_detector.py), ONNX Runtime; imported when asked for.
     # Sides and thresholds chosen on frames_v2 training groups (docs/DETECTORS.md)
     "cnn": lambda **kw: _cnn_detector(sides=(320, 480), threshold=0.45, name="cnn", **kw),
     "cnn-320": lambda **kw: _cnn_detector(sides=(320,), threshold=0.45, name="cnn-320", **kw),

@@ -1,4 +1,4 @@
-"""A small CNN face detector trained by this project (``facetrack/train/face_detector.py``), run
+"""A small CNN face detector trained by this project (``facetrack/train/loops/face_detector.py``), run
 with ONNX Runtime on the CPU; no torch at run time.
 
 The network is anchor-free in the manner of CenterNet (Zhou et al., "Objects as Points", 2019):

@@ -177,7 +177,7 @@ def crop_from_box(box: np.ndarray, size: int) -> np.ndarray:
 class BoxCalibration:
     """Maps a face box of some source (a detector, the 300-W boxes) to an estimate of the
     tight box of the 68 landmarks: centre shifted by ``(dx, dy)`` box sides, sides scaled
-    by ``(sx, sy)``. Fitted on training faces by ``facetrack.train.calibrate``."""
+    by ``(sx, sy)``. Fitted on training faces by ``facetrack.train.loops.calibrate``."""
 
     sx: float = 1.0
     sy: float = 1.0

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 
 #: Shipped model name -> file name in ``facetrack/tracker/weights/``. The ``-turned`` models are
-#: the same architectures trained on with synthetic head turns (:mod:`facetrack.train.profile`):
+#: the same architectures trained on with synthetic head turns (:mod:`facetrack.train.data.profile`):
 #: the tracker's view for the turned faces the others reject (:data:`TURNED`).
 SHIPPED: dict[str, str] = {"mdm-rt": "mdm-rt.onnx", "mdm": "mdm-rt.onnx", "aan": "aan.onnx",
                            "mdm-rt-turned": "mdm-rt-turned.onnx", "mdm-turned": "mdm-rt-turned.onnx",

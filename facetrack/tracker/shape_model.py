@@ -13,7 +13,7 @@ Shapes live in the template's frame (:func:`facetrack.tracker.geometry.template`
 :data:`FRAME`), aligned by the least-squares similarity (Umeyama); points in any other frame
 (image or crop) are aligned onto the model first and mapped back after, so only their shape is
 changed, never their position, size or roll.
-The model file is made by ``python -m facetrack.train.shape_model`` from training labels only.
+The model file is made by ``python -m facetrack.train.loops.shape_model`` from training labels only.
 """
 from __future__ import annotations
 

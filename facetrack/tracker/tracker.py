@@ -182,7 +182,7 @@ class TrackerConfig:
 
 def resolve_shape_modes(shape_modes: int | None) -> int:
     """``TrackerConfig.shape_modes`` as a number: ``None`` takes the shipped shape model's
-    ``tracking_modes`` (chosen on held-out sequences by ``python -m facetrack.train.shape_model
+    ``tracking_modes`` (chosen on held-out sequences by ``python -m facetrack.train.loops.shape_model
     --choose``), 0 without a shape model."""
     if shape_modes is not None:
         return int(shape_modes)

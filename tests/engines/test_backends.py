@@ -1,6 +1,6 @@
 """Backends on real ONNX files: the tests' hand-built facetrack stand-in (``onnx_standin`` of
 tests/conftest.py: the names and metadata of facetrack/engines/names.py, outputs computable in
-numpy) and mdm-rt / aan exports by facetrack.train.export. Feed validation and metadata
+numpy) and mdm-rt / aan exports by facetrack.train.export.to_onnx. Feed validation and metadata
 verification errors, table-driven."""
 from __future__ import annotations
 
@@ -203,7 +203,7 @@ def test_verify_metadata_accepts_good_and_checks_io_names():
         verify_metadata(_meta("aan"), "a.onnx", ["image"], ["landmarks"])
 
 
-# ---- real exports (facetrack.train.export): a missing module fails here, it never skips -----------------------
+# ---- real exports (facetrack.train.export.to_onnx): a missing module fails here, it never skips -----------------------
 def _image_dependent(model):
     """``model`` made to behave like a trained one, whose landmarks depend on the image: a fresh
     model's barely do (5e-4 px between two random images for aan, 2e-3 px for mdm-rt: its
@@ -212,7 +212,7 @@ def _image_dependent(model):
     landmarks then move by about 1.8 px (aan) and 0.08 px (mdm-rt) between two images."""
     import torch
 
-    from facetrack.train.torch_cuda import random_feed
+    from facetrack.train.export.torch_cuda import random_feed
 
     with torch.no_grad():
         for q in model.parameters():
@@ -239,8 +239,8 @@ PARITY_PX = 1e-4
 def test_exported_model_runs_in_onnxrt_and_matches_torch(tmp_path, arch):
     import torch
 
-    from facetrack.train.export import export_onnx
-    from facetrack.train.models import build_model
+    from facetrack.train.export.to_onnx import export_onnx
+    from facetrack.train.models.registry import build_model
 
     torch.manual_seed(0)
     model = _image_dependent(build_model(arch).eval())
@@ -268,9 +268,9 @@ def test_exported_model_runs_in_onnxrt_and_matches_torch(tmp_path, arch):
 
 @pytest.fixture()
 def torch_registered():
-    """The composition root's registration of the torch backend (facetrack.cli does the same)."""
+    """The composition root's registration of the torch backend (facetrack.cli.main does the same)."""
     from facetrack.engines import registry
-    from facetrack.train.torch_backend import register
+    from facetrack.train.export.torch_backend import register
 
     saved = dict(registry.BACKENDS), dict(registry.SUFFIXES)
     register()
@@ -280,8 +280,8 @@ def torch_registered():
 
 
 def _save(path: Path, model, **meta) -> Path:
-    from facetrack.train.checkpoint import save_checkpoint
-    from facetrack.train.models import config_to_dict
+    from facetrack.train.models.checkpoint import save_checkpoint
+    from facetrack.train.models.registry import config_to_dict
 
     return save_checkpoint(path, model.state_dict(), config_to_dict(model.config), **meta)
 
@@ -289,8 +289,8 @@ def _save(path: Path, model, **meta) -> Path:
 def test_torch_backend_runs_a_checkpoint_like_its_onnx(tmp_path, torch_registered):
     import torch
 
-    from facetrack.train.export import export_onnx
-    from facetrack.train.models import build_model
+    from facetrack.train.export.to_onnx import export_onnx
+    from facetrack.train.models.registry import build_model
 
     torch.manual_seed(0)
     model = _image_dependent(build_model("aan").eval())
@@ -317,7 +317,7 @@ def test_a_checkpoint_without_the_torch_backend_registered_says_how(tmp_path):
     path = tmp_path / "m.pt"
     path.write_bytes(b"PK\x03\x04")
     for backend in ("auto", "torch"):
-        with pytest.raises(BackendUnavailableError, match=r"facetrack.train.torch_backend.register\(\)"):
+        with pytest.raises(BackendUnavailableError, match=r"facetrack.train.export.torch_backend.register\(\)"):
             open_backend(path, backend=backend)
 
 
@@ -337,7 +337,7 @@ def test_torch_backend_bad_files(tmp_path, torch_registered, content, message):
 def test_torch_backend_rejects_a_foreign_or_damaged_checkpoint(tmp_path, torch_registered):
     import torch
 
-    from facetrack.train.models import build_model
+    from facetrack.train.models.registry import build_model
 
     path = tmp_path / "foreign.pt"
     torch.save({"model": {"w": torch.zeros(2)}}, path)

@@ -75,7 +75,7 @@ def test_suffix_table(name, expected):
 
 def test_registering_a_backend_from_above_adds_its_suffixes(monkeypatch):
     """The torch backend lives in facetrack.train and joins through register_backend."""
-    from facetrack.train.torch_backend import register
+    from facetrack.train.export.torch_backend import register
 
     monkeypatch.setattr(registry, "BACKENDS", dict(BACKENDS))
     monkeypatch.setattr(registry, "SUFFIXES", dict(SUFFIXES))
@@ -83,7 +83,7 @@ def test_registering_a_backend_from_above_adds_its_suffixes(monkeypatch):
         registry.backend_for_suffix("runs/last.pt")
     register()
     assert registry.backend_for_suffix("runs/last.pt") == "torch" and registry.backend_for_suffix("a.pth") == "torch"
-    assert registry.BACKENDS["torch"].module == "facetrack.train.torch_backend"
+    assert registry.BACKENDS["torch"].module == "facetrack.train.export.torch_backend"
     assert registry.backend_for_suffix("m.onnx") == "onnxruntime"  # .onnx stays with the picker
 
 
@@ -138,7 +138,7 @@ def test_every_backend_takes_the_cpu_budget_and_a_misspelt_option_is_an_error(aa
 
     from facetrack.engines.onnxrt import OnnxRuntimeBackend
     from facetrack.engines.tensorrt_backend import TensorRTBackend
-    from facetrack.train.torch_backend import TorchBackend
+    from facetrack.train.export.torch_backend import TorchBackend
 
     for cls in (OnnxRuntimeBackend, TensorRTBackend, TorchBackend):
         param = inspect.signature(cls.__init__).parameters.get("threads")

@@ -54,11 +54,11 @@ def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """aan and mdm-rt with seeded random weights exported by facetrack.train.export (real facetrack ONNX files)."""
+    """aan and mdm-rt with seeded random weights exported by facetrack.train.export.to_onnx (real facetrack ONNX files)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from facetrack.train.export import export_onnx
-    from facetrack.train.models import build_model
+    from facetrack.train.export.to_onnx import export_onnx
+    from facetrack.train.models.registry import build_model
 
     out = tmp_path_factory.mktemp("onnx")
     paths = {}
@@ -76,7 +76,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def real_feed(data_dir: Path, backend, n: int) -> dict[str, np.ndarray]:
     """``n`` real face crops (300-W common test faces, cropped from their landmarks) as a feed."""
     from facetrack.tracker.geometry import crop_from_shape, template, to_gray, to_input, warp_crop
-    from facetrack.tracker.io import read_pts
+    from facetrack.io.landmarks import read_pts
     import cv2
 
     s = backend.input_size
@@ -98,7 +98,7 @@ def real_feed(data_dir: Path, backend, n: int) -> dict[str, np.ndarray]:
 def test_build_engine_without_tensorrt_exits_with_clear_message(
     no_tensorrt: None, exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from facetrack.cli import main
+    from facetrack.cli.main import main
 
     rc = main(["build-engine", str(exported["aan"]), "--fp16", "--max-faces", "4", "--cache-dir", str(tmp_path)])
     err = capsys.readouterr().err
@@ -113,7 +113,7 @@ def test_build_engine_process_has_no_traceback(tmp_path: Path) -> None:
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"not parsed before TensorRT is found")
     code = ("import sys; sys.modules['tensorrt'] = None; sys.modules['pycuda'] = None; "
-            "from facetrack.cli import main; sys.exit(main(sys.argv[1:]))")
+            "from facetrack.cli.main import main; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, "build-engine", str(onnx), "--cache-dir", str(tmp_path / "c")],
                           cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
@@ -128,7 +128,7 @@ def test_build_engine_process_has_no_traceback(tmp_path: Path) -> None:
     ids=["missing-file", "max-faces", "workspace"],
 )
 def test_build_engine_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
-    from facetrack.cli import main
+    from facetrack.cli.main import main
 
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"x")
@@ -293,7 +293,7 @@ def test_engine_build_run_and_parity_with_onnxruntime(exported: dict[str, Path],
                                                       capsys: pytest.CaptureFixture, arch: str, precision: str) -> None:
     from facetrack.engines.onnxrt import OnnxRuntimeBackend
     from facetrack.engines.tensorrt_backend import TensorRTBackend
-    from facetrack.cli import main
+    from facetrack.cli.main import main
 
     out = tmp_path / f"{arch}-{precision}.engine"
     argv = ["build-engine", str(exported[arch]), "--max-faces", "4", "--out", str(out), "--cache-dir", str(tmp_path)]
@@ -503,7 +503,7 @@ def test_build_and_run_through_the_tensorrt_api_surface(monkeypatch: pytest.Monk
 
     from facetrack.engines.onnxrt import OnnxRuntimeBackend
     from facetrack.engines.tensorrt_backend import TensorRTBackend
-    from facetrack.cli import main
+    from facetrack.cli.main import main
 
     calls: list = []
     trt, cuda = _fake_trt_modules(calls)
@@ -519,7 +519,7 @@ def test_build_and_run_through_the_tensorrt_api_surface(monkeypatch: pytest.Monk
     assert build[1] == (1 << 0 if fp16 else 0)  # STRONGLY_TYPED only for fp16 on TensorRT >= 10.12
     assert build[2] == []  # no BuilderFlag.FP16 on 10.13; TF32 cleared for fp32
     assert (("clear_flag", "tf32") in calls) is (not fp16) and ("workspace", 64 << 20) in calls
-    from facetrack.train.models import config_for
+    from facetrack.train.models.registry import config_for
 
     hidden = config_for("mdm-rt").hidden_size  # the profile follows the exported model's state width
     assert build[3] == [{n: ([1] + s, [1] + s, [4] + s) for n, s in

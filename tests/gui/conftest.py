@@ -47,7 +47,7 @@ class FakeTracker:
 
 
 class FakePredictor:
-    """An evaluation predictor (``facetrack.tracker.eval300vw.FramePredictor``) returning the ground truth
+    """An evaluation predictor (``facetrack.eval.vw300.FramePredictor``) returning the ground truth
     shifted by ``shift`` px, so the NME is known."""
 
     every_frame = True

@@ -15,8 +15,8 @@ import pytest
 
 from facetrack.gui.frames import TrackedFrame
 from tests.gui.conftest import FakePredictor, FakeTracker
-from facetrack.tracker.io import Video300VW
-from facetrack.tracker.metrics import nme
+from facetrack.io.landmarks import Video300VW
+from facetrack.eval.metrics import nme
 from facetrack.tracker.models import available
 
 pytestmark = pytest.mark.gui
@@ -113,7 +113,7 @@ def test_slow_tracker_on_a_live_source_drops_and_counts_then_unplug_is_a_message
     import facetrack.gui.workers
     from facetrack.gui.frames import SourceInfo
     from facetrack.gui.sources import SourceError
-    from facetrack.tracker.video import VideoFile
+    from facetrack.io.video import VideoFile
 
     class RecordedCamera:
         def __init__(self, index: int) -> None:
@@ -145,7 +145,7 @@ def test_slow_tracker_on_a_live_source_drops_and_counts_then_unplug_is_a_message
 
 
 def test_recording_writes_the_cli_csv_and_the_overlay_video(qtbot, make_window, data_dir, tmp_path):
-    from facetrack.tracker.output import read_landmarks_csv
+    from facetrack.io.output import read_landmarks_csv
 
     win = make_window(FakeTracker())
     _open(qtbot, win, data_dir / VIDEO, frames=5)

@@ -57,6 +57,6 @@ def test_the_readme_lists_the_same_system_packages():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Qt platform plugins are checked on Linux")
 def test_gui_without_a_display_exits_2_with_one_line_instead_of_aborting():
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(Path.home())}
-    r = subprocess.run([sys.executable, "-m", "facetrack.cli", "gui"], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "facetrack.cli.main", "gui"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("facetrack gui: no display")

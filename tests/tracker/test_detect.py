@@ -11,8 +11,8 @@ from facetrack.tracker import detect
 from facetrack.tracker.detect import (DEFAULT_DETECTOR, DETECTORS, Detection, FaceDetector, HaarDetector, box_calibration,
                             default_detector, merge_detections)
 from facetrack.tracker.geometry import BoxCalibration, apply_affine, box_iou, box_of, crop_from_box, invert_affine, template
-from facetrack.tracker.io import read_box_pts, read_pts
-from facetrack.tracker.metrics import nme
+from facetrack.io.landmarks import read_box_pts, read_pts
+from facetrack.eval.metrics import nme
 
 TEST_FACES = ["helen_test/30427236_2", "helen_test/30542618_1", "lfpw_test/image_0002", "lfpw_test/image_0003"]
 
@@ -345,7 +345,7 @@ def test_video_searches_for_several_faces_include_turned_ones():
     tracker built without a detector."""
     import argparse
 
-    from facetrack.tracker.track_cli import detector_name
+    from facetrack.cli.track import detector_name
     from facetrack.tracker.tracker import Tracker, TrackerConfig
 
     assert detect.video_detector_name(1) == detect.DEFAULT_DETECTOR == "haar-alt2+cnn"

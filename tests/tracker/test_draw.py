@@ -9,7 +9,7 @@ import pytest
 
 from facetrack.tracker import draw
 from facetrack.tracker.geometry import template
-from facetrack.tracker.io import read_pts
+from facetrack.io.landmarks import read_pts
 from facetrack.tracker.markup import DRAW_EDGES
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from facetrack.engines import names
 from facetrack.tracker.geometry import box_of, template
-from facetrack.tracker.io import read_pts
+from facetrack.io.landmarks import read_pts
 from facetrack.tracker.landmarker import TIGHT_BOX, Landmarker
 from facetrack.tracker.markup import mirror_landmarks
-from facetrack.tracker.metrics import nme
+from facetrack.eval.metrics import nme
 from facetrack.tracker.models import resolve_model
 
 
@@ -122,7 +122,7 @@ def test_cli_mirrors_images_by_default_and_video_only_when_asked(tmp_path, data_
     the option still resume); ``--flip on`` changes the rows of a video and is recorded."""
     import json
 
-    from facetrack.cli import main
+    from facetrack.cli.main import main
 
     pts = sorted((data_dir / "images68" / "helen_test").glob("*.pts"))[0]
     img = next(pts.parent.glob(pts.stem + ".*g"))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from facetrack.tracker import geometry as g
-from facetrack.tracker.io import read_pts
+from facetrack.io.landmarks import read_pts
 from facetrack.tracker.markup import mean_shape
-from facetrack.tracker.metrics import nme
+from facetrack.eval.metrics import nme
 
 RNG = np.random.default_rng(1234)
 

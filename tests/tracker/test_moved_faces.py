@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from facetrack.bench.moved_faces import make_clip, make_clips, nearest, read_cli_csv, score, summarise
-from facetrack.tracker.metrics import nme
-from facetrack.train.datasets import load_images68, read_image
+from facetrack.eval.metrics import nme
+from facetrack.train.data.datasets import load_images68, read_image
 
 
 def test_clip_frames_hold_the_moved_face(data_dir: Path, tmp_path: Path) -> None:

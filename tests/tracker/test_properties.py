@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from facetrack.tracker import geometry as g
-from facetrack.tracker import io
-from facetrack.tracker import metrics as mt
+from facetrack.io import landmarks as io
+from facetrack.eval import metrics as mt
 from facetrack.tracker.markup import mean_shape, mirror_landmarks
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

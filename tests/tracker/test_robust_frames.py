@@ -14,9 +14,9 @@ import pytest
 
 from facetrack.tracker import detect, models
 from facetrack.tracker.geometry import template
-from facetrack.tracker.io import read_pts
+from facetrack.io.landmarks import read_pts
 from facetrack.tracker.landmarker import TIGHT_BOX, Fit, Landmarker
-from facetrack.tracker.metrics import nme
+from facetrack.eval.metrics import nme
 from facetrack.tracker.tracker import FrameResult, Tracker, TrackerConfig
 
 FACE = "images68/helen_test/30542618_1"  # 640x427, one frontal face
@@ -286,7 +286,7 @@ def test_detection_path_rejects_non_finite_fits_that_claim_to_be_valid(face, fil
 def test_writer_never_writes_non_finite_landmarks(tmp_path, fill):
     """A face result that claims success with non-finite landmarks is written as success=0
     with the last finite landmarks of that face."""
-    from facetrack.tracker.output import open_writer
+    from facetrack.io.output import open_writer
     from facetrack.tracker.tracker import FaceResult
 
     good = np.full((68, 2), 5.0, np.float32)

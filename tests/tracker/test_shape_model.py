@@ -78,7 +78,7 @@ def test_mdm_from_its_previous_fit_stays_a_face_on_a_real_video(data_dir):
     under the largest of the training faces'); started from the raw previous fit, it does not."""
     from facetrack.tracker import models
     from facetrack.tracker.tracker import Tracker, TrackerConfig
-    from facetrack.tracker.video import VideoFile
+    from facetrack.io.video import VideoFile
 
     if "mdm" not in models.available():
         pytest.skip("needs the shipped mdm-rt")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facetrack.tracker.io import read_pts
+from facetrack.io.landmarks import read_pts
 from facetrack.tracker.smoothing import OneEuroFilter, face_size
 
 FPS = 30.0
@@ -86,7 +86,7 @@ def _moving_face(shape: np.ndarray, frames: int = 90, seed: int = 0) -> tuple[np
 
 
 def test_pose_shape_filter_steadies_a_moving_face_more_than_per_point_filtering(shape):
-    from facetrack.tracker.metrics import flicker, nme
+    from facetrack.eval.metrics import flicker, nme
     from facetrack.tracker.smoothing import PoseShapeFilter
 
     truth, noisy = _moving_face(shape)
@@ -140,7 +140,7 @@ def test_moving_the_filter_with_the_face_removes_its_lag_and_keeps_it_steady(sha
     as fits shake) without lagging: less error and less flicker than the same filter unmoved,
     and than a faster unmoved filter."""
     from facetrack.tracker.geometry import umeyama
-    from facetrack.tracker.metrics import flicker, nme
+    from facetrack.eval.metrics import flicker, nme
     from facetrack.tracker.smoothing import PoseShapeFilter
 
     truth, _ = _moving_face(shape)

@@ -12,10 +12,10 @@ import pytest
 from facetrack.engines import names
 from facetrack.tracker import models
 from facetrack.tracker.geometry import BoxCalibration, apply_affine, box_of, similarity_matrix, template
-from facetrack.tracker.io import read_pts
+from facetrack.io.landmarks import read_pts
 from facetrack.tracker.landmarker import TIGHT_BOX, Fit, Landmarker
 from facetrack.tracker.markup import mean_shape
-from facetrack.tracker.metrics import nme
+from facetrack.eval.metrics import nme
 from facetrack.tracker.tracker import CutDetector, Tracker, TrackerConfig
 
 VIDEO = "videos_unlabelled/short_hamilton_clip.mp4"

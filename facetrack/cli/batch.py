@@ -1,0 +1,279 @@
+"""Many inputs at once: ``facetrack VIDEO... --out-dir DIR [--jobs N] [--shard I/N]``.
+
+A folder of recordings (videos and no images) stands for its videos (:func:`expand_folders`); a
+folder of images is one input, fitted again whole unless its CSV is complete (images take no
+``--resume``), and never over a CSV made with another model or options.
+
+Each input is tracked into ``DIR/<its name>.csv`` by its own worker process: the public command
+(``python -m facetrack track INPUT --out ... --resume`` with the same options, so it is wired
+exactly as a user's run), one runtime thread each when ``--jobs`` is
+above 1), at most ``--jobs`` at a time. A separate process per input means a crash in one (a decoder
+segfault) costs that input only; the others go on. Inputs whose CSV is complete for the same
+input, model and options (the record beside it, :class:`~facetrack.io.output.RunRecord`)
+are skipped; a partial one is resumed. Each input ends with one line; the exit code is 0 when
+every input succeeded, 1 when any failed, 130 when interrupted.
+
+``--shard I/N`` keeps every N-th input of the name-sorted list, starting at the I-th (1-based),
+so that the tasks of a scheduler's job array (Slurm ``--array=1-N``) split a corpus without a
+coordinator: the same command line on every task, a different ``I``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facetrack.cli.track import CliError, covers, make_record, run_model_files, to_frame
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """``"2/8"`` -> ``(2, 8)``; ``1 <= I <= N``."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give I/N, e.g. 2/8") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: I must be between 1 and N")
+    return i, n
+
+
+def shard(inputs: list[str], i: int, n: int) -> list[str]:
+    """The ``i``-th (1-based) of ``n`` shares of ``inputs``: sorted by name (bytes), every
+    ``n``-th from position ``i - 1``. The shares of ``1..n`` are disjoint and cover ``inputs``."""
+    ordered = sorted(dict.fromkeys(inputs), key=os.fsencode)
+    return ordered[i - 1::n]
+
+
+def expand_folders(inputs: list[str]) -> list[str]:
+    """A folder of recordings (no images, at least one video: :func:`facetrack.io.video.videos_in`)
+    becomes its videos, each tracked into its own CSV; any other input (a folder of images
+    included) stays as it is."""
+    from facetrack.io.images import images_in
+    from facetrack.io.video import videos_in
+
+    out: list[str] = []
+    for i in inputs:
+        videos = videos_in(i)
+        if videos and not images_in(i):
+            out += [str(v) for v in videos]
+        else:
+            out.append(i)
+    return out
+
+
+def output_for(input_path: str, out_dir: Path, ext: str) -> Path:
+    """``DIR/<name>.csv``: the file name without its suffix (a folder: its name)."""
+    p = Path(input_path)
+    stem = p.resolve().name if p.is_dir() else p.stem
+    return out_dir / (stem + ext)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input, its output and the worker's result (``rc``: exit code; ``line``: its last line)."""
+
+    input: str
+    out: Path
+    rc: int | None = None
+    line: str = ""
+
+
+def _records(args: argparse.Namespace, job: Job) -> tuple[Any, Any]:
+    """``(record of job.out or None, record this run would write)``; ``(None, None)`` when
+    either cannot be made (the worker says what is wrong)."""
+    from facetrack.io.images import is_image_input
+    from facetrack.io.output import OutputFileError, read_record
+    from facetrack.io.video import VideoError, VideoFile
+
+    try:
+        old = read_record(job.out)
+        if old is None or not job.out.exists():
+            return None, None
+        fps = 30.0
+        if any(v is not None and not v.endswith("f") for v in (args.start, args.end)):  # seconds need the video's rate
+            with VideoFile(job.input) as v:
+                fps = v.fps
+        start, end = to_frame(args.start, fps) or 0, to_frame(args.end, fps)
+        images = is_image_input(job.input)
+        return old, make_record(args, Path(job.input), run_model_files(args), start, end, images)
+    except (OutputFileError, VideoError, OSError):
+        return None, None
+
+
+def _existing(args: argparse.Namespace, job: Job) -> tuple[bool, str | None]:
+    """What ``job.out`` already holds: ``(complete for this input, model and options, why it
+    must not be overwritten)``. The second is for image inputs (fitted again whole, never
+    resumed) whose output was made with another model or options; a video's worker refuses the
+    same itself (``--resume``)."""
+    from facetrack.io.images import is_image_input
+
+    old, new = _records(args, job)
+    if old is None or new is None:
+        return False, None
+    diffs = old.differences(new)
+    if old.complete and not diffs and covers(old, new.end):
+        return True, None
+    if diffs and is_image_input(job.input):
+        return False, f"made from another run ({'; '.join(diffs)}); not overwriting: remove it or choose another --out-dir"
+    return False, None
+
+
+def worker_argv(args: argparse.Namespace, job: Job, threads: int | None) -> list[str]:
+    """The ``facetrack track`` command line of one input: ``--out``, ``--resume`` (not for images), ``threads``
+    and every other track option that differs from its default (so options added to
+    the track job later reach the workers too)."""
+    from facetrack.io.images import is_image_input
+    from facetrack.cli.track import add_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    own = {"video", "out", "out_dir", "jobs", "shard", "overlay", "resume", "quiet", "threads", "camera"}
+    # images are fitted one by one and take no --resume: an image input that is not complete
+    # (``_existing``) is fitted again whole
+    resume = [] if is_image_input(job.input) else ["--resume"]
+    argv = ["--out", str(job.out), *resume] + (["--threads", str(threads)] if threads is not None else [])
+    for action in parser._actions:
+        if not action.option_strings or action.dest in own:
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default:
+            continue
+        flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        if action.nargs == 0:  # store_true
+            argv += [flag] if value else []
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return [*argv, "--", job.input]
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Track every input of ``args.video`` into ``args.out_dir``; the exit code."""
+    from facetrack.io.video import display_name
+
+    inputs = list(args.video or [])
+    if args.camera is not None:
+        raise CliError("usage: --camera takes no other inputs and no --out-dir")
+    if args.out_dir is None:
+        raise CliError("usage: several inputs write one CSV each: give --out-dir DIR (not --out)")
+    if args.out:
+        raise CliError("usage: give --out-dir DIR or --out FILE, not both")
+    if args.overlay:
+        raise CliError("usage: --overlay takes one input (not --out-dir)")
+    if not inputs:
+        raise CliError("usage: give the inputs to track into --out-dir")
+    inputs = expand_folders(inputs)
+    if args.shard is not None:
+        inputs = shard(inputs, *args.shard)
+    out_dir = Path(args.out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"{display_name(out_dir)}: cannot be created ({e.strerror or e})") from None
+    ext = ".csv" if args.format == "csv" else ".jsonl"
+    jobs = [Job(i, output_for(i, out_dir, ext)) for i in dict.fromkeys(inputs)]
+    seen: dict[Path, str] = {}
+    for j in jobs:
+        if j.out in seen:
+            raise CliError(f"{display_name(j.input)}: same output name as {display_name(seen[j.out])} "
+                           f"({display_name(j.out)}); rename one of them")
+        seen[j.out] = j.input
+    run_model_files(args)  # a missing model fails once, here, not once per input
+    threads = 1 if args.jobs > 1 else args.threads
+    n = len(jobs)
+    todo: list[tuple[int, Job]] = []
+    refused: list[tuple[int, Job, str]] = []
+    skipped = 0
+    for k, j in enumerate(jobs, 1):
+        complete, why = _existing(args, j)
+        if complete:
+            skipped += 1
+            if not args.quiet:
+                print(f"facetrack: [{k}/{n}] {display_name(j.input)}: already complete -> {display_name(j.out)}", file=sys.stderr)
+        elif why is not None:
+            refused.append((k, j, why))
+        else:
+            todo.append((k, j))
+    failed = tracked = 0
+    for k, j, why in refused:
+        failed += 1
+        print(f"facetrack: [{k}/{n}] {display_name(j.input)}: FAILED: {display_name(j.out)}: {why}", file=sys.stderr)
+    interrupted = False
+    # worker output goes to temporary files, read at its end: a pipe nobody reads while the
+    # worker runs would block it once full (hours of progress lines or warnings)
+    running: dict[int, tuple[subprocess.Popen, Job, float, Any, Any]] = {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if threads == 1 else dict(os.environ)
+    queue = list(todo)
+    t0 = time.perf_counter()
+    try:
+        while queue or running:
+            while queue and len(running) < args.jobs:
+                k, j = queue.pop(0)
+                out_f, err_f = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+                proc = subprocess.Popen([sys.executable, "-m", "facetrack", "track", *worker_argv(args, j, threads)],
+                                        env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f)
+                running[k] = (proc, j, time.perf_counter(), out_f, err_f)
+            done = [k for k, (p, *_) in running.items() if p.poll() is not None]
+            if not done:
+                time.sleep(0.05)
+                continue
+            for k in done:
+                proc, j, t, out_f, err_f = running.pop(k)
+                summary, error = _last_line(_read(out_f)), _last_line(_read(err_f))
+                line = summary if proc.returncode == 0 else error
+                if proc.returncode == 0:
+                    tracked += 1
+                    if not args.quiet:
+                        print(f"facetrack: [{k}/{n}] {display_name(j.input)}: {line or 'done'} "
+                              f"({time.perf_counter() - t:.1f} s)", file=sys.stderr)
+                else:
+                    failed += 1
+                    why = line or _signal_text(proc.returncode)
+                    print(f"facetrack: [{k}/{n}] {display_name(j.input)}: FAILED (exit {proc.returncode}): {why}", file=sys.stderr)
+    except KeyboardInterrupt:  # the workers got the same SIGINT and keep their rows
+        interrupted = True
+        for proc, *_ in running.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    if interrupted:
+        print(f"facetrack: interrupted; rerun the same command to continue ({len(queue) + len(running)} inputs left)",
+              file=sys.stderr)
+        return 130
+    if not args.quiet or failed:
+        print(f"facetrack: {n} inputs: {tracked} tracked, {skipped} already complete, {failed} failed "
+              f"({time.perf_counter() - t0:.1f} s) -> {display_name(out_dir)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _read(f: Any) -> str:
+    """What a worker wrote into the temporary file ``f`` (then closed, so deleted)."""
+    with f:
+        f.seek(0)
+        return f.read().decode("utf-8", "replace")
+
+
+def _last_line(err: str) -> str:
+    """The worker's own one-line message, without its ``facetrack: `` prefix."""
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
+    own = [ln for ln in lines if ln.startswith("facetrack")] or lines
+    return own[-1].removeprefix("facetrack: ") if own else ""
+
+
+def _signal_text(rc: int) -> str:
+    if rc < 0:
+        import signal
+
+        try:
+            return f"worker killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"worker killed by signal {-rc}"
+    return "worker failed without a message"

@@ -1,0 +1,596 @@
+"""``facetrack track`` (the default job): track a video file, still images or a camera and write
+the landmarks as an OpenFace-layout CSV (or JSON lines), optionally an overlay video; many
+inputs at once with ``--out-dir`` (:mod:`facetrack.cli.batch`).
+
+Rows are flushed after every frame: a killed or interrupted run leaves a valid file up to the
+last completed frame, and ``--resume`` continues after it, once the record beside the file
+(``<out>.run.json``) shows it was made from the same input, model, start and options.
+Errors are one line, ``facetrack: <file>: <problem>``, with a non-zero exit code (2 for a
+wrong option); Ctrl-C exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+USAGE = """\
+facetrack VIDEO|IMAGE|FOLDER [--out CSV] [options]
+       facetrack VIDEO... --out-dir DIR [--jobs N] [--shard I/N] [options]
+       facetrack --camera N|/dev/videoN [--out CSV] [options]"""
+
+
+class CliError(Exception):
+    """A one-line user-facing error (``<file>: <problem>``; ``usage: ...`` for a wrong option)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run ended: ``status`` (exit code) and the one line to print (``""``: none);
+    ``to_stderr`` for errors and notices, else the summary goes to stdout."""
+
+    status: int
+    line: str = ""
+    to_stderr: bool = True
+
+
+def _time_arg(text: str) -> str:
+    t = text.strip().lower()
+    try:
+        v = float(t[:-1]) if t.endswith("f") else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds (e.g. 12.5) or frames with an f suffix (e.g. 300f)") from None
+    if v < 0 or not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a non-negative time")
+    return t
+
+
+def to_frame(value: str | None, fps: float) -> int | None:
+    """``--start``/``--end`` value -> 0-based frame index: ``"300f"`` is frame 300, ``"12.5"``
+    is 12.5 seconds (``round(12.5 * fps)``)."""
+    if value is None:
+        return None
+    return int(float(value[:-1])) if value.endswith("f") else int(round(float(value) * fps))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the track job."""
+    from facetrack.cli.batch import shard_arg
+    from facetrack.io.video import OVERLAY_CODECS, camera_arg
+
+    parser.usage = USAGE
+    src = parser.add_argument_group("input")
+    src.add_argument("video", nargs="*", metavar="INPUT",
+                     help="video file, image file, or folder of images (one row per image and face); "
+                          "several inputs need --out-dir")
+    src.add_argument("--camera", type=camera_arg, metavar="N|DEVICE", help="track camera N (or a device such as /dev/video0)")
+    src.add_argument("--start", type=_time_arg, metavar="T",
+                     help="start at T: seconds (12.5) or a 0-based frame number with an f suffix (300f)")
+    src.add_argument("--end", type=_time_arg, metavar="T",
+                     help="stop before T (exclusive): seconds or frames with an f suffix; '--end 30f' tracks frames 0-29")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", "-o", metavar="FILE", help="landmark file (default: INPUT's name with .csv / .jsonl, in the current folder)")
+    out.add_argument("--format", choices=("csv", "json"), default="csv",
+                     help="csv: OpenFace columns frame,face_id,timestamp,confidence,success,x_0..x_67,y_0..y_67 "
+                          "(images: an image column first); json: one JSON object per frame")
+    out.add_argument("--overlay", metavar="VIDEO",
+                     help=f"also write a video with the landmarks drawn ({', '.join(OVERLAY_CODECS)}; "
+                          ".mkv and .avi stay playable if the run is killed, .mp4 does not)")
+    out.add_argument("--resume", action="store_true",
+                     help="continue after the last complete frame of an existing --out CSV made from the same input, "
+                          "model, --start and options (an --overlay then holds only the new frames)")
+    out.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
+    many = parser.add_argument_group("many inputs")
+    many.add_argument("--out-dir", metavar="DIR", help="write one CSV per input into DIR (created); finished ones are "
+                                                       "skipped and partial ones resumed on a rerun")
+    many.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                      help="track N inputs at once, in worker processes with one runtime thread each (default 1)")
+    many.add_argument("--shard", type=shard_arg, metavar="I/N",
+                      help="take only the I-th of N shares of the inputs (1 <= I <= N; sorted by name, every N-th), "
+                           "e.g. --shard $SLURM_ARRAY_TASK_ID/8 with --array=1-8")
+    mod = parser.add_argument_group("model")
+    mod.add_argument("--model", default="auto",
+                     help="mdm (MDM-RT from the detector box, MDM tracks), aan (AAN fits and tracks), "
+                          "aan+mdm (AAN on the detector box, MDM refines; on video the two take turns on each face "
+                          "and each fit is averaged with the other's last), or a model file (default auto: aan+mdm)")
+    mod.add_argument("--turned-model", default="auto", metavar="MODEL",
+                     help="models for the turned faces --model rejects, which then track them (as --model; default auto: "
+                          "aan-turned+mdm-turned, trained with synthetic head turns; none: no second view)")
+    mod.add_argument("--backend", default="auto",
+                     help="auto (TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU), onnxruntime, onnxruntime-cuda, torch, tensorrt")
+    mod.add_argument("--threads", type=int, default=None,
+                     help="CPU threads for the runtime, OpenCV's image functions and the video decoder (default 1: "
+                          "the least CPU time per frame; the runtime's extra threads never spin)")
+    mod.add_argument("--detector", default=None, metavar="NAME",
+                     help="face detector: haar-alt2+cnn (default for video and cameras with --max-faces 1: the Haar cascade "
+                          "and this project's CNN together), haar-alt2+cnn+profile (default with --max-faces over 1: the "
+                          "profile cascade too, for turned faces), haar-alt2+cnn-wide (default for images: the CNN also at "
+                          "larger sizes), haar-alt2, haar-alt2-fast, haar-profile, dlib-hog (needs the [dlib] extra), "
+                          "cnn (alone: 25x less CPU, misses small faces), ... (docs/DETECTORS.md)")
+    mod.add_argument("--flip", choices=("auto", "on", "off"), default="auto",
+                     help="also fit each face's mirror image and average the two: less error and flicker for twice the "
+                          "landmark model's CPU (default auto: on for images, off for video and cameras)")
+    trk = parser.add_argument_group("tracking")
+    trk.add_argument("--max-faces", type=int, default=1, metavar="N", help="track up to N faces (default 1)")
+    trk.add_argument("--detect-every", type=int, default=3, metavar="K",
+                     help="frames between searches for new faces while fewer than --max-faces are tracked (default 3)")
+    trk.add_argument("--confidence", type=float, default=0.5, metavar="C",
+                     help="confidence under which a face is lost / a detection rejected, in [0, 1] (default 0.5)")
+    trk.add_argument("--track-init", choices=("template", "shape"), default="template",
+                     help="MDM start on a tracked face, in a crop aligned on its previous landmarks: the template "
+                          "(default: the most accurate with the shipped weights) or the previous landmarks, MDM's 300VW "
+                          "protocol, kept to face shapes by --shape-modes")
+    trk.add_argument("--shape-modes", type=int, default=None, metavar="K",
+                     help="with --track-init shape: project MDM's start (the previous landmarks) onto the first K modes of "
+                          "the shape model, so errors no face makes are not fed back (default: the number chosen on held-out "
+                          "sequences, stored with the model; 0: the previous landmarks as they are, MDM's 300VW protocol)")
+    trk.add_argument("--smooth", nargs="?", const="on", choices=("auto", "on", "off"), default="auto",
+                     help="One Euro smoothing of the output landmarks, moved with each face by optical flow: a third of the "
+                          "flicker on moving faces and a little less error (default auto: on for video and cameras, off for "
+                          "still images; --smooth alone: on)")
+    from facetrack.tracker.tracker import TrackerConfig  # the defaults live there
+
+    trk.add_argument("--smooth-min-cutoff", type=float, default=TrackerConfig.smooth_min_cutoff, metavar="HZ",
+                     help=f"One Euro cutoff at rest, Hz, > 0 (default {TrackerConfig.smooth_min_cutoff:g})")
+    trk.add_argument("--smooth-beta", type=float, default=TrackerConfig.smooth_beta, metavar="B",
+                     help=f"One Euro speed coefficient, Hz per face size per second, >= 0 (default {TrackerConfig.smooth_beta:g})")
+    trk.add_argument("--smooth-shape-min-cutoff", type=float, default=TrackerConfig.smooth_shape_min_cutoff, metavar="HZ",
+                     help="the same for the face's shape (expression), filtered apart from its pose (position, size, roll), "
+                          f"which the two options above filter (default {TrackerConfig.smooth_shape_min_cutoff:g})")
+    trk.add_argument("--smooth-shape-beta", type=float, default=TrackerConfig.smooth_shape_beta, metavar="B",
+                     help=f"speed coefficient of the shape's filter (default {TrackerConfig.smooth_shape_beta:g})")
+    trk.add_argument("--smooth-flow", choices=("on", "off"), default="on" if TrackerConfig.smooth_flow else "off",
+                     help="move the filter with each face's motion measured by optical flow before it smooths, so it "
+                          "smooths the fits' errors without lagging behind the head (default on; off: One Euro alone, "
+                          "which lags at the default --smooth-beta: give it --smooth-beta 40)")
+
+
+#: options that change the rows a run writes, recorded beside the CSV (``--resume`` compares them)
+ROW_OPTIONS: tuple[str, ...] = ("format", "max_faces", "detect_every", "confidence", "track_init", "smooth",
+                                "smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_flow", "detector",
+                                "flip", "shape_modes")
+
+
+def preset_for(args: argparse.Namespace, images: bool) -> Any:
+    """The product's defaults for this run's input (:func:`facetrack.tracker.presets.preset`):
+    ``image`` for still images, ``live`` for a camera, ``video`` for a file."""
+    from facetrack.tracker.presets import preset
+
+    mode = "image" if images else "live" if getattr(args, "camera", None) is not None else "video"
+    return preset(mode, int(getattr(args, "max_faces", 1) or 1))
+
+
+def model_for(args: argparse.Namespace) -> str:
+    """``--model`` for this run: ``auto`` takes the presets' model (``aan+mdm`` for every input)."""
+    from facetrack.tracker.presets import DEFAULT_MODEL
+
+    model = str(getattr(args, "model", "auto"))
+    return DEFAULT_MODEL if model == "auto" else model
+
+
+def turned_for(args: argparse.Namespace) -> str | None:
+    """``--turned-model`` for this run: ``auto`` takes the presets' turned view (the shipped
+    turned-face models, :data:`facetrack.tracker.models.TURNED`), ``none`` none."""
+    from facetrack.tracker.presets import Preset
+
+    turned = str(getattr(args, "turned_model", "auto"))
+    return None if turned == "none" else Preset.turned_model if turned == "auto" else turned
+
+
+def run_model_files(args: argparse.Namespace) -> list[Path]:
+    """Every model file this run loads: ``--model``'s, then ``--turned-model``'s."""
+    turned = turned_for(args)
+    return model_files(model_for(args)) + (model_files(turned) if turned else [])
+
+
+def flip_on(args: argparse.Namespace, images: bool) -> bool:
+    """``--flip`` for this input: ``auto`` takes the preset's (on for still images only)."""
+    flip = getattr(args, "flip", "auto")
+    return flip == "on" or (flip == "auto" and preset_for(args, images).flip)
+
+
+def smooth_on(args: argparse.Namespace, images: bool) -> bool:
+    """``--smooth`` for this input: ``auto`` takes the preset's (on for video and cameras)."""
+    smooth = getattr(args, "smooth", "auto")
+    return smooth == "on" or (smooth == "auto" and preset_for(args, images).smooth)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every option checked before anything is opened or written: :class:`CliError`
+    (``usage: ...``) naming the option and what it accepts."""
+    from facetrack.engines.registry import BACKENDS
+    from facetrack.io.video import OVERLAY_CODECS
+
+    def finite(v: float) -> bool:
+        return bool(np.isfinite(v))
+
+    if args.backend != "auto" and args.backend not in BACKENDS:
+        hint = " (needs the [train] extra: pip install 'facetrack[train]')" if args.backend == "torch" else ""
+        raise CliError(f"usage: --backend {args.backend}: unknown or unavailable runtime{hint} "
+                       f"(choose from auto, {', '.join(BACKENDS)})")
+    if not (finite(args.confidence) and 0.0 <= args.confidence <= 1.0):
+        raise CliError(f"usage: --confidence {args.confidence:g}: must be between 0 and 1")
+    for name in ("smooth_min_cutoff", "smooth_shape_min_cutoff"):
+        v = getattr(args, name)
+        if not (finite(v) and v > 0):
+            raise CliError(f"usage: --{name.replace('_', '-')} {v:g}: must be a frequency above 0 Hz")
+    for name in ("smooth_beta", "smooth_shape_beta"):
+        v = getattr(args, name)
+        if not (finite(v) and v >= 0):
+            raise CliError(f"usage: --{name.replace('_', '-')} {v:g}: must be 0 or more")
+    if args.threads is not None and args.threads < 1:
+        raise CliError(f"usage: --threads {args.threads}: must be at least 1")
+    if args.shape_modes is not None and args.shape_modes < 0:
+        raise CliError(f"usage: --shape-modes {args.shape_modes}: must be 0 or more")
+    if args.max_faces < 1 or args.detect_every < 1:
+        raise CliError("usage: --max-faces and --detect-every must be at least 1")
+    if args.jobs < 1:
+        raise CliError(f"usage: --jobs {args.jobs}: must be at least 1")
+    if args.resume and args.format != "csv":
+        raise CliError("usage: --resume needs --format csv")
+    if args.overlay and Path(args.overlay).suffix.lower() not in OVERLAY_CODECS:
+        raise CliError(f"usage: --overlay {args.overlay}: unknown video type '{Path(args.overlay).suffix}' "
+                       f"(choose from {', '.join(OVERLAY_CODECS)})")
+    if args.out and args.overlay and _same_path(Path(args.out), Path(args.overlay)):
+        raise CliError(f"usage: --out and --overlay are the same file ({args.out}); give the overlay another name")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return _same_file(a, b) or os.path.abspath(a) == os.path.abspath(b)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _check_writable(path: Path, inputs: list[Path]) -> None:
+    from facetrack.io.video import display_name
+
+    name = display_name(path)
+    parent = Path(os.path.abspath(path)).parent
+    try:  # first: any stat of a name that is too long fails with ENAMETOOLONG
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    n_bytes = len(os.fsencode(path.name))
+    if n_bytes > name_max:
+        short = display_name(path.parent / f"{path.name[:40]}...{path.name[-10:]}")
+        raise CliError(f"{short}: file name too long ({n_bytes} bytes; this file system allows {name_max})")
+    for i in inputs:
+        if _same_file(path, i) or path.resolve() == i.resolve():
+            raise CliError(f"{name}: output would overwrite the input {display_name(i)}")
+    if path.is_dir():
+        raise CliError(f"{name}: is a directory")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise CliError(f"{name}: folder {display_name(parent)} does not exist")
+    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK):
+        raise CliError(f"{name}: not writable (permission denied)")
+
+
+def _draw(frame: np.ndarray, result: Any, fps: float, frame_number: int) -> np.ndarray:
+    from facetrack.tracker.draw import GREEN, RED, draw_box, draw_landmarks, draw_text
+    from facetrack.tracker.geometry import to_gray
+
+    img = frame
+    if img.ndim == 2 or img.shape[2] != 3 or img.dtype != np.uint8:
+        import cv2
+
+        img = cv2.cvtColor(to_gray(img), cv2.COLOR_GRAY2BGR)
+    for f in result.faces:
+        color = GREEN if f.success else RED
+        if f.success:
+            img = draw_landmarks(img, f.landmarks, color)
+        img = draw_box(img, f.box, color, f"face {f.face_id} {f.confidence:.2f}{'' if f.success else ' lost'}")
+    text = [f"frame {frame_number}", f"{fps:4.1f} fps"] + (["cut"] if result.cut else [])
+    return draw_text(img, text)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the track job; returns the exit code (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    try:
+        check_options(args)
+        inputs = list(args.video or [])
+        if args.out_dir is not None or len(inputs) > 1 or args.shard is not None:
+            from facetrack.cli.batch import run_batch
+
+            return run_batch(args)
+        outcome = track(args)
+    except CliError as e:
+        outcome = Outcome(2 if str(e).startswith("usage") else 1, f"facetrack: {e}")
+    if outcome.line and (outcome.to_stderr or not args.quiet):
+        print(outcome.line, file=sys.stderr if outcome.to_stderr else sys.stdout)
+    return outcome.status
+
+
+def model_files(model: str) -> list[Path]:
+    """The model files a ``--model`` value loads (``aan+mdm``: two); :class:`CliError` when one is missing."""
+    from facetrack.tracker.models import ModelNotFoundError, parse_model
+
+    try:
+        return list(parse_model(model).paths().values())
+    except ModelNotFoundError as e:
+        raise CliError(str(e)) from None
+
+
+def _runtime(args: argparse.Namespace, files: list[Path]) -> str:
+    """The runtime every model of this run opens in, decided (and logged) once, so that
+    ``aan+mdm`` says it once; an explicit ``--backend`` must read the model files."""
+    from facetrack.engines.errors import BackendUnavailableError
+    from facetrack.engines.registry import BACKENDS, pick_backend
+
+    if args.backend == "auto":
+        if not all(f.suffix.lower() == ".onnx" for f in files):
+            return "auto"  # by suffix, in the registry
+        try:
+            return pick_backend().name
+        except BackendUnavailableError as e:
+            raise CliError(str(e)) from None
+    reads = getattr(BACKENDS[args.backend], "suffixes", None)
+    for f in files:
+        if reads is not None and f.suffix.lower() not in reads:
+            raise CliError(f"{f}: --backend {args.backend} reads {', '.join(reads)} files, not {f.suffix or 'this file'} "
+                           f"(use --backend auto, or --model with a {reads[0]} file)")
+    return args.backend
+
+
+def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], start: int, end: int | None,
+                images: bool = False) -> Any:
+    """The :class:`~facetrack.io.output.RunRecord` of this run (``images``: the input is read
+    as still images)."""
+    from facetrack.io.output import RunRecord, input_identity
+
+    options = {k: getattr(args, k, None) for k in ROW_OPTIONS if hasattr(args, k)}
+    options.pop("flip", None)
+    if flip_on(args, images):  # recorded only when on, so runs recorded before the option still resume
+        options["flip"] = "on"
+    options.pop("shape_modes", None)
+    if getattr(args, "track_init", "template") == "shape":  # recorded only where it acts, so earlier template runs still resume
+        from facetrack.tracker.tracker import resolve_shape_modes
+
+        options["shape_modes"] = resolve_shape_modes(getattr(args, "shape_modes", None))
+    options["smooth"] = smooth_on(args, images)  # the resolved choice, as runs recorded before auto stored it
+    if images:  # images never resume: the detector that searched them is recorded by name
+        options["detector"] = detector_name(args, images)
+    if not options["smooth"]:  # the One Euro settings change nothing without smoothing
+        for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_flow"):
+            options.pop(k, None)
+    model = {"name": model_for(args), "sha256": [_model_sha256(f) for f in files]}
+    turned = turned_for(args)
+    if turned:  # recorded only when on (the files' hashes are in the list above)
+        model["turned"] = turned
+    return RunRecord(input_identity(source_path), model, int(start), end, options)
+
+
+@functools.lru_cache(maxsize=None)
+def _model_sha256(path: Path) -> str:
+    """A model file's SHA-256, once per process (a batch checks every input against it)."""
+    from facetrack.engines.engine_cache import file_sha256
+
+    return file_sha256(path)
+
+
+def covers(old: Any, end: int | None) -> bool:
+    """Whether a complete run recorded as ``old`` reached frame ``end`` (``None``: the video's end)."""
+    return old.complete and (old.end is None or (end is not None and end <= old.end))
+
+
+def track(args: argparse.Namespace) -> Outcome:
+    """Track one input (``args.video[0]`` or ``args.camera``) into ``args.out``; the
+    :class:`Outcome`. Raises :class:`CliError` for what stops it before the first frame."""
+    from facetrack.io.images import ImageFiles, is_image_input
+    from facetrack.io.output import OutputFileError, read_landmarks_csv, read_record, truncate_to_complete, write_record
+    from facetrack.io.video import VideoError, display_name, open_source
+
+    if args.quiet:  # errors and warnings only
+        logging.getLogger().setLevel(logging.WARNING)
+    inputs = list(args.video or [])
+    if (not inputs) == (args.camera is None):
+        raise CliError("usage: give a VIDEO file (or images) or --camera N, one of them")
+    video = inputs[0] if inputs else None
+    images = video is not None and is_image_input(video)
+    if images and (args.resume or args.start or args.end or args.overlay or args.format != "csv"):
+        raise CliError(f"usage: {display_name(video)}: images take no --resume, --start, --end, --overlay or --format json")
+    ext = ".csv" if args.format == "csv" else ".jsonl"
+    if args.out:
+        out = Path(args.out)
+    else:
+        stem = Path(video).stem if video and not Path(video).is_dir() else Path(video).resolve().name if video else None
+        out = Path((stem or f"camera{args.camera}".replace("/", "_")) + ext)
+    overlay = Path(args.overlay) if args.overlay else None
+    in_paths = [Path(video)] if video else []
+    try:
+        source = ImageFiles(video) if images else open_source(video, args.camera, threads=cpu_threads(args))
+    except VideoError as e:
+        raise CliError(str(e)) from None
+    with source:
+        _check_writable(out, in_paths)
+        if overlay is not None:
+            _check_writable(overlay, in_paths)
+        files = run_model_files(args)
+        start = to_frame(args.start, source.fps) or 0
+        end = to_frame(args.end, source.fps)
+        record = make_record(args, in_paths[0], files, start, end, images) if in_paths else None
+        resume_from, append, last = 0, False, None
+        if args.resume and out.exists() and out.stat().st_size > 0:
+            if record is None:
+                raise CliError(f"usage: {display_name(out)}: a camera run cannot be resumed")
+            try:
+                read_landmarks_csv(out)  # first what the file is, without changing a byte of it
+                old = read_record(out)
+            except OutputFileError as e:
+                raise CliError(f"{e} (cannot --resume)") from None
+            if old is None:
+                raise CliError(f"{display_name(out)}: no record of what it was made from ({out.name}.run.json is missing); "
+                               f"not resuming: remove it or choose another --out")
+            diffs = old.differences(record)
+            was = old.options.get("smooth")
+            if isinstance(was, bool) and was != record.options.get("smooth"):
+                # the One Euro settings follow from smoothing; say the one switch that resumes it
+                diffs = [d for d in diffs if not d.startswith(("smooth ", "smooth_"))]
+                diffs.append(f"smoothing {'on' if was else 'off'} vs {'off' if was else 'on'}: add --smooth {'on' if was else 'off'} to resume it")
+            if diffs:
+                raise CliError(f"{display_name(out)}: made from another run ({'; '.join(diffs)}); "
+                               f"not resuming: remove it or choose another --out")
+            try:
+                table = truncate_to_complete(out)
+            except OutputFileError as e:
+                raise CliError(f"{e} (cannot --resume)") from None
+            if covers(old, end):
+                return Outcome(0, "" if args.quiet else f"facetrack: {display_name(out)}: already complete ({table.last_frame} frames)")
+            resume_from, append, last = table.last_frame, True, table.last_landmarks()
+            if resume_from > start:
+                log.info("resuming %s after frame %d", display_name(out), resume_from)
+            start = max(start, resume_from)
+        if end is not None and end <= start:
+            raise CliError(f"{display_name(out)}: nothing to do: start frame {start} is not before end frame {end}")
+        try:
+            source.seek(start)
+        except VideoError as e:
+            if resume_from and source.total and start >= source.total:
+                write_record(out, replace(record, complete=True))
+                return Outcome(0, "" if args.quiet else f"facetrack: {display_name(out)}: already complete ({resume_from} frames)")
+            raise CliError(str(e)) from None
+        return _track_frames(args, source, out, overlay, files, record, start, end, append, last, images)
+
+
+def cpu_threads(args: argparse.Namespace) -> int:
+    """The threads each CPU stage of a run may use (``--threads``, default 1): the runtime's
+    intra-op threads, OpenCV's (:func:`use_opencv_threads`) and FFmpeg's decoding threads."""
+    return int(args.threads) if args.threads else 1
+
+
+def use_opencv_threads(n: int) -> None:
+    """Let OpenCV's functions (grey conversion, resizes, warps, the Haar search) use ``n`` threads,
+    for the whole process. With 2 the spare one's waiting costs more CPU than it saves: tracking
+    ``sbr_demo_selfie.mp4`` (frames in memory, 2 cores, load 1-2) spent 5.45-7.37 ms of CPU per
+    frame, of which only 4.30-6.19 on the tracking thread; with 1 the two are equal (4.20-5.78 ms).
+    A Haar search then takes about twice the wall time for less CPU (the Hamilton clip: 6.15-7.88
+    against 7.46-8.76 ms per frame)."""
+    import cv2
+
+    cv2.setNumThreads(int(n))
+
+
+def detector_name(args: argparse.Namespace, images: bool) -> str:
+    """``--detector`` for this input, else the preset's: ``DEFAULT_DETECTOR`` for video and
+    cameras with one face, ``GROUP_DETECTOR`` (turned faces too) for more, and the wider
+    ``STILL_DETECTOR`` for still images (no frame waits for a still's search)."""
+    name = getattr(args, "detector", None)
+    return name if name is not None else preset_for(args, images).detector
+
+
+def _detector(name: str) -> Any:
+    """``--detector`` -> a face detector; :class:`CliError` naming the known detectors, or
+    saying what to install."""
+    from facetrack.tracker.detect import DetectorUnavailableError, make_detector
+
+    try:
+        return make_detector(name)
+    except ValueError as e:
+        raise CliError(f"usage: --detector: {e}") from None
+    except DetectorUnavailableError as e:
+        raise CliError(f"--detector: {e}") from None
+
+
+def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Path | None, files: list[Path], record: Any,
+                  start: int, end: int | None, append: bool, last: Any, images: bool) -> Outcome:
+    from facetrack.engines.errors import BackendUnavailableError, ModelFileError
+    from facetrack.tracker.models import ModelNotFoundError
+    from facetrack.io.output import OutputFileError, open_writer, write_record
+    from facetrack.io.progress import Progress
+    from facetrack.tracker.tracker import Tracker, TrackerConfig
+    from facetrack.io.video import VideoError, VideoReadError, display_name, open_video_writer
+
+    backend = _runtime(args, files)
+    use_opencv_threads(cpu_threads(args))
+    config = TrackerConfig(model=model_for(args), backend=backend, threads=args.threads, max_faces=args.max_faces,
+                           smooth=smooth_on(args, images), smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
+                           smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
+                           smooth_flow=getattr(args, "smooth_flow", "on") == "on", confidence_threshold=args.confidence, detect_every=args.detect_every,
+                           default_fps=source.fps, track_init=args.track_init, flip=flip_on(args, images),
+                           shape_modes=args.shape_modes, turned_model=turned_for(args))
+    try:
+        tracker = Tracker(config, detector=_detector(detector_name(args, images)))
+    except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:
+        raise CliError(str(e)) from None
+    try:
+        writer = open_writer(out, "image-csv" if images else args.format, append=append, last=last)
+        if record is not None:
+            write_record(out, record)
+    except OutputFileError as e:
+        tracker.close()
+        raise CliError(str(e)) from None
+    name = display_name(out)
+    total = None
+    if source.total:
+        total = (min(end, source.total) if end is not None else source.total) - start
+    elif end is not None:
+        total = end - start
+    progress = Progress(total, not args.quiet)
+    video_writer = None
+    n = n_face = rows = 0
+    last_frame = start  # 1-based number of the last frame written
+    outcome: Outcome | None = None
+    try:
+        while end is None or start + n < end:  # stop before reading past --end
+            item = source.read()
+            if item is None:
+                break
+            index, ts, frame = item
+            if images:
+                tracker.reset()  # images are unrelated: search every one, carry nothing over
+            result = tracker.process(frame, ts)
+            if images:
+                writer.write_frame(index + 1, ts, result.faces, image=display_name(source.current.name))
+            else:
+                writer.write_frame(index + 1, ts, result.faces, cut=result.cut)
+            last_frame = index + 1
+            n += 1
+            n_face += result.success
+            rows += max(1, len(result.faces))
+            if overlay is not None:
+                if video_writer is None:
+                    try:
+                        video_writer = open_video_writer(overlay, source.fps, frame.shape[1], frame.shape[0])
+                    except VideoError as e:
+                        raise CliError(str(e)) from None
+                video_writer.write(_draw(frame, result, progress.fps, index + 1))
+            progress.update(n)
+    except (VideoReadError, OutputFileError) as e:  # damaged video mid-stream; disk full
+        progress.finish()
+        outcome = Outcome(1, f"facetrack: {e}; {name} keeps every frame up to {last_frame}")
+    except KeyboardInterrupt:
+        progress.finish()
+        outcome = Outcome(130, f"facetrack: interrupted; {name} holds frames up to {last_frame} (continue with --resume)")
+    else:
+        progress.finish()
+    finally:
+        writer.close()
+        if video_writer is not None:
+            video_writer.release()
+        tracker.close()
+    if outcome is not None:
+        return outcome
+    if record is not None:
+        try:
+            write_record(out, replace(record, complete=True))
+        except OutputFileError as e:
+            return Outcome(1, f"facetrack: {e}")
+    pct = 100.0 * n_face / n if n else 0.0
+    if images:
+        skipped = f", {len(source.skipped)} skipped (not decodable)" if source.skipped else ""
+        return Outcome(0, f"facetrack: {n} images, {n_face} with a face ({pct:.0f}%), {rows} rows{skipped} -> {name}", False)
+    return Outcome(0, f"facetrack: {n} frames, {n_face} with a face ({pct:.0f}%), {progress.fps:.1f} fps -> {name}", False)
