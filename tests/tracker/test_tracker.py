@@ -886,7 +886,7 @@ def test_a_tracked_face_that_turns_away_passes_to_the_turned_view_without_a_sear
     rs = [tr.process(scene([(100 + 2 * i, 80)])) for i in range(6)]
     assert [r.faces[0].state for r in rs] == ["detected"] + ["tracking"] * 5
     assert [r.detector_ran for r in rs] == [True] + [False] * 5
-    assert tr._tracks[0].view == 1
+    assert tr._tracks[0].view is tr.views[1] and tr.views[1].name == "turned"
     # the turned model's first call is the hand-over (the frame the first model's fit failed),
     # then it tracks the face alone
     assert turned.calls == [("shapes", 1)] * 3, turned.calls
