@@ -3,8 +3,10 @@
 For users who hold a labelled image set (300-W, Menpo, their own): every image with a 68-point
 ``.pts`` / ``.ljson`` beside it (any depth) is fitted once with the chosen model and scored
 against its labels. Figures: mean NME on 68 and 49 points (outer-eye-corner normalisation),
-68 points also by inter-pupil distance and by the ground-truth box diagonal, AUC@0.08 and the
-failure rate (NME68 > 0.08; a face the detector misses counts as a failure), per group:
+68 points also by inter-pupil distance and by the ground-truth box diagonal, AUC@0.08, the
+failure rates (NME68 > 0.08 and > 0.20; a face the detector misses counts as a failure) and the
+*confident failures* (a fit whose confidence is at least the tracker's threshold with NME68 over
+0.20: a wrong face reported as right), per group:
 the 300-W common (``helen/testset``, ``lfpw/testset``, or the shared data's ``helen_test``,
 ``lfpw_test``), challenging (``ibug``) and full sets when the folders are a 300-W tree,
 else one group per folder given.
@@ -31,12 +33,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from facetrack.tracker.geometry import box_iou, box_of, to_gray
-from facetrack.eval.metrics import THRESHOLD, auc, nme
+from facetrack.eval.metrics import GROSS, THRESHOLD, auc, confident_failures, failure_rate, nme
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm")
 BOX_KINDS = ("gt", "300w", "detector")
+#: the confidence at or above which the tracker accepts a fit (TrackerConfig's default): a fit
+#: reported at or above it with NME68 over GROSS is a confident failure
+ACCEPT = 0.5
 #: figure name -> (points, normalisation) of :func:`facetrack.eval.metrics.nme`
 FIGURES: dict[str, tuple[int, str]] = {"nme68": (68, "outer"), "nme49": (49, "outer"), "nme68_pupil": (68, "pupil"), "nme68_diag": (68, "diag")}
 
@@ -52,12 +57,14 @@ class LabelledImage:
 
 @dataclass
 class FaceResult:
-    """One scored face: ``errors`` per :data:`FIGURES` name (``None`` when missed)."""
+    """One scored face: ``errors`` per :data:`FIGURES` name (``None`` when missed) and the
+    fit's ``confidence`` (the chain's last model's; ``None`` when missed)."""
 
     image: str
     group: str
     missed: bool = False
     errors: dict[str, float] = field(default_factory=dict)
+    confidence: float | None = None
 
 
 def group_300w(path: Path) -> str | None:
@@ -155,8 +162,9 @@ def evaluate(images: Iterable[LabelledImage], model: str = "mdm-rt", box: str = 
             if start is None:
                 res.missed = True
             else:
-                pred = chain.fit_box(gray, start, calibration=calibration).landmarks
-                res.errors = {k: float(nme(pred, gt, points=p, norm=n)) for k, (p, n) in FIGURES.items()}
+                fit = chain.fit_box(gray, start, calibration=calibration)
+                res.errors = {k: float(nme(fit.landmarks, gt, points=p, norm=n)) for k, (p, n) in FIGURES.items()}
+                res.confidence = float(fit.confidence)
             out.append(res)
     finally:
         close_chain(chain)
@@ -165,9 +173,11 @@ def evaluate(images: Iterable[LabelledImage], model: str = "mdm-rt", box: str = 
     return out
 
 
-def summarise(results: Sequence[FaceResult]) -> dict[str, dict[str, Any]]:
+def summarise(results: Sequence[FaceResult], accept: float = ACCEPT) -> dict[str, dict[str, Any]]:
     """Group -> figures (``faces``, ``missed``, mean of each :data:`FIGURES` over found faces,
-    ``auc``, ``failure`` over all faces, misses counting as failures); the 300-W ``full`` set
+    ``median_nme68`` over them, ``auc``, ``failure`` (NME68 > 0.08) and ``failure_gross`` (> 0.20)
+    over all faces, misses counting as failures, ``confident_failures``: the faces fitted with a
+    confidence of at least ``accept`` and NME68 over 0.20, named in ``confident_faces``); the 300-W ``full`` set
     is added when both 300-W groups are present, and ``all`` when there are several groups."""
     groups: dict[str, list[FaceResult]] = {}
     for r in results:
@@ -183,8 +193,14 @@ def summarise(results: Sequence[FaceResult]) -> dict[str, dict[str, Any]]:
         fig: dict[str, Any] = {"faces": len(rs), "missed": len(rs) - len(found)}
         for k in FIGURES:
             fig[k] = float(np.mean([r.errors[k] for r in found])) if found else None
+        fig["median_nme68"] = float(np.median([r.errors["nme68"] for r in found])) if found else None
         fig["auc"] = auc(e68, THRESHOLD)
         fig["failure"] = float(np.mean(e68 > THRESHOLD))
+        fig["failure_gross"] = failure_rate(e68, GROSS)
+        conf = np.array([np.nan if r.confidence is None else r.confidence for r in rs])
+        bad = confident_failures(np.where(np.isfinite(e68), e68, np.nan), conf, accept)
+        fig["confident_failures"] = int(bad.sum())
+        fig["confident_faces"] = [r.image for r, b in zip(rs, bad) if b]
         out[g] = fig
     return out
 
@@ -192,11 +208,13 @@ def summarise(results: Sequence[FaceResult]) -> dict[str, dict[str, Any]]:
 def table(summary: dict[str, dict[str, Any]], title: str) -> str:
     """The summary as a Markdown table (NMEs in %)."""
     pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
-    rows = [title, "", "| group | faces | missed | NME68 % | NME49 % | NME68 pupil % | NME68 diag % | AUC@0.08 | failure % |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [title, "", "| group | faces | missed | NME68 % | median NME68 % | NME49 % | NME68 pupil % | NME68 diag % | AUC@0.08 | "
+            "failure % (> 8 %) | gross % (> 20 %) | confident failures |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for g, f in summary.items():
-        rows.append(f"| {g} | {f['faces']} | {f['missed']} | {pct(f['nme68'])} | {pct(f['nme49'])} | {pct(f['nme68_pupil'])} | "
-                    f"{pct(f['nme68_diag'])} | {f['auc']:.3f} | {100 * f['failure']:.1f} |")
+        rows.append(f"| {g} | {f['faces']} | {f['missed']} | {pct(f['nme68'])} | {pct(f['median_nme68'])} | {pct(f['nme49'])} | "
+                    f"{pct(f['nme68_pupil'])} | {pct(f['nme68_diag'])} | {f['auc']:.3f} | {100 * f['failure']:.1f} | "
+                    f"{100 * f['failure_gross']:.1f} | {f['confident_failures']} |")
     return "\n".join(rows)
 
 
@@ -230,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     print(table(summary, f"{args.model}{' (flip)' if args.flip else ''}, {args.box} box, {len(results)} faces ({time.perf_counter() - t0:.1f} s)"))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": args.model, "box": args.box, "summary": summary,
+        args.json.write_text(json.dumps({"model": args.model, "box": args.box, "accept": ACCEPT, "gross": GROSS, "summary": summary,
                                          "faces": [asdict(r) for r in results]}, indent=1), encoding="utf-8")
     if args.ced:
         from facetrack.eval.plots import plot_ced

@@ -15,6 +15,9 @@ Norm = Literal["outer", "pupil", "diag"]
 
 #: The literature's threshold for AUC and failure rate on 300-W / 300VW.
 THRESHOLD = 0.08
+#: A gross failure: NME68 over this is a fit on the wrong place or scale, not an imprecise one
+#: (issue 30: a fifth-size face on the mouth, a frontal shape on a profile).
+GROSS = 0.20
 
 
 def normaliser(gt: np.ndarray, norm: Norm = "outer") -> np.ndarray:
@@ -86,25 +89,57 @@ def failure_rate(errors: np.ndarray, threshold: float = THRESHOLD) -> float:
     return float(np.mean(~(e <= threshold)))
 
 
-def summarize(errors: np.ndarray, threshold: float = THRESHOLD) -> dict[str, float]:
-    """Mean, median, AUC and failure rate of one pool of per-frame errors."""
+def confident_failures(errors: np.ndarray, confidence: np.ndarray, accept: float, gross: float = GROSS) -> np.ndarray:
+    """Which fits are *confident failures*: reported with a confidence at or above ``accept``
+    (the tracker's threshold) while their error is over ``gross``. ``errors``, ``confidence``:
+    one value per fit (NaN error: nothing reported, never a confident failure; NaN confidence:
+    not reported). Returns a bool array of their shape."""
+    e = np.asarray(errors, np.float64)
+    c = np.asarray(confidence, np.float64)
+    if e.shape != c.shape:
+        raise ValueError(f"confident_failures needs one confidence per error, got {e.shape} and {c.shape}")
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(e) & (e > gross) & (c >= accept)
+
+
+def gross_failures(errors: np.ndarray, confidence: np.ndarray | None = None, accept: float = 0.5,
+                   threshold: float = THRESHOLD, gross: float = GROSS) -> dict[str, float]:
+    """The gross-failure figures beside a mean: ``failure`` (share over ``threshold``, 8 %),
+    ``failure_gross`` (share over ``gross``, 20 %; NaN = missed counts in both) and, given each
+    fit's ``confidence``, ``confident_failures`` (how many are reported at or above ``accept``
+    with an error over ``gross``: :func:`confident_failures`) and their share of the fits."""
+    e = np.asarray(errors, np.float64).ravel()
+    out: dict[str, float] = {"failure": failure_rate(e, threshold), "failure_gross": failure_rate(e, gross)}
+    if confidence is not None:
+        n = int(confident_failures(e, np.asarray(confidence, np.float64).ravel(), accept, gross).sum())
+        out["confident_failures"] = n
+        out["confident_failure_rate"] = n / e.size if e.size else float("nan")
+    return out
+
+
+def summarize(errors: np.ndarray, threshold: float = THRESHOLD, confidence: np.ndarray | None = None,
+              accept: float = 0.5) -> dict[str, float]:
+    """Mean, median, AUC, failure rate at ``threshold`` and at :data:`GROSS` of one pool of
+    per-frame errors; with ``confidence`` (one per error) also the confident failures
+    (:func:`gross_failures`)."""
     e = np.asarray(errors, np.float64).ravel()
     finite = e[np.isfinite(e)]
-    return {
+    out = {
         "frames": int(e.size),
         "mean": float(finite.mean()) if finite.size else float("nan"),
         "median": float(np.median(finite)) if finite.size else float("nan"),
         "auc": auc(e, threshold),
-        "failure": failure_rate(e, threshold),
     }
+    out.update(gross_failures(e, confidence, accept, threshold))
+    return out
 
 
 def aggregate(per_video: Mapping[str, np.ndarray], threshold: float = THRESHOLD) -> dict[str, float]:
     """Category figures from per-video per-frame errors, the three ways the literature uses.
 
     ``mean_pooled``: mean over all frames pooled; ``mean_of_videos``: mean of per-video
-    means; ``median_pooled``: median over pooled frames. AUC and failure rate are over the
-    pooled frames.
+    means; ``median_pooled``: median over pooled frames. AUC and the failure rates (at
+    ``threshold`` and at :data:`GROSS`) are over the pooled frames.
     """
     arrays = [np.asarray(v, np.float64).ravel() for v in per_video.values()]
     pooled = np.concatenate(arrays) if arrays else np.zeros(0)
@@ -118,6 +153,7 @@ def aggregate(per_video: Mapping[str, np.ndarray], threshold: float = THRESHOLD)
         "median_pooled": s["median"],
         "auc": s["auc"],
         "failure": s["failure"],
+        "failure_gross": s["failure_gross"],
     }
 
 

@@ -42,6 +42,26 @@ def test_summary_counts_misses_as_failures() -> None:
     assert s["full"]["faces"] == 3 and s["full"]["failure"] == pytest.approx(2 / 3) and s["challenging"]["auc"] == 0.0
 
 
+def test_summary_counts_gross_and_confident_failures() -> None:
+    """A wrong face reported as right (NME68 0.30 at confidence 0.9) is a confident failure; the
+    same error at a refusing confidence, a mere failure (0.12) and a miss are not."""
+    from facetrack.eval.images import ACCEPT
+    from facetrack.tracker.tracker import TrackerConfig
+
+    assert ACCEPT == TrackerConfig().confidence_threshold  # the tracker's own threshold
+    ok = {"nme68": 0.04, "nme49": 0.03, "nme68_pupil": 0.05, "nme68_diag": 0.02}
+    res = [FaceResult("good", "g", errors=ok, confidence=0.95),
+           FaceResult("wrong", "g", errors={**ok, "nme68": 0.30}, confidence=0.9),
+           FaceResult("refused", "g", errors={**ok, "nme68": 0.40}, confidence=0.2),
+           FaceResult("poor", "g", errors={**ok, "nme68": 0.12}, confidence=0.9),
+           FaceResult("missed", "g", missed=True)]
+    s = summarise(res)["g"]
+    assert s["failure"] == pytest.approx(4 / 5) and s["failure_gross"] == pytest.approx(3 / 5)
+    assert s["confident_failures"] == 1 and s["confident_faces"] == ["wrong"]
+    assert s["median_nme68"] == pytest.approx((0.12 + 0.30) / 2)
+    assert summarise(res, accept=0.95)["g"]["confident_failures"] == 0
+
+
 def test_scores_agree_with_the_landmarker_and_the_cli(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from facetrack.cli.main import main
     from facetrack.tracker.geometry import box_of, to_gray

@@ -210,3 +210,28 @@ def test_flicker_skips_lost_frames_and_checks_shapes() -> None:
     assert math.isnan(mt.flicker(pred[:1], gt[:1]))
     with pytest.raises(ValueError, match="one shape"):
         mt.flicker(pred[:3], gt)
+
+
+def test_gross_failures_by_hand() -> None:
+    # errors 0.02, 0.05 (good), 0.10 (failed), 0.30 (gross), NaN (missed): failure 3/5, gross 2/5
+    e = np.array([0.02, 0.05, 0.10, 0.30, np.nan])
+    c = np.array([0.9, 0.2, 0.9, 0.7, np.nan])
+    g = mt.gross_failures(e, c, accept=0.5)
+    assert g["failure"] == pytest.approx(3 / 5) and g["failure_gross"] == pytest.approx(2 / 5)
+    # only the 0.30 fit is reported at >= 0.5 with NME > 0.20; the missed face is no confident failure
+    assert g["confident_failures"] == 1 and g["confident_failure_rate"] == pytest.approx(1 / 5)
+    assert mt.gross_failures(e, c, accept=0.8)["confident_failures"] == 0  # 0.7 is under 0.8
+    assert mt.gross_failures(e, c, accept=0.7)["confident_failures"] == 1  # at the threshold counts
+    assert mt.confident_failures([0.2, 0.2000001], [1.0, 1.0], 0.5).tolist() == [False, True]  # at 20 % is no gross failure
+    assert "confident_failures" not in mt.gross_failures(e)
+    with pytest.raises(ValueError, match="one confidence per error"):
+        mt.confident_failures(e, c[:2], 0.5)
+
+
+def test_summarize_and_aggregate_report_gross_failures() -> None:
+    s = mt.summarize(ERRORS)
+    assert s["failure_gross"] == pytest.approx(1 / 5)  # only the NaN is over 20 %
+    s = mt.summarize([0.01, 0.25, 0.5], confidence=[0.9, 0.9, 0.1])
+    assert s["failure_gross"] == pytest.approx(2 / 3) and s["confident_failures"] == 1
+    r = mt.aggregate({"a": np.array([0.01, 0.25]), "b": np.array([np.nan])})
+    assert r["failure_gross"] == pytest.approx(2 / 3)
