@@ -3,7 +3,8 @@
 Allowed directions (docs/ARCHITECTURE.md)::
 
     cli                 (on top: may import any package; nothing imports it but ``facetrack``)
-    bench               -> train, gui excluded
+    bench               -> api, train (not gui)
+    api                 -> tracker, io (``facetrack.FaceTracker``; gui and train do not use it)
     gui, train          -> eval -> tracker, io -> engines
     nothing imports gui (only cli, which launches it)
 
@@ -33,9 +34,10 @@ ALLOWED: dict[str, set[str]] = {
     "eval": {"tracker", "io", "engines"},
     "train": {"eval", "tracker", "io", "engines"},
     "gui": {"eval", "tracker", "io", "engines"},
-    "bench": {"train", "eval", "tracker", "io", "engines"},
-    "cli": {"bench", "gui", "train", "eval", "tracker", "io", "engines"},
-    "facetrack": {"cli"},
+    "api": {"tracker", "io", "engines"},
+    "bench": {"api", "train", "eval", "tracker", "io", "engines"},
+    "cli": {"api", "bench", "gui", "train", "eval", "tracker", "io", "engines"},
+    "facetrack": {"cli", "api", "tracker", "io"},
 }
 
 

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 FORBIDDEN = ("torch", "tensorrt", "pycuda", "PySide6", "onnx", "matplotlib")
 #: the light modules outside the two runtime packages
-EXTRA = ("facetrack", "facetrack.cli.main", "facetrack.cli.track", "facetrack.train.export.torch_backend")
+EXTRA = ("facetrack", "facetrack.api", "facetrack.cli.main", "facetrack.cli.track", "facetrack.train.export.torch_backend")
 
 
 def runtime_modules() -> list[str]:

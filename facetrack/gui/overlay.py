@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from facetrack.gui.frames import DrawOptions, FaceView, TrackedFrame
-from facetrack.tracker.draw import GREEN, RED, WHITE, YELLOW, draw_box, draw_landmarks, draw_text
+from facetrack.tracker import draw
+from facetrack.tracker.draw import GREEN, RED, WHITE, YELLOW, draw_landmarks, draw_text
 
 #: tracker state -> what the window calls it
 STATE_LABELS = {"tracking": "tracking", "detected": "re-detecting", "lost": "lost"}
@@ -28,13 +29,8 @@ def state_label(state: str) -> str:
 
 def draw_face(image: np.ndarray, face: FaceView, options: DrawOptions) -> np.ndarray:
     """One face: landmarks ``(68, 2)`` image px, contour lines, box with confidence and state."""
-    color = STATE_COLORS.get(face.state, GREEN)
-    out = image
-    if face.success and (options.points or options.lines):
-        out = draw_landmarks(out, face.landmarks, color, points=options.points, lines=options.lines)
-    if options.box and face.box is not None:
-        out = draw_box(out, face.box, color, label=f"#{face.face_id} {state_label(face.state)} {face.confidence:.2f}")
-    return out if out is not image else np.array(image, copy=True)
+    return draw.draw_face(image, face, STATE_COLORS.get(face.state, GREEN), points=options.points, lines=options.lines,
+                          box=options.box, label=f"#{face.face_id} {state_label(face.state)} {face.confidence:.2f}")
 
 
 def info_lines(frame: TrackedFrame, backend: str = "") -> list[str]:

@@ -88,6 +88,42 @@ def format_row(row: Row) -> str:
     return f"{head},{_XY_FORMAT % tuple(pts.T.ravel().tolist())}\n"
 
 
+def frame_rows(frame: int, timestamp: float, faces: Sequence[_Face], last: dict[int, np.ndarray]) -> list[Row]:
+    """Rows of one frame (``frame`` 1-based): one per face, or a ``success=0`` row for face 0
+    when there is none; failed faces carry their last known landmarks, kept in ``last`` (face id
+    -> ``(68, 2)``, updated here), so every writer and :class:`facetrack.FaceTracker` give the
+    same rows."""
+    if not faces:
+        return [Row(frame, 0, timestamp, 0.0, False, last.get(0, np.zeros((N_POINTS, 2), np.float32)))]
+    rows = []
+    for f in faces:
+        ok = bool(f.success)
+        pts = np.asarray(f.landmarks, np.float32)
+        if ok and pts.shape == (N_POINTS, 2) and np.isfinite(pts).all():
+            last[int(f.face_id)] = pts
+        else:
+            ok = False
+            pts = last.get(int(f.face_id), np.zeros((N_POINTS, 2), np.float32))
+        rows.append(Row(frame, int(f.face_id), timestamp, float(f.confidence), ok, pts))
+    return rows
+
+
+def frame_json(frame: int, timestamp: float, faces: Sequence[_Face], rows: Sequence[Row], cut: bool = False) -> dict[str, Any]:
+    """One frame's JSON object (layout in the module docstring) from its :func:`frame_rows`."""
+    extra = {int(f.face_id): f for f in faces}
+    out = []
+    for r in rows:
+        f = extra.get(r.face_id)
+        box = getattr(f, "box", None) if f is not None else None
+        out.append({
+            "face_id": r.face_id, "confidence": round(_finite(r.confidence), 3), "success": int(r.success),
+            "state": getattr(f, "state", "lost") if f is not None else "lost",
+            "box": None if box is None else [round(_finite(v), 3) for v in np.asarray(box).ravel()],
+            "landmarks": np.round(np.nan_to_num(np.asarray(r.landmarks, np.float64)), 3).tolist(),
+        })
+    return {"frame": int(frame), "timestamp": round(_finite(timestamp), 3), "cut": bool(cut), "faces": out}
+
+
 class _FrameWriter:
     """Shared part of the writers: rows per frame, last-known landmarks, whole-frame writes."""
 
@@ -111,21 +147,8 @@ class _FrameWriter:
         self.frames_written = 0
 
     def rows_for(self, frame: int, timestamp: float, faces: Sequence[_Face]) -> list[Row]:
-        """Rows of one frame (``frame`` 1-based): one per face, or a ``success=0`` row for
-        face 0 when there is none; failed faces carry their last known landmarks."""
-        if not faces:
-            return [Row(frame, 0, timestamp, 0.0, False, self._last.get(0, np.zeros((N_POINTS, 2), np.float32)))]
-        rows = []
-        for f in faces:
-            ok = bool(f.success)
-            pts = np.asarray(f.landmarks, np.float32)
-            if ok and pts.shape == (N_POINTS, 2) and np.isfinite(pts).all():
-                self._last[int(f.face_id)] = pts
-            else:
-                ok = False
-                pts = self._last.get(int(f.face_id), np.zeros((N_POINTS, 2), np.float32))
-            rows.append(Row(frame, int(f.face_id), timestamp, float(f.confidence), ok, pts))
-        return rows
+        """Rows of one frame (:func:`frame_rows`, with this file's last known landmarks)."""
+        return frame_rows(frame, timestamp, faces, self._last)
 
     def _write(self, text: str) -> None:
         data = memoryview(text.encode("utf-8"))
@@ -192,19 +215,7 @@ class JsonLinesWriter(_FrameWriter):
 
     def write_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], cut: bool = False, **_: Any) -> None:
         """Write and flush one frame's object; ``frame`` is 1-based."""
-        rows = self.rows_for(frame, timestamp, faces)
-        extra = {int(f.face_id): f for f in faces}
-        out = []
-        for r in rows:
-            f = extra.get(r.face_id)
-            box = getattr(f, "box", None) if f is not None else None
-            out.append({
-                "face_id": r.face_id, "confidence": round(_finite(r.confidence), 3), "success": int(r.success),
-                "state": getattr(f, "state", "lost") if f is not None else "lost",
-                "box": None if box is None else [round(_finite(v), 3) for v in np.asarray(box).ravel()],
-                "landmarks": np.round(np.nan_to_num(np.asarray(r.landmarks, np.float64)), 3).tolist(),
-            })
-        obj = {"frame": int(frame), "timestamp": round(_finite(timestamp), 3), "cut": bool(cut), "faces": out}
+        obj = frame_json(frame, timestamp, faces, self.rows_for(frame, timestamp, faces), cut)
         self._write(json.dumps(obj, separators=(",", ":")) + "\n")
         self.frames_written += 1
 

@@ -76,3 +76,40 @@ def draw_text(image: np.ndarray, lines: Iterable[str], origin: tuple[int, int] =
         cv2.putText(out, line, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
         y += 18
     return out
+
+
+def draw_face(image: np.ndarray, face: object, color: tuple[int, int, int] | None = None, points: bool = True,
+              lines: bool = True, box: bool = True, label: str | None = None) -> np.ndarray:
+    """One reported face (``.face_id``, ``.landmarks`` (68, 2) image px, ``.confidence``,
+    ``.success``, ``.box``): its landmarks and contour lines when it was fitted, its box with
+    ``label`` (default ``"face ID CONF"``, ``" lost"`` when lost). ``color``: default green, red
+    when lost. Returns a new image."""
+    ok = bool(getattr(face, "success"))
+    color = color or (GREEN if ok else RED)
+    out = image
+    if ok and (points or lines):
+        out = draw_landmarks(out, getattr(face, "landmarks"), color, points=points, lines=lines)
+    face_box = getattr(face, "box", None)
+    if box and face_box is not None:
+        if label is None:
+            label = f"face {getattr(face, 'face_id')} {float(getattr(face, 'confidence')):.2f}{'' if ok else ' lost'}"
+        out = draw_box(out, face_box, color, label)
+    return out if out is not image else np.array(image, copy=True)
+
+
+def annotate(frame: np.ndarray, result: object, text: Sequence[str] = ()) -> np.ndarray:
+    """``frame`` (grey, BGR or BGRA, any dtype) as a BGR ``uint8`` image with every face of
+    ``result`` (a frame result with ``.faces``, or a sequence of faces) drawn by
+    :func:`draw_face`, and ``text`` lines at the top left. The drawer of the CLI's overlay video
+    and of :func:`facetrack.annotate`."""
+    from facetrack.tracker.geometry import to_gray
+
+    img = frame
+    if img.ndim == 2 or img.shape[2] != 3 or img.dtype != np.uint8:
+        img = cv2.cvtColor(to_gray(img), cv2.COLOR_GRAY2BGR)
+    faces = getattr(result, "faces", result)
+    for f in faces:
+        img = draw_face(img, f)
+    if img is frame:
+        img = np.array(frame, copy=True)
+    return draw_text(img, text) if text else img
