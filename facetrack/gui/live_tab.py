@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QSpinBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
                                QVBoxLayout, QWidget)
 
 from facetrack.gui.frames import DrawOptions, SourceInfo, TrackedFrame
@@ -87,12 +87,23 @@ class LiveTab(QWidget):
             c.setChecked(True)
         self.model_box = QComboBox()
         self.model_box.addItems([*MODELS, OTHER_MODEL])
+        self.faces = QSpinBox()
+        self.faces.setRange(1, 16)
+        self.faces.setValue(1)
+        self.faces.setToolTip("faces tracked at once (the CLI's --max-faces); with more than one the search also "
+                              "looks for turned faces")
+        self.confidence = QDoubleSpinBox()
+        self.confidence.setRange(0.0, 1.0)
+        self.confidence.setSingleStep(0.05)
+        self.confidence.setDecimals(2)
+        self.confidence.setValue(TrackerSpec.confidence)
+        self.confidence.setToolTip("confidence under which a face is lost or a detection rejected (the CLI's --confidence)")
         self.record_button = QPushButton("Record CSV...")
         self.record_button.setCheckable(True)
         self.record_video = QCheckBox("+ overlay video")
         opts = QHBoxLayout()
         for w in (self.points, self.lines, self.box, self.smooth, self.flip, QLabel("Model:"), self.model_box,
-                  self.record_button, self.record_video):
+                  QLabel("Faces:"), self.faces, QLabel("Confidence:"), self.confidence, self.record_button, self.record_video):
             opts.addWidget(w)
         opts.addStretch(1)
 
@@ -142,6 +153,8 @@ class LiveTab(QWidget):
             c.toggled.connect(self._options_changed)
         self.smooth.toggled.connect(lambda _=False: self._rebuild_tracker())
         self.flip.toggled.connect(lambda _=False: self._rebuild_tracker())
+        self.faces.valueChanged.connect(lambda _=0: self._rebuild_tracker())
+        self.confidence.valueChanged.connect(lambda _=0.0: self._rebuild_tracker())
         self.model_box.activated.connect(self._model_chosen)
         self.record_button.toggled.connect(self._record_toggled)
         p.capture.opened.connect(self._opened)
@@ -231,7 +244,8 @@ class LiveTab(QWidget):
     def _rebuild_tracker(self) -> None:
         self.show_message(f"loading model {self.current_model()}...", error=False, user=True)
         self.pipeline.configure(TrackerSpec(model=self.current_model(), backend=self.backend, smooth=self.smooth.isChecked(),
-                                            flip=self.flip.isChecked(), turned_model=TURNED))
+                                            flip=self.flip.isChecked(), turned_model=TURNED, max_faces=self.faces.value(),
+                                            confidence=round(self.confidence.value(), 2)))
 
     def _record_toggled(self, on: bool) -> None:
         if not on:

@@ -23,6 +23,8 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from facetrack.gui.frames import DrawOptions, FaceView, FramePacket, OneSlotQueue, TrackedFrame
 from facetrack.gui.overlay import render_tracked
 from facetrack.gui.sources import CameraSource, SourceError, VideoFileSource
+from facetrack.tracker.models import TURNED
+from facetrack.tracker.presets import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -178,14 +180,18 @@ class CaptureWorker(QObject):
 # ----------------------------------------------------------------------------- inference
 @dataclass(frozen=True)
 class TrackerSpec:
-    """What tracker to build: ``model`` is ``"mdm-rt"``, ``"aan"``, ``"aan+mdm"`` or a model path."""
+    """What tracker to build: the ``live`` preset (:mod:`facetrack.tracker.presets`, the CLI's
+    defaults for a camera) with the window's choices. ``model`` is a model choice (``"aan+mdm"``,
+    ``"mdm-rt"``, ``"aan"`` or a model path); ``turned_model``: the turned view's models
+    (``None``: none); ``confidence``: the threshold under which a face is lost."""
 
-    model: str = "mdm-rt"
+    model: str = DEFAULT_MODEL
     backend: str = "auto"
-    smooth: bool = False
+    smooth: bool = True
     max_faces: int = 1
     flip: bool = False  # test-time mirroring (TrackerConfig.flip)
-    turned_model: str | None = None  # models for the turned faces ``model`` rejects (TrackerConfig.turned_model)
+    turned_model: str | None = TURNED  # models for the turned faces ``model`` rejects (TrackerConfig.turned_model)
+    confidence: float = 0.5
 
 
 class TrackerLike(Protocol):
@@ -198,10 +204,16 @@ TrackerFactory = Callable[[TrackerSpec], TrackerLike]
 
 def default_tracker_factory(spec: TrackerSpec) -> TrackerLike:
     """Build :class:`facetrack.tracker.tracker.Tracker` from a spec (imported here: the app opens without it)."""
-    from facetrack.tracker.tracker import Tracker, TrackerConfig
+    from dataclasses import replace
 
-    return Tracker(TrackerConfig(model=spec.model, backend=spec.backend, max_faces=spec.max_faces, smooth=spec.smooth,
-                                 flip=spec.flip, turned_model=spec.turned_model))
+    from facetrack.tracker.detect import make_detector
+    from facetrack.tracker.presets import preset
+    from facetrack.tracker.tracker import Tracker
+
+    live = replace(preset("live", spec.max_faces), model=spec.model, smooth=spec.smooth, flip=spec.flip,
+                   turned_model=spec.turned_model)
+    config = live.tracker_config(backend=spec.backend, confidence_threshold=spec.confidence)
+    return Tracker(config, detector=make_detector(live.detector))
 
 
 def backend_label(tracker: Any) -> str:

@@ -433,3 +433,25 @@ def test_the_live_tab_tracks_turned_faces_with_the_turned_models(qtbot, make_win
             assert len(tracker.chains) == views
         finally:
             tracker.close()
+
+
+def test_faces_and_confidence_controls_rebuild_the_tracker_with_the_live_preset(qtbot, make_window, data_dir):
+    """The live tab's "Faces" and "Confidence" boxes reach the tracker; the real factory builds
+    the CLI's camera defaults (the live preset) from them: aan+mdm, the turned view, the group
+    detector for several faces."""
+    from facetrack.gui.workers import TrackerSpec, default_tracker_factory
+    from facetrack.tracker.presets import preset
+
+    specs, win = _window_recording_specs(qtbot, make_window, data_dir)
+    win.live.faces.setValue(3)
+    qtbot.waitUntil(lambda: bool(specs) and specs[-1].max_faces == 3, timeout=10000)
+    win.live.confidence.setValue(0.7)
+    qtbot.waitUntil(lambda: specs[-1].confidence == 0.7, timeout=10000)
+    assert win.evaluation.mode_box.currentText() == "gt-box"
+    tracker = default_tracker_factory(TrackerSpec(max_faces=3, confidence=0.7))
+    try:
+        assert tracker.config.max_faces == 3 and tracker.config.confidence_threshold == 0.7
+        assert tracker.config.model == "aan+mdm" and len(tracker.views) == 2 and tracker.config.smooth
+        assert tracker.detector.name == preset("live", 3).detector
+    finally:
+        tracker.close()
