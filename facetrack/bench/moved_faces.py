@@ -47,7 +47,7 @@ import cv2
 import numpy as np
 
 from facetrack.tracker.geometry import face_size
-from facetrack.eval.metrics import flicker, nme
+from facetrack.eval.metrics import GROSS, THRESHOLD, failure_rate, flicker, nme
 from facetrack.tracker.presets import DEFAULT_MODEL
 
 METHODS = ("default", "unsmoothed", "shape", "template", "flip", "smooth", "flip+smooth", "per-frame", "dlib", "mediapipe")
@@ -155,18 +155,27 @@ def run_peer(video: Path, method: str, peers_python: Path) -> list[list[np.ndarr
 
 
 def score(pred: np.ndarray, gts: np.ndarray) -> dict[str, Any]:
-    """Per-face figures: per-frame NME (NaN: no face), mean, drift (pts), flicker."""
+    """Per-face figures: per-frame NME (NaN: no face), mean, drift (pts), flicker, and the frames
+    whose reported face nearest the truth is over :data:`GROSS` (``confident_failures``: every
+    face in the CLI's CSV with success 1 passed the confidence threshold)."""
     e = np.array([float(nme(p, g)) if np.isfinite(p).all() else np.nan for p, g in zip(pred, gts)])
     drift = float(np.nanmean(e[-10:]) - np.nanmean(e[:10])) * 100 if np.isfinite(e[-10:]).any() and np.isfinite(e[:10]).any() else float("nan")
     return {"nme": [None if not np.isfinite(x) else round(float(x), 5) for x in e], "mean": float(np.nanmean(e)) if np.isfinite(e).any() else float("nan"),
-            "drift_pts": drift, "flicker": flicker(pred, gts), "found": int(np.isfinite(e).sum())}
+            "drift_pts": drift, "flicker": flicker(pred, gts), "found": int(np.isfinite(e).sum()),
+            "confident_failures": int(np.sum(np.isfinite(e) & (e > GROSS)))}
 
 
 def summarise(per_face: list[dict[str, Any]]) -> dict[str, Any]:
     e = np.array([x for f in per_face for x in f["nme"] if x is not None])
     drifts = np.array([f["drift_pts"] for f in per_face], np.float64)
     fl = np.array([f["flicker"] for f in per_face], np.float64)
+    allf = np.array([np.nan if x is None else x for f in per_face for x in f["nme"]], np.float64)
     return {"mean_nme_pct": float(e.mean() * 100) if e.size else float("nan"),
+            "median_nme_pct": float(np.median(e) * 100) if e.size else float("nan"),
+            # over every frame, a frame without a face counting as a failure
+            "failure_pct": failure_rate(allf, THRESHOLD) * 100, "failure_gross_pct": failure_rate(allf, GROSS) * 100,
+            "confident_failures": int(sum(f.get("confident_failures", 0) for f in per_face)),
+            "confident_failure_faces": [f["video"] for f in per_face if f.get("confident_failures", 0)],
             "median_drift_pts": float(np.nanmedian(drifts)) if np.isfinite(drifts).any() else float("nan"),
             "worst_drift_pts": float(np.nanmax(drifts)) if np.isfinite(drifts).any() else float("nan"),
             "flicker_pct": float(np.nanmean(fl) * 100) if np.isfinite(fl).any() else float("nan"),
@@ -174,14 +183,16 @@ def summarise(per_face: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(summary: dict[str, dict[str, Any]], frames: int, still: bool = False, faces: int = 8) -> str:
-    rows = [f"| method | mean NME68 % | median drift (last 10 - first 10), pts | worst drift, pts | flicker % | frames with a face |",
-            "|---|---|---|---|---|---|"]
+    rows = [f"| method | mean NME68 % | median NME68 % | median drift (last 10 - first 10), pts | worst drift, pts | flicker % | frames with a face | "
+            f"failure % (> 8 %) | gross % (> 20 %) | confident failures (frames) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for m, s in summary.items():
         if "skipped" in s:
-            rows.append(f"| {m} | not run: {s['skipped']} | | | | |")
+            rows.append(f"| {m} | not run: {s['skipped']} | | | | | | | | |")
             continue
-        rows.append(f"| {m} | {s['mean_nme_pct']:.2f} | {s['median_drift_pts']:+.2f} | {s['worst_drift_pts']:+.2f} | {s['flicker_pct']:.2f} | "
-                    f"{s['frames_found']} / {s['frames']} |")
+        rows.append(f"| {m} | {s['mean_nme_pct']:.2f} | {s['median_nme_pct']:.2f} | {s['median_drift_pts']:+.2f} | {s['worst_drift_pts']:+.2f} | "
+                    f"{s['flicker_pct']:.2f} | {s['frames_found']} / {s['frames']} | {s['failure_pct']:.1f} | {s['failure_gross_pct']:.1f} | "
+                    f"{s['confident_failures']}{' (' + ', '.join(s['confident_failure_faces']) + ')' if s['confident_failures'] else ''} |")
     return "\n".join(rows) + f"\n\n{faces} faces x {frames} frames{' (still: the faces do not move)' if still else ''}."
 
 
@@ -193,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--model", default=None, help="--model for the CLI and per-frame runs (default: the CLI's default)")
+    p.add_argument("--turned-model", default=None, help="--turned-model for the CLI runs (default: the CLI's default)")
     p.add_argument("--still", action="store_true",
                    help="the faces do not move: the flicker column is then how much a still face's landmarks shimmer")
     p.add_argument("--reuse", action="store_true", help="score CLI outputs already in --out instead of running the CLI again")
@@ -236,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     clips = make_clips(samples, args.out, args.frames, args.seed, still=args.still)
-    extra_model = ["--model", args.model] if args.model else []
+    extra_model = (["--model", args.model] if args.model else []) + (["--turned-model", args.turned_model] if args.turned_model else [])
     results: dict[str, Any] = {}
     summary: dict[str, dict[str, Any]] = {}
     for m in args.methods:

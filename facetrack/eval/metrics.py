@@ -120,8 +120,9 @@ def gross_failures(errors: np.ndarray, confidence: np.ndarray | None = None, acc
 def summarize(errors: np.ndarray, threshold: float = THRESHOLD, confidence: np.ndarray | None = None,
               accept: float = 0.5) -> dict[str, float]:
     """Mean, median, AUC, failure rate at ``threshold`` and at :data:`GROSS` of one pool of
-    per-frame errors; with ``confidence`` (one per error) also the confident failures
-    (:func:`gross_failures`)."""
+    per-frame errors, ``gross_reported`` (finite errors over :data:`GROSS`: fits that were
+    reported, so confident failures where only accepted fits are reported); with ``confidence``
+    (one per error) also the confident failures (:func:`gross_failures`)."""
     e = np.asarray(errors, np.float64).ravel()
     finite = e[np.isfinite(e)]
     out = {
@@ -129,6 +130,8 @@ def summarize(errors: np.ndarray, threshold: float = THRESHOLD, confidence: np.n
         "mean": float(finite.mean()) if finite.size else float("nan"),
         "median": float(np.median(finite)) if finite.size else float("nan"),
         "auc": auc(e, threshold),
+        # reported fits over GROSS: where only accepted faces are reported (the tracker), each is a confident failure
+        "gross_reported": int(np.sum(finite > GROSS)),
     }
     out.update(gross_failures(e, confidence, accept, threshold))
     return out
@@ -154,6 +157,7 @@ def aggregate(per_video: Mapping[str, np.ndarray], threshold: float = THRESHOLD)
         "auc": s["auc"],
         "failure": s["failure"],
         "failure_gross": s["failure_gross"],
+        "gross_reported": s["gross_reported"],
     }
 
 

@@ -125,6 +125,11 @@ def test_figures_equal_hand_computed_values(clips: dict, tmp_path: Path) -> None
         for k, v in hand.items():
             assert c3.figures[p][k] == pytest.approx(v, abs=3e-5), (p, k)
     assert c3.frames == 87 and c3.excluded == 3 and c3.no_prediction == 3 and c3.videos == ("410", "411")
+    # gross failures (> 0.20) over all frames, and the reported ones among them, from the stored errors
+    stored = np.concatenate([r411.errors[68], r410.errors[68]])
+    assert c3.figures[68]["failure_gross"] == pytest.approx(np.mean([not (e <= 0.2) for e in stored]))
+    assert c3.figures[68]["gross_reported"] == int(np.sum(np.isfinite(stored) & (stored > 0.2)))
+    assert c3.figures[68]["failure_gross"] >= 3 / 87  # the no-face frames at least
     assert r411.stats(68)["median"] == pytest.approx(np.median(e411[np.isfinite(e411)]), abs=2e-5)
 
     # still face, errors alternating 0.02 / 0.04: jitter is exactly 0.02 (frame 10 has no face)

@@ -81,6 +81,23 @@ def test_nearest_face_and_missing_frames() -> None:
     assert s["mean"] == pytest.approx(float(nme(near, g[0])))
 
 
+def test_gross_and_confident_failures_per_frame() -> None:
+    """A frame whose nearest reported face is over 20 % is a confident failure; one at 10 % only a
+    failure; a frame without a face a failure at both thresholds but no confident one."""
+    g = np.zeros((4, 68, 2))
+    g[:, :, 0] = np.arange(68)
+    g[:, 45, 0] = 76.0  # outer-eye distance 40 px
+    pred = g.copy()
+    pred[1, :, 1] += 4.0  # NME 0.10
+    pred[2, :, 1] += 12.0  # NME 0.30
+    pred[3] = np.nan  # no face
+    s = score(pred, g)
+    assert s["confident_failures"] == 1
+    summ = summarise([{**s, "video": "a"}, {**s, "video": "b"}])
+    assert summ["failure_pct"] == pytest.approx(75.0) and summ["failure_gross_pct"] == pytest.approx(50.0)
+    assert summ["confident_failures"] == 2 and summ["median_nme_pct"] == pytest.approx(10.0)
+
+
 def test_drift_is_last_ten_minus_first_ten_in_points() -> None:
     g = np.zeros((30, 68, 2))
     g[:, :, 0] = np.arange(68)

@@ -14,7 +14,7 @@ import numpy as np
 
 from facetrack.eval.vw300.persistence import num as _num
 from facetrack.eval.vw300.results import CategoryResult, Report, VideoResult
-from facetrack.eval.metrics import THRESHOLD
+from facetrack.eval.metrics import GROSS, THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,8 @@ def _video_row(r: VideoResult, points: Sequence[int]) -> dict:
     for p in points:
         s = r.stats(p)
         row.update({f"nme{p}_mean": _num(s["mean"]), f"nme{p}_median": _num(s["median"]),
-                    f"auc{p}": _num(s["auc"]), f"failure{p}": _num(s["failure"])})
+                    f"auc{p}": _num(s["auc"]), f"failure{p}": _num(s["failure"]), f"failure_gross{p}": _num(s["failure_gross"]),
+                    f"gross_reported{p}": s["gross_reported"]})
     row.update({"jitter": _num(r.jitter), "flicker": _num(r.flicker), "fps_tracker": _num(r.fps_tracker), "fps_end_to_end": _num(r.fps_end_to_end)})
     return row
 
@@ -46,7 +47,10 @@ def _category_dict(c: CategoryResult) -> dict:
 NOTES = [
     "NME: mean point-to-point error / outer-eye-corner distance (points 36, 45) of the ground truth.",
     "mean (pooled): over all scored frames of the category; mean of videos: mean of per-video means; median: over pooled frames.",
-    f"AUC: area under the CED up to {THRESHOLD} divided by {THRESHOLD}; failure: share of frames with NME > {THRESHOLD}.",
+    f"AUC: area under the CED up to {THRESHOLD} divided by {THRESHOLD}; failure: share of frames with NME > {THRESHOLD}; "
+    f"failure@{GROSS}: share with NME > {GROSS} (gross failures: a fit on the wrong place or scale).",
+    f"reported > {GROSS}: frames whose prediction has NME > {GROSS}; in track mode the tracker reports only faces whose confidence "
+    "passed its threshold, so each is a confident failure (a wrong face reported as right).",
     "A frame with no prediction (no face) counts as a failure with error = inf (in AUC and failure rate); "
     "mean and median are over frames with a prediction, their count is in 'no face'.",
     "Frames whose ground truth is unreliable (facetrack/tracker/data/300vw_broken_frames.json) are excluded and counted.",
@@ -70,7 +74,7 @@ def write_report(report: Report, out_dir: str | os.PathLike, reference_dir: Path
     rows = [_video_row(r, pts) for r in sorted(report.videos.values(), key=lambda r: (r.category, r.video_id))]
     header = ["category", "video", "frames", "excluded", "no_prediction"]
     for p in pts:
-        header += [f"nme{p}_mean", f"nme{p}_median", f"auc{p}", f"failure{p}"]
+        header += [f"nme{p}_mean", f"nme{p}_median", f"auc{p}", f"failure{p}", f"failure_gross{p}", f"gross_reported{p}"]
     header += ["jitter", "flicker", "fps_tracker", "fps_end_to_end"]
     with open(out / "per_video.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=header)
@@ -137,16 +141,17 @@ def summary_markdown(report: Report) -> str:
     for p in report.points:
         lines += [f"## {p} points", "",
                   "| category | videos | frames | excluded | no face | NME mean (pooled) | NME mean of videos | "
-                  "NME median | AUC@0.08 | failure@0.08 | jitter | flicker | fps tracker | fps end to end |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  f"NME median | AUC@0.08 | failure@0.08 | failure@{GROSS} | reported > {GROSS} | jitter | flicker | fps tracker | fps end to end |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for c, cr in report.categories.items():
             if not cr.present:
-                lines.append(f"| {c} | 0 | no videos of this category under the root | | | | | | | | | | | |")
+                lines.append(f"| {c} | 0 | no videos of this category under the root | | | | | | | | | | | | | |")
                 continue
             f = cr.figures[p]
             lines.append(f"| {c} | {len(cr.videos)} | {cr.frames} | {cr.excluded} | {cr.no_prediction} | "
                          f"{_fmt(f['mean_pooled'])} | {_fmt(f['mean_of_videos'])} | {_fmt(f['median_pooled'])} | "
-                         f"{_fmt(f['auc'])} | {_fmt(f['failure'])} | {_fmt(cr.jitter)} | {_fmt(cr.flicker)} | "
+                         f"{_fmt(f['auc'])} | {_fmt(f['failure'])} | {_fmt(f['failure_gross'])} | {f['gross_reported']} | "
+                         f"{_fmt(cr.jitter)} | {_fmt(cr.flicker)} | "
                          f"{_fmt(cr.fps_tracker, 1)} | {_fmt(cr.fps_end_to_end, 1)} |")
         lines.append("")
     lines += ["## Per video", "",
