@@ -82,6 +82,11 @@ def test_accuracy_scoring_counts_failures_and_fallbacks() -> None:
     assert sc["common"]["nme68_mean"] == pytest.approx((5.0 / d + 1.0 / d) / 2)
     assert sc["common"]["nme49_mean"] == pytest.approx(sc["common"]["nme68_mean"])
     assert sc["challenging"]["failures"] == 1 and np.isnan(sc["challenging"]["nme68_mean"])
+    # the missed face counts as failed at 8 % and 20 %; a found face off by 40 % of the eye distance is a gross one
+    assert sc["challenging"]["failure"] == 1.0 and sc["challenging"]["failure_gross"] == 1.0 and sc["challenging"]["gross_found"] == 0
+    gross = bench.score_accuracy(items[:1], [{"landmarks": (gt + [0.4 * d, 0.0]).tolist(), "how": "detector"}])
+    assert gross["common"]["gross_found"] == 1 and gross["common"]["failure_gross"] == 1.0
+    assert sc["common"]["failure"] == (5.0 / d > 0.08) / 2 + (1.0 / d > 0.08) / 2
 
 
 def test_mediapipe_mapping_table() -> None:

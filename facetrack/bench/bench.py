@@ -88,12 +88,15 @@ def worker_video(spec: dict[str, Any]) -> dict[str, Any]:
     """facetrack over one video decoded to memory: per-frame wall ms (tracker.process), its
     stages, CSV write ms, CPU seconds, landmarks of face 0 (None when not found)."""
     from facetrack.io.output import CsvWriter
-    from facetrack.tracker.tracker import Tracker, TrackerConfig
+    from facetrack.tracker.detect import make_detector
+    from facetrack.tracker.presets import preset
+    from facetrack.tracker.tracker import Tracker
 
     lms = _landmarkers(spec)
-    cfg = TrackerConfig(model=spec["method"], backend="onnxruntime", threads=spec.get("threads"),
-                        detect_every=int(spec.get("detect_every", 3)))
-    tracker = Tracker(cfg, landmarkers=lms)
+    # the product's video defaults (turned view, smoothing, detector) with this method's model
+    video = preset("video").with_options(model=spec["method"], threads=spec.get("threads"))
+    cfg = video.tracker_config(backend="onnxruntime", detect_every=int(spec.get("detect_every", 3)))
+    tracker = Tracker(cfg, landmarkers=lms, detector=make_detector(video.detector))
     rss_loaded = vm_rss_mib()
     frames, decode_ms = decode_video(spec["video"], spec.get("max_frames"))
     for i, f in enumerate(frames[: int(spec.get("warmup", 10))]):
@@ -350,8 +353,10 @@ def accuracy_items(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
 
 def score_accuracy(items: list[dict[str, Any]], results: list[dict[str, Any]], key: str = "landmarks") -> dict[str, Any]:
     """NME (outer, 68 and 49 points) per split over the faces found; counts of failures
-    (no face) and fallbacks (the 300-W box used because the detector found nothing)."""
-    from facetrack.eval.metrics import nme, normaliser
+    (no face) and fallbacks (the 300-W box used because the detector found nothing); the
+    failure rates at NME68 > 8 % and > 20 % over all faces (no face counting as failed) and
+    ``gross_found``: faces found with NME68 > 20 % (a wrong face reported)."""
+    from facetrack.eval.metrics import GROSS, THRESHOLD, failure_rate, nme, normaliser
 
     out: dict[str, Any] = {}
     for split in ("common", "challenging"):
@@ -376,6 +381,9 @@ def score_accuracy(items: list[dict[str, Any]], results: list[dict[str, Any]], k
                       "nme49_mean": float(np.mean(e49)) if e49 else float("nan"),
                       "nme49_median": float(np.median(e49)) if e49 else float("nan"),
                       "jaw_nme_mean": float(np.mean(jaw)) if jaw else float("nan"),
+                      "failure": failure_rate(np.array(e68 + [np.nan] * fail), THRESHOLD) if n else float("nan"),
+                      "failure_gross": failure_rate(np.array(e68 + [np.nan] * fail), GROSS) if n else float("nan"),
+                      "gross_found": int(np.sum(np.array(e68) > GROSS)),
                       "nme68_per_face": e68}
     return out
 
@@ -588,11 +596,12 @@ def markdown(res: dict[str, Any]) -> str:
                              f"{_f(r['ms_ratio'], '.2f')} | {_f(r['cpu_ms_ratio'], '.2f')} |")
     if res.get("accuracy"):
         lines += ["", "### Accuracy on the 300-W test faces (NME, outer-eye, %; tiny sets: common 8, challenging 4 faces)", "",
-                  "| method | start | common NME68 | common NME49 | common jaw | challenging NME68 | challenging NME49 | challenging jaw | no face (or no box) | detector fell back to 300-W box |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| method | start | common NME68 | common NME49 | common jaw | challenging NME68 | challenging NME49 | challenging jaw | no face (or no box) | detector fell back to 300-W box | "
+                  "failure % > 8 % / > 20 % (common; challenging) | found with NME68 > 20 % |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for m, a in res["accuracy"].items():
             if a.get("status") != "ok":
-                lines.append(f"| {m} | {a.get('status')} | – | – | – | – | – | – | – | – |")
+                lines.append(f"| {m} | {a.get('status')} | – | – | – | – | – | – | – | – | – | – |")
                 continue
             rows = [("own detector" if m in PEER_METHODS else f"detector ({a.get('detector')})", a["from_detector"])]
             if "from_300w_box" in a:
@@ -603,7 +612,10 @@ def markdown(res: dict[str, Any]) -> str:
                              f"{_f(100 * c.get('jaw_nme_mean'), '.2f')} | "
                              f"{_f(100 * h['nme68_mean'], '.2f')} | {_f(100 * h['nme49_mean'], '.2f')} | "
                              f"{_f(100 * h.get('jaw_nme_mean'), '.2f')} | "
-                             f"{c['failures']}/{c['n']}, {h['failures']}/{h['n']} | {c['fallbacks']}/{c['n']}, {h['fallbacks']}/{h['n']} |")
+                             f"{c['failures']}/{c['n']}, {h['failures']}/{h['n']} | {c['fallbacks']}/{c['n']}, {h['fallbacks']}/{h['n']} | "
+                             f"{_f(100 * c.get('failure'), '.0f')} / {_f(100 * c.get('failure_gross'), '.0f')}; "
+                             f"{_f(100 * h.get('failure'), '.0f')} / {_f(100 * h.get('failure_gross'), '.0f')} | "
+                             f"{c.get('gross_found', '–')}, {h.get('gross_found', '–')} |")
     profiles = [(v, m, r["profile_tottime"]) for v, by_m in res["speed"].items() for m, r in by_m.items() if r.get("profile_tottime")]
     for v, m, text in profiles:
         lines += ["", f"### cProfile of {m} on {v} (top functions by own time)", "", "```", text.strip(), "```"]
