@@ -8,7 +8,7 @@ alone, and a face the main view rejects a last chance from the turned view.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -89,6 +89,26 @@ def fit_new_faces(views: Sequence[View], checks: FaceChecks, gray: np.ndarray, b
             if f is not None and checks.accept(f, gray.shape[:2], None):
                 out[i] = (f, view)
     return out
+
+
+def larger_of_same(boxes: Sequence[np.ndarray], same_face: Callable[[np.ndarray, np.ndarray], bool]) -> list[int]:
+    """Which of one search's accepted faces (landmark boxes, in the order they take slots) to keep
+    when some are one face (``same_face``, e.g. a fit on the mouth inside the whole face's): the
+    larger, in the place of the first. Issue 30: a face filling a portrait was reported as a fifth
+    of its size on its mouth, found first, while the whole face was dropped as the same face.
+    Returns the indices kept, in slot order; faces that clash with none keep their order."""
+    def area(b: np.ndarray) -> float:
+        return float(max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0))
+
+    kept: list[int] = []
+    for i, b in enumerate(boxes):
+        clash = [k for k in kept if same_face(b, boxes[k])]
+        if not clash:
+            kept.append(i)
+        elif all(area(b) > area(boxes[k]) for k in clash):
+            kept[kept.index(clash[0])] = i
+            kept = [k for k in kept if k not in clash[1:]]
+    return kept
 
 
 def reacquire_hypotheses(pts: np.ndarray) -> list[np.ndarray]:

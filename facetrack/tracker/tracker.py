@@ -57,7 +57,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import cv2
 import numpy as np
 
-from facetrack.tracker.acquire import REACQUIRE, fit_new_faces, reacquire_hypotheses
+from facetrack.tracker.acquire import REACQUIRE, fit_new_faces, larger_of_same, reacquire_hypotheses
 from facetrack.tracker.checks import FaceChecks
 from facetrack.tracker.config import TrackerConfig, resolve_shape_modes
 from facetrack.tracker.cuts import CutDetector
@@ -407,16 +407,15 @@ class Tracker:
         fitted = fit_new_faces(self.views, self.checks, gray, boxes, timings, self._call)
         t0 = time.perf_counter()
         new: list[FaceResult] = []
-        accepted = [box_of(t.landmarks) for t in self._tracks.values()]
-        for f, view in fitted:
+        tracked = [box_of(t.landmarks) for t in self._tracks.values()]
+        cands = [(f, view, box_of(f.landmarks)) for f, view in fitted
+                 if f is not None and self.checks.accept(f, gray.shape[:2], None)]
+        cands = [c for c in cands if not any(self.checks.same_face(c[2], a) for a in tracked)]
+        # one face found twice (a fit on its mouth, one on all of it): the larger is the face
+        for k in larger_of_same([c[2] for c in cands], self.checks.same_face):
             if not free:
                 break
-            if f is None or not self.checks.accept(f, gray.shape[:2], None):
-                continue
-            fb = box_of(f.landmarks)
-            if any(self.checks.same_face(fb, a) for a in accepted):
-                continue
-            accepted.append(fb)
+            f, view, _ = cands[k]
             face_id = free.pop(0)
             self._lost_recently.pop(face_id, None)  # the slot holds a new face now
             new.append(self._start_track(face_id, f, ts, view))
