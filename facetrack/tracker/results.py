@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from facetrack.tracker.pose import HeadPose
 
 
 class FaceState(str, Enum):
@@ -27,6 +31,9 @@ class FaceResult:
     landmarks before the loss). ``confidence`` in [0, 1] (0 when a sanity check failed).
     ``box``: tight box ``(x0, y0, x1, y1)`` float32 of ``landmarks``.
     ``state``: a :class:`FaceState`.
+    ``pose``: the head pose from ``landmarks`` (:class:`facetrack.tracker.pose.HeadPose`:
+    OpenFace's ``pose_*`` and ``p_*`` values; failed, all zeros, for a lost face); ``None``
+    when the tracker computes no pose (``TrackerConfig.pose`` off).
     """
 
     face_id: int
@@ -35,6 +42,7 @@ class FaceResult:
     success: bool
     box: np.ndarray
     state: FaceState
+    pose: HeadPose | None = None
 
 
 @dataclass(frozen=True)

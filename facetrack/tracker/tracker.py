@@ -51,7 +51,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Protocol, Sequence
 
 import cv2
@@ -65,6 +65,7 @@ from facetrack.tracker.geometry import box_of, to_gray
 from facetrack.tracker.landmarker import Fit
 from facetrack.tracker.models import FitChain, open_landmarkers, parse_model
 from facetrack.tracker.motion import face_motion
+from facetrack.tracker.pose import HeadPose, PoseSolver
 from facetrack.tracker.results import FaceResult, FaceState, FrameResult
 from facetrack.tracker.schedule import SearchSchedule
 from facetrack.tracker.smoothing import PoseShapeFilter, face_size
@@ -136,6 +137,7 @@ class Tracker:
         self.detector = detector
         self.cuts = CutDetector(c.cut_threshold)
         self.checks = FaceChecks(c)
+        self.pose = PoseSolver(camera=c.camera) if c.pose else None
         self.reset()
 
     def _open_chain(self, model: str, landmarkers: Mapping[str, LandmarkerLike] | None) -> FitChain:
@@ -227,6 +229,8 @@ class Tracker:
         # 5. the report: each face's (smoothed) landmarks, the lost ones' last
         self._keep_frame(frame, gray)
         faces = tuple(sorted([*out.values(), *lost.values()], key=lambda f: f.face_id))
+        if self.pose is not None:
+            faces = self._posed(faces, gray, timings)
         timings["total"] = (time.perf_counter() - t_start) * 1000
         return FrameResult(index, ts, faces, timings, detector_ran, cut)
 
@@ -479,6 +483,15 @@ class Tracker:
         pts = t.filter(t.landmarks, ts) if t.filter is not None else t.landmarks
         pts = np.array(pts, np.float32)
         return FaceResult(t.face_id, pts, float(t.confidence), True, box_of(pts), state)
+
+    def _posed(self, faces: tuple[FaceResult, ...], gray: np.ndarray | None, timings: dict[str, float]) -> tuple[FaceResult, ...]:
+        """The faces with their head poses (from the reported landmarks; zeros for lost ones)."""
+        t0 = time.perf_counter()
+        size = (gray.shape[1], gray.shape[0]) if gray is not None else None
+        out = tuple(replace(f, pose=self.pose.solve(f.landmarks, size) if f.success and size else HeadPose.failed())
+                    for f in faces)
+        timings["post"] += (time.perf_counter() - t0) * 1000
+        return out
 
     @staticmethod
     def _lost(t: _Track, confidence: float = 0.0) -> FaceResult:

@@ -151,3 +151,45 @@ def test_head_axes_point_along_the_face():
     assert x[0] > o[0] and y[1] > o[1] and z == pytest.approx(o)  # z toward the camera: seen end-on
     o, x, y, z = head_axes(_pose(0, 30, 0), Camera(), SIZE, 50.0)
     assert z[0] < o[0]  # turned to the image's left: the nose axis points left
+
+
+def _frames(path, n):
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while len(out) < n:
+        ok, img = cap.read()
+        if not ok:
+            break
+        out.append(img)
+    cap.release()
+    return out
+
+
+def test_the_tracker_reports_the_pose_of_its_smoothed_landmarks(data_dir):
+    """On the real selfie video: every reported face carries the solve of its own (smoothed)
+    landmarks with the configured camera, and turning the pose off changes no landmark."""
+    from facetrack.tracker.presets import preset
+    from facetrack.tracker.tracker import Tracker
+
+    frames = _frames(data_dir / "videos_unlabelled" / "sbr_demo_selfie.mp4", 12)
+    h, w = frames[0].shape[:2]
+    cam = Camera(fx=800.0)
+    p = preset("video")
+    runs = {}
+    for on in (True, False):
+        with Tracker(p.tracker_config(pose=on, camera=cam if on else None, default_fps=30.0)) as tr:
+            runs[on] = [tr.process(f, i / 30.0) for i, f in enumerate(frames)]
+    solver = PoseSolver(camera=cam)
+    posed = 0
+    for a, b in zip(runs[True], runs[False]):
+        assert [f.face_id for f in a.faces] == [f.face_id for f in b.faces]
+        for fa, fb in zip(a.faces, b.faces):
+            np.testing.assert_array_equal(fa.landmarks, fb.landmarks)
+            assert fb.pose is None
+            if fa.success:
+                want = solver.solve(fa.landmarks, (w, h))
+                assert fa.pose.success and fa.pose.values == want.values
+                posed += 1
+            else:
+                assert fa.pose.values == (0.0,) * 12 and not fa.pose.success
+    assert posed >= 10
