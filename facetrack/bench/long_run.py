@@ -83,13 +83,17 @@ def run(video: Path, model: str, minutes: float, fps: float, marks: list[float],
         threads: int | None = None, detect_every: int = 3) -> dict:
     """Track ``minutes`` of looped ``video`` at ``fps``; returns the results dict (see module doc)."""
     from facetrack.io.output import CsvWriter
-    from facetrack.tracker.tracker import Tracker, TrackerConfig
     from facetrack.io.video import VideoFile
+    from facetrack.tracker.tracker import Tracker
 
     total = int(round(minutes * 60 * fps))
     mark_frames = sorted({min(total, int(round(m * 60 * fps))) for m in marks} | {total})
-    tracker = Tracker(TrackerConfig(model=model, backend=backend, threads=threads, detect_every=detect_every,
-                                    default_fps=fps))
+    from facetrack.tracker.detect import make_detector
+    from facetrack.tracker.presets import preset
+
+    video = preset("video").with_options(model=model, threads=threads)  # the product's video defaults
+    tracker = Tracker(video.tracker_config(backend=backend, detect_every=detect_every, default_fps=fps),
+                      detector=make_detector(video.detector))
     writer = CsvWriter(out)
     base = proc_status_mib()
     rows: list[dict] = []

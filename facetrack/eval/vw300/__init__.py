@@ -9,8 +9,9 @@ excluded from scoring and counted.
 
 Modes (how the face is found on each frame):
 
-- ``track``: the :class:`facetrack.tracker.tracker.Tracker` as a user runs it (detector on the
-  first frame, previous-frame initialisation after, re-detection on loss; smoothing off). It
+- ``track``: the :class:`facetrack.tracker.tracker.Tracker` as a user runs it on a video (the
+  ``video`` preset of :mod:`facetrack.tracker.presets`: detector on the first frame,
+  previous-frame initialisation after, re-detection on loss, the turned view, smoothing). It
   sees every decoded frame, excluded ones too. The ground truth is used only to pick which
   tracked face is the annotated one when several are tracked.
 - ``gt-box``: every scored frame is cropped from the tight box of its ground truth (identity

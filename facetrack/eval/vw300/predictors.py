@@ -37,15 +37,19 @@ def _area(b: np.ndarray) -> float:
 
 
 class TrackPredictor:
-    """``track`` mode: the user's Tracker, smoothing off, reset per video."""
+    """``track`` mode: the tracker a user runs on a video (the ``video`` preset: turned view,
+    smoothing, its detector) with ``model``, reset per video."""
 
     every_frame = True
     uses_ground_truth = True  # only to pick the annotated face among several tracked ones
 
     def __init__(self, model: str, backend: str) -> None:
-        from facetrack.tracker.tracker import Tracker, TrackerConfig
+        from facetrack.tracker.detect import make_detector
+        from facetrack.tracker.presets import preset
+        from facetrack.tracker.tracker import Tracker
 
-        self.tracker = Tracker(TrackerConfig(model=model, backend=backend, smooth=False))
+        video = preset("video").with_options(model=model)
+        self.tracker = Tracker(video.tracker_config(backend=backend), detector=make_detector(video.detector))
 
     def start_video(self, video_id: str) -> None:
         self.tracker.reset()
