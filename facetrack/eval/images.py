@@ -32,8 +32,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from facetrack.tracker.geometry import box_iou, box_of, to_gray
 from facetrack.eval.metrics import GROSS, THRESHOLD, auc, confident_failures, failure_rate, nme
+from facetrack.tracker.geometry import box_iou, box_of, to_gray
+from facetrack.tracker.presets import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class BoxIndex:
         return cands[0] if cands else None
 
 
-def evaluate(images: Iterable[LabelledImage], model: str = "mdm-rt", box: str = "gt", boxes: Path | None = None,
+def evaluate(images: Iterable[LabelledImage], model: str = DEFAULT_MODEL, box: str = "gt", boxes: Path | None = None,
              backend: str = "auto", threads: int | None = None, flip: bool = False) -> list[FaceResult]:
     """Fit and score every image (see the module docstring; ``flip``: test-time mirroring, as
     the tracking CLI does on still images)."""
@@ -223,7 +224,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="folders (or images) with 68-point .pts/.ljson beside the images")
     parser.add_argument("--box", choices=BOX_KINDS, default="gt", help="where each fit starts (default gt: the ground truth's tight box)")
     parser.add_argument("--boxes", type=Path, default=None, help="folder of 300-W box .pts files (for --box 300w)")
-    parser.add_argument("--model", default="mdm-rt", help="mdm-rt, aan, aan+mdm, or a model file (default mdm-rt)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"aan+mdm, mdm-rt, aan, or a model file (default {DEFAULT_MODEL}, as every other job)")
     parser.add_argument("--backend", default="auto", help="runtime backend (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="runtime threads")
     parser.add_argument("--flip", action="store_true",
@@ -237,6 +239,12 @@ def run(args: argparse.Namespace) -> int:
     """Run ``facetrack eval-images``; returns the exit code."""
     from facetrack.tracker.models import ModelNotFoundError
 
+    if args.ced is not None:
+        try:  # before the evaluation, not after it: the figures would be printed, then a traceback
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(f"facetrack eval-images: --ced {args.ced}: needs matplotlib (pip install 'facetrack[plot]')", file=sys.stderr)
+            return 2
     try:
         images = find_images(args.dirs)
         t0 = time.perf_counter()

@@ -87,7 +87,7 @@ def test_scores_agree_with_the_landmarker_and_the_cli(data_dir: Path, tmp_path: 
         assert r.errors["nme68"] == pytest.approx(float(nme(pred, gt)), rel=1e-6)
         assert 0.0 < r.errors["nme68"] < 0.15 and r.errors["nme68_diag"] < r.errors["nme68"]
     out = tmp_path / "r.json"
-    assert main(["eval-images", str(tmp_path), "--box", "gt", "--json", str(out)]) == 0
+    assert main(["eval-images", str(tmp_path), "--model", "mdm-rt", "--box", "gt", "--json", str(out)]) == 0
     assert "| " + tmp_path.name + " | 2 | 0 |" in capsys.readouterr().out
     assert json.loads(out.read_text())["summary"][tmp_path.name]["nme68"] == pytest.approx(np.mean([r.errors["nme68"] for r in res]))
     # --flip scores the mirror-averaged fits, as `facetrack IMAGES` makes them
@@ -98,7 +98,7 @@ def test_scores_agree_with_the_landmarker_and_the_cli(data_dir: Path, tmp_path: 
         pred = mirrored.fit_box(to_gray(cv2.imread(str(item.image))), box_of(gt), calibration=TIGHT_BOX).landmarks
         assert r.errors["nme68"] == pytest.approx(float(nme(pred, gt)), rel=1e-6)
     assert [r.errors["nme68"] for r in flipped] != [r.errors["nme68"] for r in res]
-    assert main(["eval-images", str(tmp_path), "--box", "gt", "--flip"]) == 0
+    assert main(["eval-images", str(tmp_path), "--model", "mdm-rt", "--box", "gt", "--flip"]) == 0
     assert "mdm-rt (flip), gt box" in capsys.readouterr().out
     # bad input: one line, exit 2
     assert main(["eval-images", str(tmp_path), "--box", "300w"]) == 2
@@ -110,3 +110,26 @@ def test_scores_agree_with_the_landmarker_and_the_cli(data_dir: Path, tmp_path: 
     assert "no 300-W box for any of the 2 images" in capsys.readouterr().err
     assert main(["eval-images", str(tmp_path), "--box", "300w", "--boxes", str(tmp_path)]) == 2  # 68-point files are no boxes
     assert "expected 4 points, found 68" in capsys.readouterr().err
+
+
+def test_ced_without_matplotlib_is_one_line_before_any_work(data_dir: Path, tmp_path: Path) -> None:
+    """``--ced`` without matplotlib: one line and exit 2 before the evaluation (it printed the
+    table, then a traceback), and the default model is the one every other job uses."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "from facetrack.cli.main import main\n"
+            f"sys.exit(main(['eval-images', {str(data_dir / 'images68' / 'helen_train')!r}, '--ced', {str(tmp_path / 'c.png')!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == [f"facetrack eval-images: --ced {tmp_path / 'c.png'}: needs matplotlib (pip install 'facetrack[plot]')"], r.stderr
+    assert r.stdout == "" and not (tmp_path / "c.png").exists()
+    import argparse
+
+    from facetrack.eval.images import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["x"]).model == "aan+mdm"
