@@ -19,6 +19,9 @@ from facetrack.tracker.views import Call, View
 
 #: the scale check of a new face: refit from its box grown and shrunk by these factors (empty: no check)
 SCALE_CHECK: tuple[float, ...] = (0.7, 1.5)
+#: the turned view's: the grown box only (its chain from a box 0.7x a turned face's loses it:
+#: Hamilton --max-faces 4, audience frames with 3 faces 58 -> 0 of 61 with both factors, 58 with this)
+SCALE_CHECK_TURNED: tuple[float, ...] = (1.5,)
 #: how far those refits may differ from the fit and still agree: size ratio, centre shift (face sizes)
 SCALE_AGREE = (1.25, 0.25)
 
@@ -52,16 +55,18 @@ def scales_agree(fit: np.ndarray, others: Sequence[np.ndarray], max_ratio: float
 def scale_check(view: View, gray: np.ndarray, fits: list[Fit | None], timings: dict[str, float], call: Call,
                 checks: FaceChecks) -> list[Fit | None]:
     """The fits whose face ``view``'s chain finds again from the fit's box grown and shrunk
-    (:data:`SCALE_CHECK`, :func:`scales_agree`); the others become ``None``. Only fits that would
+    (:data:`SCALE_CHECK`, or :data:`SCALE_CHECK_TURNED` for a view that refits from shapes;
+    :func:`scales_agree`); the others become ``None``. Only fits that would
     be accepted are checked (one batched chain call per factor for all of them)."""
     todo = [i for i, f in enumerate(fits) if f is not None and checks.accept(f, gray.shape[:2], None)]
-    if not todo or not SCALE_CHECK:
+    factors = SCALE_CHECK if view.refit_init == "template" else SCALE_CHECK_TURNED
+    if not todo or not factors:
         return fits
-    boxes = [scaled_box(fits[i].landmarks, k) for k in SCALE_CHECK for i in todo]
+    boxes = [scaled_box(fits[i].landmarks, k) for k in factors for i in todo]
     got = call(view.chain.fit_boxes, gray, boxes, timings, len(boxes))
     out = list(fits)
     for j, i in enumerate(todo):
-        others = [got[k * len(todo) + j] for k in range(len(SCALE_CHECK))]
+        others = [got[k * len(todo) + j] for k in range(len(factors))]
         if not all(o.valid for o in others) or not scales_agree(fits[i].landmarks, [o.landmarks for o in others]):
             out[i] = None
     return out
@@ -119,10 +124,9 @@ def fit_new_faces(views: Sequence[View], checks: FaceChecks, gray: np.ndarray, b
     3. With a turned view, a face still rejected gets its last chance from the turned chain
        (its fits from the same box, its refit check).
 
-    Every fit of the main view that would be accepted also passes :func:`scale_check`: its chain
-    finds the same face from the fit's box grown and shrunk, or the fit is rejected. The turned
-    view's fits do not: its chain from a box (not from a shape) loses turned faces (Hamilton
-    --max-faces 4, audience frames 215-275 with 3 faces: 58 -> 0 of 61 with the check)."""
+    Every fit that would be accepted also passes :func:`scale_check`: its view's chain finds the
+    same face from the fit's box grown and shrunk (:data:`SCALE_CHECK`; the turned view's from the
+    grown box only, :data:`SCALE_CHECK_TURNED`), or the fit is rejected."""
     main = views[0]
     staged = _staged(call, main, gray, boxes, timings)
     fits = refit_check(main, checks, gray, [s[-1] for s in staged], [s[:-1] for s in staged], timings, call)
@@ -142,6 +146,7 @@ def fit_new_faces(views: Sequence[View], checks: FaceChecks, gray: np.ndarray, b
             break
         staged = _staged(call, view, gray, [boxes[i] for i in failed], timings)
         refits = refit_check(view, checks, gray, [s[-1] for s in staged], [s[:-1] for s in staged], timings, call)
+        refits = scale_check(view, gray, refits, timings, call, checks)
         for i, f in zip(failed, refits):
             if f is not None and checks.accept(f, gray.shape[:2], None):
                 out[i] = (f, view)
