@@ -397,7 +397,7 @@ class Tracker:
     def _search(self, gray: np.ndarray, ts: float, timings: dict[str, float]) -> list[FaceResult]:
         """This frame's part of the search: detections that overlap no tracked face, fitted and
         checked (:func:`~facetrack.tracker.acquire.fit_new_faces`), take the free slots, best
-        detection first."""
+        detection first; when more faces are found than slots are free, the largest are kept."""
         c = self.config
         free = [i for i in range(c.max_faces) if i not in self._tracks]
         if not free:
@@ -416,9 +416,13 @@ class Tracker:
                  if f is not None and self.checks.accept(f, gray.shape[:2], None)]
         cands = [c for c in cands if not any(self.checks.same_face(c[2], a) for a in tracked)]
         # one face found twice (a fit on its mouth, one on all of it): the larger is the face
-        for k in larger_of_same([c[2] for c in cands], self.checks.same_face):
-            if not free:
-                break
+        keep = larger_of_same([c[2] for c in cands], self.checks.same_face)
+        if len(keep) > len(free):
+            # more faces than free slots (a photo of two people with max_faces=1): the largest
+            # faces are kept, as a user expects, not the detector's surest
+            largest = set(sorted(keep, key=lambda k: -face_size(cands[k][0].landmarks))[: len(free)])
+            keep = [k for k in keep if k in largest]
+        for k in keep:
             f, view, _ = cands[k]
             face_id = free.pop(0)
             self._lost_recently.pop(face_id, None)  # the slot holds a new face now
