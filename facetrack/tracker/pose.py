@@ -57,8 +57,10 @@ POSE_NAMES: tuple[str, ...] = ("pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose
 #: OpenFace's names of the rigid shape parameters, in its column order.
 RIGID_NAMES: tuple[str, ...] = ("p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty")
 #: Reprojection RMS error (over the face size, the square root of the landmarks' box area) above
-#: which a solve is refused: real faces through the mean face stay under about 0.06.
-MAX_REPROJECTION = 0.2
+#: which a solve is refused: 1,541 ground-truth faces (pseudo_v2, images68) stay under 0.12 (mean
+#: 0.05), the tracker's fits of profile faces (the Hamilton clip's audience) reach 0.29, 68 random
+#: points in a box give 0.36 and more
+MAX_REPROJECTION = 0.3
 DEFAULT_PATH = Path(__file__).with_name("data") / "face3d.json"
 #: Levenberg-Marquardt iterations from the orthographic start. On 506 pseudo_v2 faces (ground-truth
 #: landmarks), against the converged pose (``cv2.solvePnP``'s up to 20 iterations, 3x the time):
