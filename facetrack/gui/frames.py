@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -46,7 +46,8 @@ class FramePacket:
 
 @dataclass(frozen=True)
 class FaceView:
-    """One face as the window shows it (a copy of the tracker's ``FaceResult``)."""
+    """One face as the window shows it (a copy of the tracker's ``FaceResult``); ``pose``: its
+    :class:`facetrack.tracker.pose.HeadPose` (frozen, never changed), ``None`` without one."""
 
     face_id: int
     landmarks: np.ndarray
@@ -54,6 +55,7 @@ class FaceView:
     success: bool
     box: tuple[float, float, float, float] | None
     state: str  # "tracking" | "detected" | "lost"
+    pose: Any = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class DrawOptions:
     lines: bool = True
     box: bool = True
     info: bool = True
+    axes: bool = True  # the head's axes from its pose
 
 
 class OneSlotQueue(Generic[T]):

@@ -76,6 +76,9 @@ class LiveTab(QWidget):
         self.points = QCheckBox("points")
         self.lines = QCheckBox("lines")
         self.box = QCheckBox("box")
+        self.axes = QCheckBox("head axes")
+        self.axes.setToolTip("the head's pose as three axes (red: left-right, green: down, blue: out of the face), and "
+                             "yaw/pitch/roll in degrees in the face's label (the CSV's pose_Ry/pose_Rx/pose_Rz)")
         self.smooth = QCheckBox("smoothing")
         self.smooth.setToolTip("One Euro filter on the landmarks, moved with the face by optical flow: a third of the "
                                "flicker on moving faces and a little less error (on by default, as for video in the CLI)")
@@ -83,7 +86,7 @@ class LiveTab(QWidget):
         self.flip = QCheckBox("mirror-average")
         self.flip.setToolTip("also fit each face's mirror image and average the two: less error and jitter, "
                              "twice the landmark model's CPU")
-        for c in (self.points, self.lines, self.box):
+        for c in (self.points, self.lines, self.box, self.axes):
             c.setChecked(True)
         self.model_box = QComboBox()
         self.model_box.addItems([*MODELS, OTHER_MODEL])
@@ -102,7 +105,7 @@ class LiveTab(QWidget):
         self.record_button.setCheckable(True)
         self.record_video = QCheckBox("+ overlay video")
         opts = QHBoxLayout()
-        for w in (self.points, self.lines, self.box, self.smooth, self.flip, QLabel("Model:"), self.model_box,
+        for w in (self.points, self.lines, self.box, self.axes, self.smooth, self.flip, QLabel("Model:"), self.model_box,
                   QLabel("Faces:"), self.faces, QLabel("Confidence:"), self.confidence, self.record_button, self.record_video):
             opts.addWidget(w)
         opts.addStretch(1)
@@ -149,7 +152,7 @@ class LiveTab(QWidget):
         self.slider.sliderReleased.connect(lambda: p.seek(self.slider.value()))
         self.slider.jumped.connect(p.seek)
         self.slider.actionTriggered.connect(self._slider_action)
-        for c in (self.points, self.lines, self.box):
+        for c in (self.points, self.lines, self.box, self.axes):
             c.toggled.connect(self._options_changed)
         self.smooth.toggled.connect(lambda _=False: self._rebuild_tracker())
         self.flip.toggled.connect(lambda _=False: self._rebuild_tracker())
@@ -209,7 +212,8 @@ class LiveTab(QWidget):
             QTimer.singleShot(0, lambda: self.pipeline.seek(self.slider.value()))
 
     def options(self) -> DrawOptions:
-        return DrawOptions(points=self.points.isChecked(), lines=self.lines.isChecked(), box=self.box.isChecked())
+        return DrawOptions(points=self.points.isChecked(), lines=self.lines.isChecked(), box=self.box.isChecked(),
+                           axes=self.axes.isChecked())
 
     def _options_changed(self) -> None:
         self.pipeline.set_options(self.options())

@@ -27,10 +27,49 @@ def state_label(state: str) -> str:
     return STATE_LABELS.get(state, state)
 
 
+#: BGR colours of the head's x (the face's left-right), y (down) and z (out of the face) axes
+AXIS_COLORS = ((60, 60, 230), (80, 220, 80), (255, 120, 40))
+
+
+def pose_label(pose: object) -> str:
+    """``"yaw 12 pitch -5 roll 2"`` (degrees; signs of :mod:`facetrack.tracker.pose`), ``""``
+    without a solved pose."""
+    if pose is None or not getattr(pose, "success", False):
+        return ""
+    return f"yaw {round(pose.yaw)} pitch {round(pose.pitch)} roll {round(pose.roll)}"  # ints: no "-0"
+
+
+def draw_head_axes(image: np.ndarray, pose: object, length_mm: float = 70.0) -> np.ndarray:
+    """The head's three axes from ``pose`` (a solved :class:`facetrack.tracker.pose.HeadPose`)
+    through OpenFace's default camera for the image's size (the one the app's tracker assumes),
+    the out-of-face axis along the nose. Returns a copy; nothing drawn without a solved pose."""
+    out = np.array(image, copy=True)
+    if pose is None or not getattr(pose, "success", False):
+        return out
+    from facetrack.tracker.pose import Camera, head_axes
+
+    h, w = out.shape[:2]
+    p = head_axes(pose, Camera(), (w, h), length_mm)
+    if not (np.isfinite(p).all() and (np.abs(p) < 1e5).all()):
+        return out
+    size = float(np.hypot(*(p[1] - p[0])))
+    thick = max(2, int(round(size / 40)))
+    o = tuple(int(round(v)) for v in p[0])
+    for end, color in zip(p[1:], AXIS_COLORS):
+        cv2.line(out, o, tuple(int(round(v)) for v in end), color, thick, cv2.LINE_AA)
+    return out
+
+
 def draw_face(image: np.ndarray, face: FaceView, options: DrawOptions) -> np.ndarray:
-    """One face: landmarks ``(68, 2)`` image px, contour lines, box with confidence and state."""
-    return draw.draw_face(image, face, STATE_COLORS.get(face.state, GREEN), points=options.points, lines=options.lines,
-                          box=options.box, label=f"#{face.face_id} {state_label(face.state)} {face.confidence:.2f}")
+    """One face: landmarks ``(68, 2)`` image px, contour lines, the head's axes, box with
+    confidence, state and yaw/pitch/roll."""
+    pose = getattr(face, "pose", None) if face.success else None
+    label = f"#{face.face_id} {state_label(face.state)} {face.confidence:.2f}"
+    if pose_label(pose):
+        label += f" {pose_label(pose)}"
+    out = draw.draw_face(image, face, STATE_COLORS.get(face.state, GREEN), points=options.points, lines=options.lines,
+                         box=options.box, label=label)
+    return draw_head_axes(out, pose) if options.axes and pose is not None else out
 
 
 def info_lines(frame: TrackedFrame, backend: str = "") -> list[str]:
@@ -46,7 +85,8 @@ def info_lines(frame: TrackedFrame, backend: str = "") -> list[str]:
     elif not frame.faces:
         lines.append("no face")
     for f in frame.faces:
-        lines.append(f"face {f.face_id}: {state_label(f.state)}  conf {f.confidence:.2f}")
+        angles = pose_label(getattr(f, "pose", None)) if f.success else ""
+        lines.append(f"face {f.face_id}: {state_label(f.state)}  conf {f.confidence:.2f}" + (f"  {angles}" if angles else ""))
     return lines
 
 
