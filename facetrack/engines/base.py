@@ -27,6 +27,12 @@ from facetrack.engines.errors import FeedError, ModelFileError
 #: Training configurations (``metadata[ARCH]``) and the model kind (``metadata[KIND]``) each exports.
 ARCH_KIND: dict[str, str] = {"mdm": "mdm", "mdm-rt": "mdm", "aan": "aan"}
 
+#: Sane ranges (inclusive) of the sizes a model file declares in its metadata, checked before
+#: anything is allocated for it: the crop side ``S`` (shipped: 112; a crop of 1024 px is 4 MiB
+#: per face, 60000 would be 13.4 GiB), MDM's recurrent width ``H`` (512) and steps ``T`` (4).
+#: AAN declares 0 for both.
+METADATA_RANGES: dict[str, tuple[int, int]] = {names.INPUT_SIZE: (8, 1024), names.HIDDEN_SIZE: (1, 8192), names.STEPS: (1, 32)}
+
 Dim = int | str | None
 
 
@@ -59,8 +65,9 @@ def verify_metadata(
     facetrack model this version can run.
 
     Checks: every key of :data:`facetrack.engines.names.REQUIRED_KEYS`; the format version; a known
-    kind and an arch of that kind; 68 points; a positive integer input size (and hidden size /
-    steps for ``mdm``); the I/O names are exactly ``MODEL_IO[kind]`` (any order).
+    kind and an arch of that kind; 68 points; an input size (and for ``mdm`` a hidden size and
+    steps; ``aan``: 0) within :data:`METADATA_RANGES`; the I/O names are exactly
+    ``MODEL_IO[kind]`` (any order).
     Raises :class:`ModelFileError` whose one-line message names ``path`` and the problem.
     """
     p = str(path)
@@ -81,25 +88,120 @@ def verify_metadata(
     if ARCH_KIND.get(arch) != kind:
         raise ModelFileError(f"{p}: arch {arch!r} is not a {kind!r} model (known archs: {', '.join(sorted(ARCH_KIND))})")
 
-    def _int(key: str, minimum: int) -> int:
+    def _int(key: str, minimum: int, maximum: int | None = None) -> int:
+        text = metadata[key]
+        if len(text) > 20:
+            raise ModelFileError(f"{p}: metadata {key} = {text[:20]!r}... is not an integer")
         try:
-            value = int(metadata[key])
+            value = int(text)
         except ValueError:
-            raise ModelFileError(f"{p}: metadata {key} = {metadata[key]!r} is not an integer") from None
+            raise ModelFileError(f"{p}: metadata {key} = {text!r} is not an integer") from None
         if value < minimum:
             raise ModelFileError(f"{p}: metadata {key} = {value}, expected at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise ModelFileError(f"{p}: metadata {key} = {value}, expected at most {maximum} (refused: a model this large "
+                                 f"is not a facetrack model, and would exhaust memory)")
         return value
 
     n_points = _int(names.N_POINTS, 0)
     if n_points != 68:
         raise ModelFileError(f"{p}: model predicts {n_points} points, facetrack needs 68")
-    _int(names.INPUT_SIZE, 8)
-    _int(names.HIDDEN_SIZE, 1 if kind == "mdm" else 0)
-    _int(names.STEPS, 1 if kind == "mdm" else 0)
+    _int(names.INPUT_SIZE, *METADATA_RANGES[names.INPUT_SIZE])
+    for key in (names.HIDDEN_SIZE, names.STEPS):
+        if kind == "mdm":
+            _int(key, *METADATA_RANGES[key])
+        elif _int(key, 0) != 0:
+            raise ModelFileError(f"{p}: metadata {key} = {metadata[key]}, an aan model has 0")
     io = names.MODEL_IO[kind]
     for what, got, want in (("inputs", inputs, io.inputs), ("outputs", outputs, io.outputs)):
         if got is not None and sorted(got) != sorted(want):
             raise ModelFileError(f"{p}: {kind} model must have {what} {list(want)}, the file has {list(got)}")
+
+
+def verify_specs(path: str | os.PathLike, metadata: Mapping[str, str], inputs: tuple[TensorSpec, ...],
+                 outputs: tuple[TensorSpec, ...]) -> None:
+    """Check the tensors a model file declares (in ``MODEL_IO`` order) against its metadata:
+    ``image`` is ``(N, 1, S, S)`` (one grey channel), ``init_shape`` and ``landmarks``
+    ``(N, 68, 2)``, ``hidden`` and ``hidden_out`` ``(N, H)``, ``confidence`` ``(N,)``. Only what
+    the file fixes is checked (a dynamic dimension passes; the probe of :func:`probe_backend`
+    runs the model once to see what it does). Raises :class:`ModelFileError` naming ``path``."""
+    s = int(metadata[names.INPUT_SIZE])
+    h = int(metadata.get(names.HIDDEN_SIZE, "0") or 0)
+    want = {names.IMAGE: (None, 1, s, s), names.INIT_SHAPE: (None, 68, 2), names.HIDDEN: (None, h),
+            names.LANDMARKS: (None, 68, 2), names.CONFIDENCE: (None,), names.HIDDEN_OUT: (None, h)}
+    for spec in (*inputs, *outputs):
+        shape = want.get(spec.name)
+        if shape is None or not spec.shape:  # no shape declared: the probe decides
+            continue
+        expected = "[" + ", ".join("faces" if d is None else str(d) for d in shape) + "]"
+        if spec.rank != len(shape):
+            raise ModelFileError(f"{path}: tensor {spec} should be {expected} (rank {len(shape)})")
+        for axis, (got, need) in enumerate(zip(spec.shape[1:], shape[1:]), 1):
+            if isinstance(got, int) and got >= 0 and got != need:
+                what = " (facetrack crops are grey: one channel)" if spec.name == names.IMAGE and axis == 1 else ""
+                raise ModelFileError(f"{path}: tensor {spec} should be {expected}{what}")
+
+
+#: Largest |value| of a landmark, in crop pixels, the probe accepts (as the landmarker does:
+#: beyond it no fit is usable)
+PROBE_LIMIT = 1e7
+
+
+def probe_feed(inputs: tuple[TensorSpec, ...], metadata: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """A one-face feed for a probe run: a grey crop with a soft bright disc on a gradient (not
+    a flat image, which some normalisations divide by its zero spread), MDM's starting shape a
+    ring of 68 points in the crop's middle (or the file's mean shape) and a zero recurrent state."""
+    s = int(metadata[names.INPUT_SIZE])
+    h = int(metadata.get(names.HIDDEN_SIZE, "0") or 0)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / max(s - 1, 1)
+    disc = np.exp(-((xx - 0.5) ** 2 + (yy - 0.45) ** 2) / 0.05)
+    image = (0.25 + 0.25 * xx + 0.4 * disc).astype(np.float32)[None, None]
+    try:
+        shape = np.asarray(json.loads(metadata.get(names.MEAN_SHAPE) or "null"), np.float32).reshape(68, 2)
+    except (ValueError, TypeError):
+        shape = None
+    if shape is None or not np.isfinite(shape).all():
+        t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+        shape = (s / 2 + s / 4 * np.stack([np.cos(t), np.sin(t)], 1)).astype(np.float32)
+    feed = {names.IMAGE: np.ascontiguousarray(image), names.INIT_SHAPE: np.ascontiguousarray(shape[None]),
+            names.HIDDEN: np.zeros((1, h), np.float32)}
+    return {spec.name: feed[spec.name] for spec in inputs if spec.name in feed}
+
+
+def probe_backend(backend: "Backend") -> None:
+    """Run ``backend`` once on :func:`probe_feed` and refuse (:class:`ModelFileError`, one line
+    naming the file) a model that fails to run on a facetrack crop (wrong input channels or
+    sizes), returns outputs of the wrong shape (``landmarks`` must be ``(1, 68, 2)``,
+    ``confidence`` one value, ``hidden_out`` ``(1, H)``), or non-finite numbers (NaN, infinity,
+    landmarks beyond :data:`PROBE_LIMIT`): such a model can never give a fit, and would
+    otherwise run with every face failing quietly. Costs one model call (about 1 ms for the
+    shipped aan, 5 ms for mdm-rt, on the CPU)."""
+    path = getattr(backend, "file", None) or backend.path
+    meta = backend.metadata
+    h = int(meta.get(names.HIDDEN_SIZE, "0") or 0)
+    feed = probe_feed(backend.inputs, meta)
+    try:
+        out = backend.infer(feed)
+    except Exception as e:  # noqa: BLE001 - every runtime raises its own types; the model is refused in one line
+        text = str(e).strip().splitlines()
+        first = text[-1] if text else type(e).__name__
+        raise ModelFileError(f"{path}: refused: the model fails on a facetrack crop {tuple(feed[names.IMAGE].shape)} "
+                             f"({first[:300]})") from None
+    want = {names.LANDMARKS: (1, 68, 2), names.CONFIDENCE: (1,), names.HIDDEN_OUT: (1, h)}
+    for name in names.MODEL_IO[backend.kind].outputs:
+        arr = out.get(name)
+        if arr is None:
+            raise ModelFileError(f"{path}: refused: the model gives no '{name}' output")
+        arr = np.asarray(arr)
+        ok = arr.shape == want[name] or (name == names.CONFIDENCE and arr.size == 1)
+        if not ok:
+            raise ModelFileError(f"{path}: refused: on a probe crop its '{name}' output has shape {tuple(arr.shape)}, "
+                                 f"expected {want[name]}")
+        with np.errstate(invalid="ignore"):
+            finite = bool(np.isfinite(arr).all()) and (name != names.LANDMARKS or bool(np.abs(arr).max() < PROBE_LIMIT))
+        if not finite:
+            raise ModelFileError(f"{path}: refused: its '{name}' output on a probe crop is not finite (NaN, infinite or "
+                                 f"beyond {PROBE_LIMIT:g}): the model cannot fit any face")
 
 
 def order_specs(specs: list[TensorSpec] | tuple[TensorSpec, ...], order: tuple[str, ...]) -> tuple[TensorSpec, ...]:

@@ -21,8 +21,10 @@ import numpy as np
 
 from facetrack.engines import names
 from facetrack.engines.engine_cache import file_sha256
-from facetrack.engines.base import Backend, TensorSpec, check_model_path, looks_like_text, order_specs, verify_metadata
+from facetrack.engines.base import (Backend, TensorSpec, check_model_path, looks_like_text, order_specs, verify_metadata,
+                                    verify_specs)
 from facetrack.engines.errors import BackendUnavailableError, ModelFileError
+from facetrack.engines.onnx_weights import WeightsFormatError, weights_sha256
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -66,6 +68,26 @@ def cuda_provider_available() -> bool:
 def _spec(arg: "onnxruntime.NodeArg") -> TensorSpec:
     shape = tuple(d if isinstance(d, int) else (d or None) for d in (arg.shape or ()))
     return TensorSpec(arg.name, shape, _ORT_DTYPES.get(arg.type, np.dtype(object)))
+
+
+def verify_weights(path: str | os.PathLike, metadata: Mapping[str, str]) -> None:
+    """Check the file's weights against the checksum its export embedded (``names.CHECKSUM``,
+    sha256 over the initializers: :mod:`facetrack.engines.onnx_weights`). A file without one (an
+    export older than the checksum, a hand-built model) passes with a log line. Raises
+    :class:`ModelFileError` naming the file when they differ (a damaged or altered file) or
+    cannot be read."""
+    stored = metadata.get(names.CHECKSUM)
+    if not stored:
+        log.info("%s: no %s in the file; its weights are not checked", Path(path).name, names.CHECKSUM)
+        return
+    try:
+        actual = weights_sha256(path)
+    except (WeightsFormatError, OSError) as e:
+        raise ModelFileError(f"{path}: weights cannot be checked against {names.CHECKSUM} ({e})") from None
+    if actual != stored.strip().lower():
+        raise ModelFileError(f"{path}: weights do not match the checksum stored in the file ({names.CHECKSUM} "
+                             f"{stored[:12]}..., the weights hash to {actual[:12]}...): the file is damaged or was altered; "
+                             f"export or download it again")
 
 
 def int8_path(path: str | os.PathLike) -> Path:
@@ -112,7 +134,7 @@ class OnnxRuntimeBackend(Backend):
         opts.inter_op_num_threads = 1
         # spinning threads doubled the CPU time per frame for the same work (see default_threads)
         opts.add_session_config_entry(ALLOW_SPINNING, "0")
-        opts.log_severity_level = 3  # errors only; ORT's warnings go to stderr otherwise
+        opts.log_severity_level = 4  # fatal only: ORT prints its errors on stderr besides raising them, and they are raised
         if device == "cuda":
             if not cuda_provider_available():
                 raise BackendUnavailableError(
@@ -139,9 +161,15 @@ class OnnxRuntimeBackend(Backend):
             except ModelFileError as e:  # a broken variant must not stop the model it stands in for
                 log.warning("%s; running the float32 model", e)
             else:
-                made_from = s.get_modelmeta().custom_metadata_map.get(names.INT8_SOURCE)
+                q_meta = s.get_modelmeta().custom_metadata_map
+                made_from = q_meta.get(names.INT8_SOURCE)
                 if made_from == file_sha256(p):
-                    self._session, self.file = s, q
+                    try:
+                        verify_weights(q, q_meta)
+                    except ModelFileError as e:  # as a broken variant: the float32 file, checked itself, runs
+                        log.warning("%s; running the float32 model", e)
+                    else:
+                        self._session, self.file = s, q
                 else:
                     log.warning("%s: not made from %s as it is now (re-run facetrack.train.export.quantize); running the float32 model", q, p.name)
         if self._session is None:
@@ -153,10 +181,13 @@ class OnnxRuntimeBackend(Backend):
         ins = [_spec(a) for a in self._session.get_inputs()]
         outs = [_spec(a) for a in self._session.get_outputs()]
         verify_metadata(meta, p, [s.name for s in ins], [s.name for s in outs])
+        if self.file == Path(p):  # the int8 variant was checked before it was chosen
+            verify_weights(p, meta)
         self._metadata = {k: v for k, v in meta.items() if k.startswith("facetrack.")}
         io = names.MODEL_IO[self._metadata[names.KIND]]
         self._inputs = order_specs(ins, io.inputs)
         self._outputs = order_specs(outs, io.outputs)
+        verify_specs(self.file, self._metadata, self._inputs, self._outputs)
         bad = [str(s) for s in self._inputs + self._outputs if s.dtype != np.float32]
         if bad:
             raise ModelFileError(f"{p}: facetrack tensors are float32, the file has {', '.join(bad)}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from facetrack.engines.base import Backend
+from facetrack.engines.base import Backend, probe_backend
 from facetrack.engines.errors import BackendUnavailableError, ModelFileError
 
 log = logging.getLogger(__name__)
@@ -199,8 +199,11 @@ def _accepts(name: str, suffix: str) -> bool:
     return suffix in BACKENDS[name].suffixes
 
 
-def open_backend(path: str | os.PathLike, backend: str = "auto", probes: Probes | None = None, **options: Any) -> Backend:
-    """Open ``path`` in a runtime.
+def open_backend(path: str | os.PathLike, backend: str = "auto", probes: Probes | None = None, probe: bool = True,
+                 **options: Any) -> Backend:
+    """Open ``path`` in a runtime and (``probe``) run it once on a probe crop
+    (:func:`facetrack.engines.base.probe_backend`: a model that fails there, or gives outputs of
+    the wrong shape or NaN, is refused in one line).
 
     ``backend``: ``"auto"`` (by suffix; for ``.onnx`` the runtime of :func:`pick_backend`, among
     those that read ``.onnx``), or a name of :data:`BACKENDS`: ``"onnxruntime"``,
@@ -229,4 +232,11 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", probes: Probes 
         cls = entry.load()
     except ImportError as e:
         raise BackendUnavailableError(f"{path}: backend {name!r} is not available here ({e})") from None
-    return cls(path, **{**entry.options, **options})
+    opened = cls(path, **{**entry.options, **options})
+    if probe and isinstance(opened, Backend):  # (a stand-in class a test puts in the table is taken as it is)
+        try:
+            probe_backend(opened)
+        except BaseException:
+            opened.close()
+            raise
+    return opened

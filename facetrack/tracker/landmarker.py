@@ -36,6 +36,7 @@ from typing import Any, MutableMapping, Sequence
 import numpy as np
 
 from facetrack.engines import names
+from facetrack.engines.base import METADATA_RANGES
 from facetrack.tracker.geometry import (BoxCalibration, apply_affine, crop_from_box, crop_from_shape, invert_affine, template,
                                         to_input, warp_crop)
 from facetrack.tracker.markup import mirror_landmarks
@@ -75,8 +76,10 @@ class Landmarker:
     """Wraps one model file; kind (``"mdm"`` or ``"aan"``) and input size from its metadata.
 
     ``model``: a model file (``.onnx``, ``.pt``, ``.engine``; opened by
-    ``facetrack.engines.registry.open_backend``) or an already open
-    :class:`facetrack.engines.base.Backend` (``infer``, ``metadata``, ``close``).
+    ``facetrack.engines.registry.open_backend``, which checks its metadata, its weights' checksum
+    and runs it once on a probe crop, refusing a broken model with one line) or an already open
+    :class:`facetrack.engines.base.Backend` (``infer``, ``metadata``, ``close``), taken as it is
+    bar the input size's range.
     ``threads``: CPU threads for the runtime (``None``: its default).
     ``flip``: average each fit with the fit of the mirrored crop (see the module docstring).
     """
@@ -104,6 +107,9 @@ class Landmarker:
             self.input_size: int = int(size)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ValueError(f"{self._name()}: bad or missing input size (metadata '{names.INPUT_SIZE}': {size!r})") from None
+        low, high = METADATA_RANGES[names.INPUT_SIZE]
+        if not low <= self.input_size <= high:  # every crop is S x S floats: a hostile S exhausts memory
+            raise ValueError(f"{self._name()}: metadata '{names.INPUT_SIZE}' = {self.input_size}, expected {low} to {high}")
         self.arch: str = meta.get(names.ARCH, self.kind)
         self.hidden_size: int = int(meta.get(names.HIDDEN_SIZE, "0") or 0)
         if self.kind == "mdm" and self.hidden_size <= 0:
