@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,8 +118,8 @@ def _existing(args: argparse.Namespace, job: Job) -> tuple[bool, str | None]:
     if old is None or new is None:
         return False, None
     diffs = old.differences(new)
-    if old.complete and not diffs and covers(old, new.end):
-        return True, None
+    if old.complete and not diffs and covers(old, new.end) and old.mismatch(job.out) is None:
+        return True, None  # marked complete and still the file its record describes
     if diffs and is_image_input(job.input):
         return False, f"made from another run ({'; '.join(diffs)}); not overwriting: remove it or choose another --out-dir"
     return False, None
@@ -205,20 +206,24 @@ def run_batch(args: argparse.Namespace) -> int:
     for k, j, why in refused:
         failed += 1
         print(f"facetrack: [{k}/{n}] {display_name(j.input)}: FAILED: {display_name(j.out)}: {why}", file=sys.stderr)
-    interrupted = False
+    stopped_by: int | None = None
     # worker output goes to temporary files, read at its end: a pipe nobody reads while the
     # worker runs would block it once full (hours of progress lines or warnings)
     running: dict[int, tuple[subprocess.Popen, Job, float, Any, Any]] = {}
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if threads == 1 else dict(os.environ)
     queue = list(todo)
     t0 = time.perf_counter()
+    # SIGINT and SIGTERM stop the batch: the parent passes them on to its workers (each in its
+    # own session, so Ctrl-C reaches them once, through it) and waits for them to keep their rows
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         while queue or running:
             while queue and len(running) < args.jobs:
                 k, j = queue.pop(0)
                 out_f, err_f = tempfile.TemporaryFile(), tempfile.TemporaryFile()
                 proc = subprocess.Popen([sys.executable, "-m", "facetrack", "track", *worker_argv(args, j, threads)],
-                                        env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f)
+                                        env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
+                                        start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
                 running[k] = (proc, j, time.perf_counter(), out_f, err_f)
             done = [k for k, (p, *_) in running.items() if p.poll() is not None]
             if not done:
@@ -237,21 +242,57 @@ def run_batch(args: argparse.Namespace) -> int:
                     failed += 1
                     why = line or _signal_text(proc.returncode)
                     print(f"facetrack: [{k}/{n}] {display_name(j.input)}: FAILED (exit {proc.returncode}): {why}", file=sys.stderr)
-    except KeyboardInterrupt:  # the workers got the same SIGINT and keep their rows
-        interrupted = True
+    except (KeyboardInterrupt, _Stopped) as e:
+        stopped_by = e.signum if isinstance(e, _Stopped) else signal.SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for proc, *_ in running.values():
+            if proc.poll() is None:
+                proc.send_signal(stopped_by)
         for proc, *_ in running.values():
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # a worker that does not stop: its rows stay whole lines
                 proc.kill()
-    if interrupted:
-        print(f"facetrack: interrupted; rerun the same command to continue ({len(queue) + len(running)} inputs left)",
+                proc.wait()
+    finally:
+        for s_, h in previous.items():
+            signal.signal(s_, h)
+    if stopped_by is not None:
+        what = "interrupted" if stopped_by == signal.SIGINT else f"stopped by {signal.Signals(stopped_by).name}"
+        print(f"facetrack: {what}; rerun the same command to continue ({len(queue) + len(running)} inputs left)",
               file=sys.stderr)
-        return 130
+        return 130 if stopped_by == signal.SIGINT else 128 + int(stopped_by)
     if not args.quiet or failed:
         print(f"facetrack: {n} inputs: {tracked} tracked, {skipped} already complete, {failed} failed "
               f"({time.perf_counter() - t0:.1f} s) -> {display_name(out_dir)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+class _Stopped(BaseException):  # as KeyboardInterrupt: not swallowed by an ``except Exception``
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise _Stopped(signum)
+
+
+def _die_with_parent(parent: int) -> Any:
+    """A ``preexec_fn`` asking Linux to send the worker SIGTERM when the batch parent dies
+    (even by SIGKILL), so no orphan goes on writing a file that a rerun resumes."""
+    def set_death_signal() -> None:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # not Linux: the output lock still keeps a rerun out
+            return
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
 
 
 def _read(f: Any) -> str:

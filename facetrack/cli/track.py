@@ -88,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--resume", action="store_true",
                      help="continue after the last complete frame of an existing --out CSV made from the same input, "
                           "model, --start and options (an --overlay then holds only the new frames)")
+    out.add_argument("--force", action="store_true",
+                     help="replace an existing --out that facetrack did not make (no <out>.run.json beside it) or that "
+                          "holds a finished run made with other options (both are refused without it)")
     out.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
     many = parser.add_argument_group("many inputs")
     many.add_argument("--out-dir", metavar="DIR", help="write one CSV per input into DIR (created); finished ones are "
@@ -391,7 +394,7 @@ def track(args: argparse.Namespace) -> Outcome:
     """Track one input (``args.video[0]`` or ``args.camera``) into ``args.out``; the
     :class:`Outcome`. Raises :class:`CliError` for what stops it before the first frame."""
     from facetrack.io.images import ImageFiles, is_image_input
-    from facetrack.io.output import OutputFileError, read_landmarks_csv, read_record, truncate_to_complete, write_record
+    from facetrack.io.output import OutputFileError, OutputLock
     from facetrack.io.video import VideoError, display_name, open_source
 
     if args.quiet:  # errors and warnings only
@@ -419,51 +422,122 @@ def track(args: argparse.Namespace) -> Outcome:
         _check_writable(out, in_paths)
         if overlay is not None:
             _check_writable(overlay, in_paths)
-        files = run_model_files(args)
-        start = to_frame(args.start, source.fps) or 0
-        end = to_frame(args.end, source.fps)
-        record = make_record(args, in_paths[0], files, start, end, images) if in_paths else None
-        resume_from, append, last = 0, False, None
-        if args.resume and out.exists() and out.stat().st_size > 0:
-            if record is None:
-                raise CliError(f"usage: {display_name(out)}: a camera run cannot be resumed")
-            try:
-                read_landmarks_csv(out)  # first what the file is, without changing a byte of it
-                old = read_record(out)
-            except OutputFileError as e:
-                raise CliError(f"{e} (cannot --resume)") from None
-            if old is None:
-                raise CliError(f"{display_name(out)}: no record of what it was made from ({out.name}.run.json is missing); "
-                               f"not resuming: remove it or choose another --out")
-            diffs = old.differences(record)
-            was = old.options.get("smooth")
-            if isinstance(was, bool) and was != record.options.get("smooth"):
-                # the One Euro settings follow from smoothing; say the one switch that resumes it
-                diffs = [d for d in diffs if not d.startswith(("smooth ", "smooth_"))]
-                diffs.append(f"smoothing {'on' if was else 'off'} vs {'off' if was else 'on'}: add --smooth {'on' if was else 'off'} to resume it")
-            if diffs:
-                raise CliError(f"{display_name(out)}: made from another run ({'; '.join(diffs)}); "
-                               f"not resuming: remove it or choose another --out")
-            try:
-                table = truncate_to_complete(out)
-            except OutputFileError as e:
-                raise CliError(f"{e} (cannot --resume)") from None
-            if covers(old, end):
-                return Outcome(0, "" if args.quiet else f"facetrack: {display_name(out)}: already complete ({table.last_frame} frames)")
-            resume_from, append, last = table.last_frame, True, table.last_landmarks()
-            if resume_from > start:
-                log.info("resuming %s after frame %d", display_name(out), resume_from)
-            start = max(start, resume_from)
-        if end is not None and end <= start:
-            raise CliError(f"{display_name(out)}: nothing to do: start frame {start} is not before end frame {end}")
+        # one writer per output: a second run on the same --out is refused before it reads or
+        # changes a byte (devices and pipes are not files another run could replace)
+        lock = OutputLock(out) if not out.exists() or out.is_file() else None
         try:
-            source.seek(start)
-        except VideoError as e:
-            if resume_from and source.total and start >= source.total:
-                write_record(out, replace(record, complete=True))
-                return Outcome(0, "" if args.quiet else f"facetrack: {display_name(out)}: already complete ({resume_from} frames)")
+            if lock is not None:
+                lock.acquire()
+        except OutputFileError as e:
             raise CliError(str(e)) from None
-        return _track_frames(args, source, out, overlay, files, record, start, end, append, last, images)
+        try:
+            return _track_locked(args, source, out, overlay, in_paths, images)
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+def _track_locked(args: argparse.Namespace, source: Any, out: Path, overlay: Path | None, in_paths: list[Path],
+                  images: bool) -> Outcome:
+    """:func:`track` once the output is locked: what the file holds decides whether it is
+    resumed, replaced or refused."""
+    from facetrack.io.output import OutputFileError, read_landmarks_csv, read_record, truncate_to_complete
+    from facetrack.io.video import VideoError, display_name
+
+    name = display_name(out)
+    files = run_model_files(args)
+    start = to_frame(args.start, source.fps) or 0
+    end = to_frame(args.end, source.fps)
+    record = make_record(args, in_paths[0], files, start, end, images) if in_paths else camera_record(args, files)
+    resume_from = 0
+    has_rows = out.is_file() and out.stat().st_size > 0
+    if has_rows and not args.resume and not getattr(args, "force", False):
+        _refuse_to_replace(out, record)
+    if args.resume and has_rows:
+        if not in_paths:
+            raise CliError(f"usage: {name}: a camera run cannot be resumed")
+        try:
+            read_landmarks_csv(out, upto_damage=True)  # first what the file is, without changing a byte of it
+            old = read_record(out)
+        except OutputFileError as e:
+            raise CliError(f"{e} (cannot --resume)") from None
+        if old is None:
+            raise CliError(f"{name}: no record of what it was made from ({out.name}.run.json is missing); "
+                           f"not resuming: remove it or choose another --out")
+        diffs = old.differences(record)
+        was = old.options.get("smooth")
+        if isinstance(was, bool) and was != record.options.get("smooth"):
+            # the One Euro settings follow from smoothing; say the one switch that resumes it
+            diffs = [d for d in diffs if not d.startswith(("smooth ", "smooth_"))]
+            diffs.append(f"smoothing {'on' if was else 'off'} vs {'off' if was else 'on'}: add --smooth {'on' if was else 'off'} to resume it")
+        if diffs:
+            raise CliError(f"{name}: made from another run ({'; '.join(diffs)}); "
+                           f"not resuming: remove it or choose another --out")
+        if covers(old, end):
+            why = old.mismatch(out)
+            if why is None:
+                frames = (old.file or {}).get("frames")
+                if frames is None:
+                    frames = read_landmarks_csv(out).last_frame
+                return Outcome(0, "" if args.quiet else f"facetrack: {name}: already complete ({frames} frames)")
+            _notice(args, f"facetrack: {name}: marked complete, but {why}: rebuilding it")
+        try:
+            table = truncate_to_complete(out, upto_damage=True)
+        except OutputFileError as e:
+            raise CliError(f"{e} (cannot --resume)") from None
+        resume_from = table.last_frame
+        if end is not None and end <= resume_from:
+            raise CliError(f"{name}: nothing to do: start frame {resume_from} is not before end frame {end}")
+        if resume_from > start:
+            # the tracker's state (tracks, filters, the search schedule, the chain's turn) is
+            # rebuilt by tracking the frames already in the file again without writing them
+            _notice(args, f"facetrack: {name}: resuming after frame {resume_from} (its frames {start + 1}-{resume_from} "
+                          f"are tracked again first, to rebuild the tracker's state; nothing is written for them)")
+    if end is not None and end <= start:
+        raise CliError(f"{name}: nothing to do: start frame {start} is not before end frame {end}")
+    try:
+        source.seek(start)
+    except VideoError as e:
+        raise CliError(str(e)) from None
+    return _track_frames(args, source, out, overlay, files, record, start, end, resume_from, images)
+
+
+def _refuse_to_replace(out: Path, record: Any) -> None:
+    """:class:`CliError` unless ``out`` is facetrack's and replacing it loses nothing: a file
+    without a run record beside it, or a finished run made with other options (another
+    ``--end`` included), is kept unless ``--force`` is given."""
+    from facetrack.io.output import OutputFileError, read_record
+    from facetrack.io.video import display_name
+
+    name = display_name(out)
+    hint = "not replacing it: give --force to replace it, or choose another --out"
+    try:
+        old = read_record(out)
+    except OutputFileError as e:
+        raise CliError(f"{e}; {hint}") from None
+    if old is None:
+        raise CliError(f"{name}: exists and was not made by facetrack (no {out.name}.run.json beside it); {hint}")
+    if old.complete:
+        diffs = old.differences(record)
+        if old.end != record.end:
+            diffs.append(f"end frame ({old.end} vs {record.end})")
+        if diffs:
+            raise CliError(f"{name}: holds a finished run made with other options ({'; '.join(diffs)}); {hint}")
+
+
+def camera_record(args: argparse.Namespace, files: list[Path]) -> Any:
+    """The record of a camera run: the model and options (a camera run is never resumed; the
+    record says the file is facetrack's, so the next run may replace it)."""
+    from facetrack.io.output import RunRecord
+
+    camera = getattr(args, "camera", None)
+    return RunRecord({"name": f"camera {camera}"}, {"name": model_for(args), "sha256": [_model_sha256(f) for f in files]},
+                     0, None, {})
+
+
+def _notice(args: argparse.Namespace, line: str) -> None:
+    if not args.quiet:
+        print(line, file=sys.stderr, flush=True)
 
 
 def cpu_threads(args: argparse.Namespace) -> int:
@@ -505,8 +579,23 @@ def _detector(name: str) -> Any:
         raise CliError(f"--detector: {e}") from None
 
 
+class _Terminated(BaseException):
+    """SIGTERM (``kill``, ``docker stop``, a batch parent stopping its workers) during the frames;
+    a ``BaseException`` like ``KeyboardInterrupt``, so no ``except Exception`` on the way swallows it."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Path | None, files: list[Path], record: Any,
-                  start: int, end: int | None, append: bool, last: Any, images: bool) -> Outcome:
+                  start: int, end: int | None, resume_from: int, images: bool) -> Outcome:
+    """Track the frames from ``start`` into ``out``. ``resume_from``: the last frame the file
+    holds (``--resume``): the frames up to it are tracked again and compared with the file's
+    rows instead of written (:meth:`~facetrack.io.output._FrameWriter.replay`)."""
+    import signal
+    import threading
+
     from facetrack.engines.errors import BackendUnavailableError, ModelFileError
     from facetrack.tracker.models import ModelNotFoundError
     from facetrack.io.output import OutputFileError, open_writer, write_record
@@ -526,33 +615,45 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
         tracker = Tracker(config, detector=_detector(detector_name(args, images)))
     except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:
         raise CliError(str(e)) from None
-    try:
-        writer = open_writer(out, "image-csv" if images else args.format, append=append, last=last)
-        if record is not None:
-            write_record(out, record)
-    except OutputFileError as e:
-        tracker.close()
-        raise CliError(str(e)) from None
     name = display_name(out)
     total = None
     if source.total:
         total = (min(end, source.total) if end is not None else source.total) - start
     elif end is not None:
         total = end - start
-    progress = Progress(total, not args.quiet)
+    writer = None
     video_writer = None
     n = n_face = rows = 0
-    last_frame = start  # 1-based number of the last frame written
+    last_frame = start  # 1-based number of the last frame tracked
     outcome: Outcome | None = None
+    on_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if on_main else None
+    progress = Progress(total, not args.quiet)
+
+    def held() -> str:
+        if writer is None:
+            return f"nothing was written to {name}" if not resume_from else f"{name} holds frames up to {resume_from}"
+        return f"{name} holds frames up to {resume_from if writer.replaying else last_frame}"
+
     try:
         while end is None or start + n < end:  # stop before reading past --end
             item = source.read()
             if item is None:
                 break
             index, ts, frame = item
+            if writer is None:
+                # opened at the first frame read: an input that gives none replaces nothing
+                try:
+                    writer = open_writer(out, "image-csv" if images else args.format, append=bool(resume_from))
+                    if resume_from:
+                        writer.replay()
+                    write_record(out, record)
+                except OutputFileError as e:
+                    raise CliError(str(e)) from None
             if images:
                 tracker.reset()  # images are unrelated: search every one, carry nothing over
             result = tracker.process(frame, ts)
+            replaying = writer.replaying
             if images:
                 writer.write_frame(index + 1, ts, result.faces, image=display_name(source.current.name))
             else:
@@ -561,7 +662,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
             n += 1
             n_face += result.success
             rows += max(1, len(result.faces))
-            if overlay is not None:
+            if overlay is not None and not replaying:  # the overlay of a resumed run holds the new frames
                 if video_writer is None:
                     try:
                         video_writer = open_video_writer(overlay, source.fps, frame.shape[1], frame.shape[0])
@@ -569,28 +670,54 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
                         raise CliError(str(e)) from None
                 video_writer.write(_draw(frame, result, progress.fps, index + 1))
             progress.update(n)
+        if writer is not None and writer.replaying:  # the input ended before the file's rows did
+            writer.end_replay()
     except (VideoReadError, OutputFileError) as e:  # damaged video mid-stream; disk full
         progress.finish()
         outcome = Outcome(1, f"facetrack: {e}; {name} keeps every frame up to {last_frame}")
     except KeyboardInterrupt:
         progress.finish()
-        outcome = Outcome(130, f"facetrack: interrupted; {name} holds frames up to {last_frame} (continue with --resume)")
+        outcome = Outcome(130, f"facetrack: interrupted; {held()} (continue with --resume)")
+    except _Terminated:
+        progress.finish()
+        outcome = Outcome(143, f"facetrack: terminated (SIGTERM); {held()} (continue with --resume)")
     else:
         progress.finish()
     finally:
-        writer.close()
+        if on_main:
+            signal.signal(signal.SIGTERM, old_term)
         if video_writer is not None:
             video_writer.release()
         tracker.close()
+        if writer is not None and outcome is None:
+            try:  # the rows reach the disk before the record may say they are complete
+                writer.sync()
+            except OutputFileError as e:
+                outcome = Outcome(1, f"facetrack: {e}")
+        if writer is not None:
+            writer.close()
     if outcome is not None:
         return outcome
-    if record is not None:
+    if writer is None:
+        what = "image could be decoded" if images else "frame could be read"
+        return Outcome(1, f"facetrack: {getattr(source, 'name', name)}: no {what}; nothing written to {name}")
+    if writer.differed_at is not None and writer.differed_at <= resume_from:
+        _notice(args, f"facetrack: {name}: its rows from frame {writer.differed_at} on differed from an uninterrupted "
+                      f"run (an earlier resume or another writer); tracked again")
+    if record is not None and out.is_file():
         try:
-            write_record(out, replace(record, complete=True))
-        except OutputFileError as e:
+            write_record(out, record.completed(out, last_frame, _count_rows(out)))
+        except (OutputFileError, OSError) as e:
             return Outcome(1, f"facetrack: {e}")
     pct = 100.0 * n_face / n if n else 0.0
     if images:
         skipped = f", {len(source.skipped)} skipped (not decodable)" if source.skipped else ""
         return Outcome(0, f"facetrack: {n} images, {n_face} with a face ({pct:.0f}%), {rows} rows{skipped} -> {name}", False)
     return Outcome(0, f"facetrack: {n} frames, {n_face} with a face ({pct:.0f}%), {progress.fps:.1f} fps -> {name}", False)
+
+
+def _count_rows(out: Path) -> int:
+    """Data rows of a finished landmark file (lines after the header; image names never hold
+    a line break: :func:`facetrack.io.output.image_cell`)."""
+    with open(out, "rb") as f:
+        return max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1)

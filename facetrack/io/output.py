@@ -130,7 +130,7 @@ class _FrameWriter:
     def __init__(self, path: str | os.PathLike, append: bool = False, last: dict[int, np.ndarray] | None = None) -> None:
         self.path = Path(path)
         try:
-            self._f: IO[bytes] = open(self.path, "ab" if append else "wb", buffering=0)
+            self._f: IO[bytes] = open(self.path, "a+b" if append else "wb", buffering=0)
         except IsADirectoryError:
             raise OutputFileError(f"{self.path}: is a directory") from None
         except FileNotFoundError as e:
@@ -145,13 +145,84 @@ class _FrameWriter:
         # row after a resume repeats them as it would have without the interruption
         self._last: dict[int, np.ndarray] = {int(k): np.asarray(v, np.float32) for k, v in (last or {}).items()}
         self.frames_written = 0
+        #: resuming: the file's bytes the next frames must reproduce before anything is written
+        #: (:meth:`replay`); ``None`` once they are matched or when not resuming
+        self._expect: bytes | None = None
+        self._matched = 0
+        #: the 1-based frame from which a replayed run differed from the file's rows (they were
+        #: cut off and written again), ``None`` when every row matched
+        self.differed_at: int | None = None
+
+    def replay(self) -> None:
+        """Rebuild a run instead of appending blindly: the frames given next must reproduce the
+        file's rows after its first line, byte for byte. Matching frames write nothing; at the
+        first frame that differs, the file is cut back to the end of the previous frame and
+        written from there on, so the file ends as the uninterrupted run would have."""
+        self._f.seek(0)
+        data = self._f.read() if self._f.readable() else b""
+        first = data.find(b"\n") + 1
+        if first and first < len(data):
+            self._expect, self._matched = data, first
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the file still holds rows the next frames must reproduce."""
+        return self._expect is not None
+
+    def _replayed(self, frame: int, data: bytes) -> bool:
+        """``True`` when ``data`` (one frame's bytes) is the file's next frame while replaying."""
+        if self._expect is None:
+            return False
+        if self._expect.startswith(data, self._matched):
+            self._matched += len(data)
+            if self._matched >= len(self._expect):
+                self._expect = None
+            return True
+        self.end_replay(frame)
+        return False
+
+    def end_replay(self, frame: int | None = None) -> None:
+        """Stop replaying: cut the rows the run has not reproduced off the file (``frame``: the
+        first frame that differed, or ``None`` where the run ended first)."""
+        if self._expect is None:
+            return
+        self._expect = None
+        self.differed_at = frame
+        try:
+            self._f.truncate(self._matched)
+            self._f.seek(self._matched)
+        except OSError as e:
+            raise OutputFileError(f"{self.path}: write failed ({e.strerror or e})") from None
 
     def rows_for(self, frame: int, timestamp: float, faces: Sequence[_Face]) -> list[Row]:
         """Rows of one frame (:func:`frame_rows`, with this file's last known landmarks)."""
         return frame_rows(frame, timestamp, faces, self._last)
 
+    def encode_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], **kw: Any) -> bytes:
+        """One frame's bytes as :meth:`write_frame` writes them (the last-known landmarks move on
+        as if it were written): ``--resume`` compares them with the file's to rebuild a run."""
+        raise NotImplementedError
+
+    def write_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], **kw: Any) -> None:
+        """Write and flush one frame's rows (``frame`` 1-based); one write, whole lines."""
+        data = self.encode_frame(frame, timestamp, faces, **kw)
+        if not self._replayed(frame, data):
+            self._write_bytes(data)
+        self.frames_written += 1
+
+    def sync(self) -> None:
+        """Flush the file to the disk (``fsync``), before its record may say it is complete."""
+        try:
+            os.fsync(self._f.fileno())
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):  # pipes and devices cannot sync
+                raise OutputFileError(f"{self.path}: write failed ({e.strerror or e})") from None
+
     def _write(self, text: str) -> None:
-        data = memoryview(text.encode("utf-8"))
+        self._write_bytes(text.encode("utf-8"))
+
+    def _write_bytes(self, raw: bytes) -> None:
+        data = memoryview(raw)
         start = self._tell()
         try:
             while data:
@@ -204,20 +275,18 @@ class CsvWriter(_FrameWriter):
         if not append or self.path.stat().st_size == 0:
             self._write(self.header)
 
-    def write_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], **_: Any) -> None:
-        """Write and flush one frame's rows; ``frame`` is 1-based."""
-        self._write("".join(format_row(r) for r in self.rows_for(frame, timestamp, faces)))
-        self.frames_written += 1
+    def encode_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], **_: Any) -> bytes:
+        """One frame's CSV lines; ``frame`` is 1-based."""
+        return "".join(format_row(r) for r in self.rows_for(frame, timestamp, faces)).encode("utf-8")
 
 
 class JsonLinesWriter(_FrameWriter):
     """One JSON object per frame per line (layout in the module docstring)."""
 
-    def write_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], cut: bool = False, **_: Any) -> None:
-        """Write and flush one frame's object; ``frame`` is 1-based."""
+    def encode_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], cut: bool = False, **_: Any) -> bytes:
+        """One frame's JSON line; ``frame`` is 1-based."""
         obj = frame_json(frame, timestamp, faces, self.rows_for(frame, timestamp, faces), cut)
-        self._write(json.dumps(obj, separators=(",", ":")) + "\n")
-        self.frames_written += 1
+        return (json.dumps(obj, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 class ImageCsvWriter(CsvWriter):
@@ -227,12 +296,11 @@ class ImageCsvWriter(CsvWriter):
 
     header = ",".join(IMAGE_COLUMNS) + "\n"
 
-    def write_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], image: str = "", **_: Any) -> None:
-        """Write one image's rows; ``frame`` is the image's 1-based position, ``image`` its name."""
+    def encode_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], image: str = "", **_: Any) -> bytes:
+        """One image's rows; ``frame`` is the image's 1-based position, ``image`` its name."""
         self._last.clear()
         cell = _csv_cell(image)
-        self._write("".join(f"{cell},{format_row(r)}" for r in self.rows_for(frame, timestamp, faces)))
-        self.frames_written += 1
+        return "".join(f"{cell},{format_row(r)}" for r in self.rows_for(frame, timestamp, faces)).encode("utf-8")
 
 
 def _csv_cell(text: str) -> str:
@@ -281,12 +349,14 @@ class LandmarkTable:
         return {int(fid): self.landmarks[np.flatnonzero(self.face_id == fid)[-1]] for fid in np.unique(self.face_id)}
 
 
-def read_landmarks_csv(path: str | os.PathLike) -> LandmarkTable:
+def read_landmarks_csv(path: str | os.PathLike, upto_damage: bool = False) -> LandmarkTable:
     """Read a CSV written by :class:`CsvWriter` (e.g. to resume a killed run).
 
     A last line without its newline (a run killed mid-write) is ignored; since each frame's
     rows are written in one write, the last complete line ends a complete frame. Raises :class:`OutputFileError`
-    naming the file for a missing file, a wrong header or a malformed complete line.
+    naming the file for a missing file, a wrong header or a malformed complete line;
+    ``upto_damage``: the rows before the first malformed line instead (NUL bytes or a torn line
+    left by two writers), ``complete_bytes`` then ending before it.
     """
     p = Path(path)
     try:
@@ -296,32 +366,49 @@ def read_landmarks_csv(path: str | os.PathLike) -> LandmarkTable:
     except IsADirectoryError:
         raise OutputFileError(f"{p}: is a directory") from None
     end = data.rfind(b"\n") + 1
-    text = data[:end].decode("utf-8", errors="replace")
-    lines = text.splitlines()
-    if not lines:
+    raw_lines = data[:end].split(b"\n")[:-1]
+    if not raw_lines:
         raise OutputFileError(f"{p}: empty file, no header")
-    header = next(csv.reader([lines[0]]))
+    try:
+        header = next(csv.reader([raw_lines[0].decode("utf-8", errors="replace")]))
+    except (csv.Error, StopIteration):
+        header = []
     if tuple(h.strip() for h in header) != COLUMNS:
         raise OutputFileError(f"{p}: not a facetrack/OpenFace landmark CSV (unexpected header)")
-    rows = list(csv.reader(io.StringIO("\n".join(lines[1:]))))
     ncol = len(COLUMNS)
-    vals = np.zeros((len(rows), ncol), np.float64)
-    for i, r in enumerate(rows):
-        if len(r) != ncol:
-            raise OutputFileError(f"{p}: line {i + 2} has {len(r)} fields, expected {ncol}")
-        try:
-            vals[i] = [float(v) for v in r]
-        except ValueError:
-            raise OutputFileError(f"{p}: line {i + 2}: non-numeric value") from None
+    vals = np.zeros((len(raw_lines) - 1, ncol), np.float64)
+    offset = len(raw_lines[0]) + 1
+    n = 0
+    for i, line in enumerate(raw_lines[1:]):
+        problem = None
+        if b"\0" in line:
+            problem = f"line {i + 2} holds NUL bytes"
+        else:
+            r = line.decode("utf-8", errors="replace").rstrip("\r").split(",")
+            if len(r) != ncol:
+                problem = f"line {i + 2} has {len(r)} fields, expected {ncol}"
+            else:
+                try:
+                    vals[i] = [float(v) for v in r]
+                except ValueError:
+                    problem = f"line {i + 2}: non-numeric value"
+        if problem is not None:
+            if not upto_damage:
+                raise OutputFileError(f"{p}: {problem}")
+            end = offset
+            break
+        offset += len(line) + 1
+        n += 1
+    vals = vals[:n]
     lm = np.stack([vals[:, 5:5 + N_POINTS], vals[:, 5 + N_POINTS:]], axis=-1).astype(np.float32)
     return LandmarkTable(vals[:, 0].astype(np.int64), vals[:, 1].astype(np.int64), vals[:, 2], vals[:, 3],
                          vals[:, 4].astype(bool), lm, end)
 
 
-def truncate_to_complete(path: str | os.PathLike) -> LandmarkTable:
+def truncate_to_complete(path: str | os.PathLike, upto_damage: bool = False) -> LandmarkTable:
     """Cut a partly written last line off ``path`` (so appended rows start on a new line) and
-    return its table."""
-    table = read_landmarks_csv(path)
+    return its table; ``upto_damage``: also every line from the first malformed one on."""
+    table = read_landmarks_csv(path, upto_damage=upto_damage)
     if Path(path).stat().st_size != table.complete_bytes:
         with open(path, "r+b") as f:
             f.truncate(table.complete_bytes)
@@ -357,10 +444,45 @@ class RunRecord:
     end: int | None
     options: dict[str, Any]
     complete: bool = False
+    #: the finished file, for a complete record: ``{"bytes", "sha256", "frames", "rows"}``, so a
+    #: file changed since (another writer, a copy cut short) is not taken as complete
+    file: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"input": self.input, "model": self.model, "start": self.start, "end": self.end,
-                "options": self.options, "complete": self.complete}
+        d = {"input": self.input, "model": self.model, "start": self.start, "end": self.end,
+             "options": self.options, "complete": self.complete}
+        if self.file is not None:
+            d["file"] = self.file
+        return d
+
+    def completed(self, out: str | os.PathLike, frames: int, rows: int) -> "RunRecord":
+        """This record marked complete, with the size and SHA-256 of ``out`` as it is now."""
+        from dataclasses import replace
+
+        p = Path(out)
+        return replace(self, complete=True, file={"bytes": p.stat().st_size, "sha256": file_sha256(p),
+                                                  "frames": int(frames), "rows": int(rows)})
+
+    def mismatch(self, out: str | os.PathLike) -> str | None:
+        """Why ``out`` is not the complete file this record describes (``None``: it is). Records
+        written before the file was hashed are checked by their rows: each frame once, in order."""
+        p = Path(out)
+        try:
+            if self.file is not None:
+                size = p.stat().st_size
+                if size != self.file.get("bytes"):
+                    return f"{size} bytes, its record says {self.file.get('bytes')}"
+                if file_sha256(p) != self.file.get("sha256"):
+                    return "its rows differ from the ones its record was written for"
+                return None
+            table = read_landmarks_csv(p)
+        except OutputFileError as e:
+            return str(e).removeprefix(f"{p}: ")
+        except OSError as e:
+            return e.strerror or str(e)
+        if p.stat().st_size != table.complete_bytes:
+            return "its last line is incomplete"
+        return frame_order_problem(table)
 
     def differences(self, other: "RunRecord") -> list[str]:
         """How ``other`` differs from this record on :data:`IDENTITY_KEYS`, as ``what (this vs
@@ -392,14 +514,33 @@ def input_identity(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def write_record(out: str | os.PathLike, record: RunRecord) -> None:
-    """Write ``record`` beside ``out`` atomically (a temporary file renamed over it)."""
+    """Write ``record`` beside ``out`` atomically: a temporary file, synced, renamed over it
+    (and the folder synced), so a record on disk is never ahead of the rows it describes
+    when the caller has synced the rows first (:meth:`_FrameWriter.sync`)."""
     dst = record_path(out)
     tmp = dst.with_name(dst.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(record.to_json(), indent=1) + "\n")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(record.to_json(), indent=1) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, dst)
+        _sync_folder(dst.parent)
     except OSError as e:
         raise OutputFileError(f"{dst}: cannot be written ({e.strerror or e})") from None
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_record(out: str | os.PathLike) -> RunRecord | None:
@@ -408,9 +549,105 @@ def read_record(out: str | os.PathLike) -> RunRecord | None:
     src = record_path(out)
     try:
         d = json.loads(src.read_text())
+        file = d.get("file")
         return RunRecord(d["input"], d["model"], int(d["start"]), None if d["end"] is None else int(d["end"]),
-                         dict(d["options"]), bool(d.get("complete", False)))
+                         dict(d["options"]), bool(d.get("complete", False)), dict(file) if file is not None else None)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise OutputFileError(f"{src}: not a facetrack run record ({e})") from None
+
+
+def frame_order_problem(table: LandmarkTable) -> str | None:
+    """What is wrong with the order of a table's rows (``None``: nothing): frames in rising
+    order, each frame's faces once and in rising order, as a single writer leaves them."""
+    if not len(table.frame):
+        return None
+    f, fid = table.frame, table.face_id
+    step = np.diff(f)
+    back = np.flatnonzero((step < 0) | ((step == 0) & (np.diff(fid) <= 0)))
+    if len(back):
+        i = int(back[0]) + 1
+        return f"frame {int(f[i])} (face {int(fid[i])}) appears again or out of order at row {i + 1}"
+    return None
+
+
+# --- one writer per output ---------------------------------------------------------------------
+LOCK_SUFFIX = ".lock"
+
+
+class OutputLockedError(OutputFileError):
+    """Another run holds the lock of this output file."""
+
+
+class OutputLock:
+    """An exclusive lock on one output file, so that two runs never write it at once: an
+    ``fcntl.flock`` on ``<file>.lock`` beside it (holding the owner's pid), taken without
+    waiting. The kernel drops the lock when its holder dies, however it dies, so a killed run
+    leaves at most a stale, unlocked ``.lock`` file that the next run takes over; a run that
+    ends removes it."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.out = Path(out)
+        self.path = self.out.with_name(self.out.name + LOCK_SUFFIX)
+        self._fd: int | None = None
+
+    def acquire(self) -> "OutputLock":
+        import fcntl
+
+        for _ in range(10):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except FileNotFoundError as e:
+                if self.out.parent.is_dir():  # e.g. /proc: the folder takes no new files
+                    raise OutputFileError(f"{self.out}: cannot be created ({e.strerror})") from None
+                raise OutputFileError(f"{self.out}: folder does not exist") from None
+            except OSError as e:
+                raise OutputFileError(f"{self.out}: cannot be locked ({self.path.name}: {e.strerror or e})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                holder = _read_pid(fd)
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    who = f" (pid {holder})" if holder else ""
+                    raise OutputLockedError(f"{self.out}: being written by another facetrack run{who}; "
+                                            f"not writing it twice: wait for it, or choose another --out") from None
+                raise OutputFileError(f"{self.out}: cannot be locked ({e.strerror or e})") from None
+            # the holder we waited on may have removed the file just before we locked it: a lock
+            # on a file that is no longer at this path guards nothing
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fd = fd
+                return self
+            os.close(fd)
+        raise OutputLockedError(f"{self.out}: its lock file {self.path.name} keeps changing; another run is starting")
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (removed first, while still held)."""
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
