@@ -299,15 +299,28 @@ class ImageCsvWriter(CsvWriter):
     def encode_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], image: str = "", **_: Any) -> bytes:
         """One image's rows; ``frame`` is the image's 1-based position, ``image`` its name."""
         self._last.clear()
-        cell = _csv_cell(image)
+        cell = image_cell(image)
         return "".join(f"{cell},{format_row(r)}" for r in self.rows_for(frame, timestamp, faces)).encode("utf-8")
 
 
-def _csv_cell(text: str) -> str:
-    """``text`` as one CSV field (quoted when it holds a comma, quote or line break)."""
+#: a cell starting with one of these is read by spreadsheets as a formula (OWASP, "CSV Injection")
+FORMULA_START: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+
+
+def image_cell(name: str) -> str:
+    """An image's name as one CSV field, written by the csv module. A name a spreadsheet would
+    take for a formula (it starts with ``= + - @``, a tab or a carriage return) gets a leading
+    ``'`` and double quotes, as OWASP advises; line breaks are written as the two characters
+    ``\\n`` and ``\\r``, so each row stays one line for line-oriented tools (``wc -l``, ``grep``,
+    the resume reader); a comma or a quote is quoted as usual. Ordinary names are unchanged."""
+    formula = name.startswith(FORMULA_START)
+    text = ("'" + name if formula else name).replace("\r", "\\r").replace("\n", "\\n")
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow([text])
+    csv.writer(buf, lineterminator="", quoting=csv.QUOTE_ALL if formula else csv.QUOTE_MINIMAL).writerow([text])
     return buf.getvalue()
+
+
+_csv_cell = image_cell  # the name facetrack.api imports
 
 
 WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "image-csv": ImageCsvWriter}
