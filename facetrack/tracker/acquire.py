@@ -60,7 +60,7 @@ def scale_check(view: View, gray: np.ndarray, fits: list[Fit | None], timings: d
     be accepted are checked (one batched chain call per factor for all of them)."""
     todo = [i for i, f in enumerate(fits) if f is not None and checks.accept(f, gray.shape[:2], None)]
     factors = SCALE_CHECK if view.refit_init == "template" else SCALE_CHECK_TURNED
-    if not todo or not factors:
+    if not todo or not factors or not getattr(checks.config, "scale_check", True):
         return fits
     boxes = [scaled_box(fits[i].landmarks, k) for k in factors for i in todo]
     got = call(view.chain.fit_boxes, gray, boxes, timings, len(boxes))

@@ -51,6 +51,11 @@ class TrackerConfig:
     full-size search costs 2.5 times as much (docs/DETECTORS.md).
     ``reacquire_frames``: for this many frames after a face is lost (not at a cut), the tracking
     model looks for it around its last landmarks (a few scales and in-plane angles).
+    ``scale_check``: a new face is accepted only when its view's chain finds the same face again
+    from the fit's box grown 1.5x and (main view) shrunk 0.7x (:func:`facetrack.tracker.acquire.scale_check`):
+    a fit on a part of a face, or of a scale the face does not have, is refused (issue 30). On in
+    the product's presets (:mod:`facetrack.tracker.presets`); off here, for models that only
+    refine a box (test stand-ins) and cannot find a face again from another box.
     ``max_refit_shift``: a new face is accepted only when refitting it in the crop aligned on
     its first fit moves the landmarks by at most this (mean, in outer-eye distances; for a turned
     face, whose eye distance shrinks, in those of a frontal face of its size) and the
@@ -96,6 +101,7 @@ class TrackerConfig:
     coarse_min_face: float = 1 / 6
     reacquire_frames: int = 8
     max_refit_shift: float = 0.35
+    scale_check: bool = False
     flip: bool = False
     turned_model: str | None = None
     pose: bool = True

@@ -55,6 +55,7 @@ class Preset:
         the tracker's other fields (thresholds, smoothing parameters, ...)."""
         from facetrack.tracker.tracker import TrackerConfig
 
+        settings.setdefault("scale_check", True)  # issue 30: new faces are refitted from other boxes before they count
         return TrackerConfig(model=self.model, turned_model=self.turned_model, max_faces=self.max_faces,
                              flip=self.flip, smooth=self.smooth, threads=self.threads, **settings)
 

@@ -894,3 +894,22 @@ def test_a_tracked_face_that_turns_away_passes_to_the_turned_view_without_a_sear
     alone = Tracker(TrackerConfig(model="mdm", detect_every=1), landmarkers={"mdm": FadingLandmarker(start=3)}, detector=BlobDetector())
     assert [r.faces[0].state for r in (alone.process(scene([(100 + 2 * i, 80)])) for i in range(4))] == \
         ["detected", "tracking", "tracking", "lost"]
+
+
+class BoxEchoLandmarker(BlobLandmarker):
+    """Fits whatever box it is given as a face, confidently: a model that cannot find a face
+    again from another box (what the scale check refuses)."""
+
+    def _fit(self, gray, box) -> Fit:
+        return Fit(shape_in_box(box), 1.0)
+
+
+def test_the_scale_check_refuses_a_face_not_found_again_from_other_boxes() -> None:
+    img = scene()
+    on, lm, _ = make_tracker(scale_check=True)
+    r = on.process(img)
+    assert r.success and ("boxes", 2) in lm.calls  # the blob is found again from the 0.7x and 1.5x boxes
+    echo, _, _ = make_tracker(BoxEchoLandmarker(), scale_check=True)
+    assert not echo.process(img).success  # the echo's fit grows and shrinks with the box: refused
+    off, _, _ = make_tracker(BoxEchoLandmarker())
+    assert off.process(img).success  # without the check it is taken
