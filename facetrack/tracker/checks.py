@@ -6,9 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from facetrack.tracker.geometry import box_iou, box_overlap
+from facetrack.tracker.geometry import box_iou, box_overlap, face_size
 from facetrack.tracker.landmarker import Fit
-from facetrack.tracker.smoothing import face_size
 
 
 class FaceChecks:
@@ -30,11 +29,11 @@ class FaceChecks:
         inside = ((pts[:, 0] >= 0) & (pts[:, 0] <= w - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= h - 1)).mean()
         if inside < c.min_inside:
             return False
-        size = face_size(pts)
+        size = face_size(pts, 1.0)
         if size < c.min_face_px:
             return False
         if prev is not None:
-            ratio = size / face_size(prev)
+            ratio = size / face_size(prev, 1.0)
             if not (1.0 / c.max_scale_change <= ratio <= c.max_scale_change):
                 return False
         return True

@@ -109,11 +109,12 @@ def box_overlap(a: np.ndarray, b: np.ndarray) -> float:
     return _intersection(a, b) / smaller if smaller > 0 else 0.0
 
 
-def face_size(points: np.ndarray) -> float:
+def face_size(points: np.ndarray, at_least: float = 0.0) -> float:
     """Geometric-mean side of the tight box of ``(N, 2)`` points, px: the size the crop
-    convention normalises (0 for a degenerate shape)."""
+    convention normalises (0 for a degenerate shape), and at least ``at_least`` (1 where a
+    caller divides by it: the smoothing's speeds, the checks' scale ratio)."""
     b = box_of(points).astype(np.float64)
-    return float(np.sqrt(max(float((b[2] - b[0]) * (b[3] - b[1])), 0.0)))
+    return max(float(at_least), float(np.sqrt(max(float((b[2] - b[0]) * (b[3] - b[1])), 0.0))))
 
 
 @lru_cache(maxsize=1)

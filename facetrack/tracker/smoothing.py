@@ -27,17 +27,12 @@ import math
 import numpy as np
 
 from facetrack.tracker.geometry import template
-from facetrack.tracker.geometry import face_size as geometry_face_size
+from facetrack.tracker.geometry import face_size
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
     tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff, np.float64))
     return 1.0 / (1.0 + tau / dt)
-
-
-def face_size(landmarks: np.ndarray) -> float:
-    """:func:`facetrack.tracker.geometry.face_size`, at least 1 px (the filter divides by it)."""
-    return max(1.0, geometry_face_size(landmarks))
 
 
 class OneEuroFilter:
@@ -93,7 +88,7 @@ class OneEuroFilter:
         dx = (x - self._x) / dt
         a_d = _alpha(self.d_cutoff, dt)
         self._dx = a_d * dx + (1 - a_d) * self._dx
-        speed = np.linalg.norm(self._dx, axis=-1, keepdims=True) / (face_size(x) if size is None else max(1.0, float(size)))
+        speed = np.linalg.norm(self._dx, axis=-1, keepdims=True) / (face_size(x, 1.0) if size is None else max(1.0, float(size)))
         a = _alpha(self.min_cutoff + self.beta * speed, dt)
         self._x = a * x + (1 - a) * self._x
         return self._x.astype(np.float32)
@@ -124,7 +119,7 @@ class PoseShapeFilter:
     """
 
     _TEMPLATE = template(100).astype(np.float64)
-    _SIZE = face_size(_TEMPLATE)
+    _SIZE = face_size(_TEMPLATE, 1.0)
     _CENTRE = _TEMPLATE.mean(0)
     _T0 = _TEMPLATE - _CENTRE  # the template about its centre, for the closed-form similarity below
     _N2 = float((_T0**2).sum())

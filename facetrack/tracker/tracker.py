@@ -61,14 +61,14 @@ from facetrack.tracker.acquire import REACQUIRE, fit_new_faces, larger_of_same, 
 from facetrack.tracker.checks import FaceChecks
 from facetrack.tracker.config import TrackerConfig, resolve_shape_modes
 from facetrack.tracker.cuts import CutDetector
-from facetrack.tracker.geometry import box_of, to_gray
+from facetrack.tracker.geometry import box_of, face_size, to_gray
 from facetrack.tracker.landmarker import Fit
 from facetrack.tracker.models import FitChain, open_landmarkers, parse_model
 from facetrack.tracker.motion import face_motion
 from facetrack.tracker.pose import HeadPose, PoseSolver
 from facetrack.tracker.results import FaceResult, FaceState, FrameResult
 from facetrack.tracker.schedule import SearchSchedule
-from facetrack.tracker.smoothing import PoseShapeFilter, face_size
+from facetrack.tracker.smoothing import PoseShapeFilter
 from facetrack.tracker.views import View, safe_fits
 
 __all__ = ["CutDetector", "FaceResult", "FaceState", "FrameResult", "Tracker", "TrackerConfig", "resolve_shape_modes"]
@@ -296,7 +296,7 @@ class Tracker:
         """Whether all these faces are large enough to be found in the half-size copy
         (``coarse_min_face`` of the frame's short side)."""
         short = min(gray.shape[:2])
-        return all(face_size(f.landmarks) >= self.config.coarse_min_face * short for f in faces)
+        return all(face_size(f.landmarks, 1.0) >= self.config.coarse_min_face * short for f in faces)
 
     def _wants_flow(self) -> bool:
         """Whether tracked faces need their motion between frames: to move their filters
@@ -420,7 +420,7 @@ class Tracker:
         if len(keep) > len(free):
             # more faces than free slots (a photo of two people with max_faces=1): the largest
             # faces are kept, as a user expects, not the detector's surest
-            largest = set(sorted(keep, key=lambda k: -face_size(cands[k][0].landmarks))[: len(free)])
+            largest = set(sorted(keep, key=lambda k: -face_size(cands[k][0].landmarks, 1.0))[: len(free)])
             keep = [k for k in keep if k in largest]
         for k in keep:
             f, view, _ = cands[k]

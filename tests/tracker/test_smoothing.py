@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from facetrack.io.landmarks import read_pts
-from facetrack.tracker.smoothing import OneEuroFilter, face_size
+from facetrack.tracker.geometry import face_size
+from facetrack.tracker.smoothing import OneEuroFilter
 
 FPS = 30.0
 
