@@ -27,28 +27,22 @@ class TrackerConfig:
     ``"shape"`` from the previous landmarks (MDM's 300VW protocol), first projected onto the
     first ``shape_modes`` modes of the shipped shape model (:mod:`facetrack.tracker.shape_model`;
     ``None``: the number chosen on held-out sequences and stored with it; 0: the previous
-    landmarks as they are). Started from its raw previous fit the shipped mdm-rt drifts and its
-    jaw and mouth collapse within a few hundred frames; the projected start keeps it on the face,
-    but the template start is still as accurate or more (README, "MDM's start shape when
-    tracking"), hence the default.
+    landmarks as they are). The template start is the default: it is as accurate or more
+    (docs/TRACKING.md, "MDM's start shape when tracking").
     ``search_backoff``: while searches find nothing new, the frames between them double from
     ``detect_every`` up to this (or ``detect_every`` if larger); a cut or a lost face starts
     again at ``detect_every``. A search costs more than tracking a face, and most frames
     without a new face stay so.
     ``search_after_loss``: for this many frames after a face is lost (not at a cut, and not
     re-acquired in the same frame) searches do not back off (in the half-size copy when the
-    lost faces were large): a face lost at a head
-    turn is usually still there, and is found again when it turns back. On the Hamilton clip's
-    frontal shot ``aan+mdm`` found its face again 9 frames after losing it, against 43 with the
-    searches backing off at once (92 against 59 of the shot's 101 frames with a face).
+    lost faces were large): a face lost at a head turn is usually still there, and is found again
+    when it turns back (figures: docs/TRACKING.md).
     ``backoff_scale``: searches at a longer interval than ``detect_every`` (after one that
     found nothing), the search at a cut and the search after losing only large faces look at
     the frame scaled by this (1: full size, and no second search after a cut).
     ``coarse_min_face``: after a loss, the search looks at the ``backoff_scale`` copy when every
     lost face is at least this large (geometric-mean side of its landmarks' box, as a fraction
-    of the frame's short side), else at the full frame. The default detector finds faces from
-    about 1/9 of the short side in a half-size copy of a 360-px frame (1/12 in larger ones); a
-    full-size search costs 2.5 times as much (docs/DETECTORS.md).
+    of the frame's short side), else at the full frame (why this size: docs/DETECTORS.md).
     ``reacquire_frames``: for this many frames after a face is lost (not at a cut), the tracking
     model looks for it around its last landmarks (a few scales and in-plane angles).
     ``scale_check``: a new face is accepted only when its view's chain finds the same face again
@@ -62,7 +56,7 @@ class TrackerConfig:
     refit's confidence passes ``confidence_threshold``.
     ``flip``: every fit also runs on the mirrored crop and the two are averaged (the landmarkers
     the tracker opens; see :class:`facetrack.tracker.landmarker.Landmarker`): less error and
-    flicker for twice the model's CPU. The CLI turns it on for still images.
+    flicker for twice the model's CPU. The ``image`` preset turns it on.
     ``turned_model``: a second model choice (as ``model``) for turned faces, trained with
     synthetic head turns (the shipped ``aan-turned+mdm-turned``; ``None``: none). A new face that
     ``model`` rejects gets a last chance from it, with the same checks; a face it accepted is
