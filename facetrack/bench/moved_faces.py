@@ -133,7 +133,7 @@ def run_per_frame(video: Path, model: str) -> list[list[np.ndarray]]:
     from facetrack.tracker.tracker import Tracker, TrackerConfig
     from facetrack.io.video import VideoFile
 
-    tr = Tracker(TrackerConfig(model=model, max_faces=3))
+    tr = Tracker(TrackerConfig(model=model, max_faces=3, scale_check=True))  # as the CLI
     faces = []
     with VideoFile(video) as v:
         for _, ts, frame in v:

@@ -102,6 +102,75 @@ def set_training_record(onnx_path: Path, record: dict[str, Any]) -> None:
     onnx.save(proto, str(onnx_path))
 
 
+#: the tensors of MDM's confidence head, ``sigmoid(hidden_out . w + b)``, as the exporter names them
+HEAD_WEIGHT, HEAD_BIAS = "confidence_head.weight", "confidence_head.bias"
+
+
+def patch_confidence_head(src: Path, dst: Path, w: np.ndarray, b: float, record: dict[str, Any]) -> list[Path]:
+    """Write MDM model ``src`` (and its int8 variant beside it, if any) to ``dst`` (a folder, or
+    the same folder to replace them) with the confidence head ``w`` ``(H,)``, ``b``; nothing else
+    changes but the head's tensors, ``record`` added to ``facetrack.training`` under
+    ``confidence_head``, the weights checksum and the int8 file's source checksum. In the int8
+    file the head's weight is quantised symmetrically (zero point 0, scale max|w| / 127), as the
+    quantiser's other matrix products. Returns the files written."""
+    import onnx
+    from onnx import numpy_helper
+
+    from facetrack.engines.engine_cache import file_sha256
+    from facetrack.train.export.to_onnx import weights_sha256
+
+    w = np.asarray(w, np.float32).reshape(-1)
+    bias = np.array([b], np.float32)
+
+    def put(proto: Any, name: str, value: np.ndarray) -> None:
+        for k, init in enumerate(proto.graph.initializer):
+            if init.name == name:
+                old = numpy_helper.to_array(init)
+                if old.size != value.size:
+                    raise ValueError(f"{src}: {name} holds {old.size} values, the new head {value.size}")
+                proto.graph.initializer[k].CopyFrom(numpy_helper.from_array(value.astype(old.dtype).reshape(old.shape), name))
+                return
+        raise ValueError(f"{src}: no tensor {name!r}: not an MDM model exported by facetrack.train.export.to_onnx")
+
+    def meta(proto: Any, key: str) -> Any:
+        return next((p for p in proto.metadata_props if p.key == key), None)
+
+    def finish(proto: Any, out: Path) -> None:
+        rec = meta(proto, names.TRAINING)
+        doc = json.loads(rec.value) if rec is not None and rec.value else {}
+        doc["confidence_head"] = record
+        if rec is None:
+            proto.metadata_props.add(key=names.TRAINING, value=json.dumps(doc))
+        else:
+            rec.value = json.dumps(doc)
+        chk = meta(proto, names.CHECKSUM)
+        if chk is not None:
+            chk.value = weights_sha256(proto)
+        onnx.save(proto, str(out))
+
+    dst.mkdir(parents=True, exist_ok=True)
+    out = dst / src.name
+    proto = onnx.load(str(src))
+    q_src = int8_path(src)
+    q_proto = onnx.load(str(q_src)) if q_src.exists() else None
+    put(proto, HEAD_WEIGHT, w.reshape(1, -1))
+    put(proto, HEAD_BIAS, bias)
+    finish(proto, out)
+    written = [out]
+    if q_proto is not None:
+        scale = float(np.abs(w).max()) / 127.0 or 1.0
+        put(q_proto, HEAD_WEIGHT + "_Transposed_quantized", np.clip(np.round(w / scale), -127, 127).astype(np.int8).reshape(-1, 1))
+        put(q_proto, HEAD_WEIGHT + "_Transposed_scale", np.array(scale, np.float32))
+        put(q_proto, HEAD_WEIGHT + "_Transposed_zero_point", np.array(0, np.int8))
+        put(q_proto, HEAD_BIAS, bias)
+        src_chk = meta(q_proto, names.INT8_SOURCE)
+        if src_chk is not None:
+            src_chk.value = file_sha256(out)
+        finish(q_proto, int8_path(out))
+        written.append(int8_path(out))
+    return written
+
+
 def ship_int8(path: Path, checkpoint: str | Path, data: Path, tolerance: float) -> dict[str, Any]:
     """Write ``path``'s int8 variant, compare both on the checkpoint's validation faces, and keep
     the variant only within ``tolerance``; returns the comparison (``kept`` says which)."""
