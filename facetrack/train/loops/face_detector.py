@@ -309,6 +309,35 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _numpy_scalars() -> list:
+    """The globals a checkpoint written before the history held Python floats needs: numpy's
+    scalar constructor and float dtypes (values rebuilt from bytes; no code runs)."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    return [scalar, np.dtype, *{type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)}]
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A ``last.pt`` of :func:`train`, read with ``torch.load(weights_only=True)``: tensors,
+    numbers, strings, lists and dicts only (and numpy scalars, which older checkpoints' loss
+    history holds), never pickled code, so a crafted file cannot run anything. Raises
+    ``ValueError`` in one line naming the file for anything else."""
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(_numpy_scalars()):
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - zip, pickle and weights-only errors of many kinds: one line
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln.strip() for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), lines[0] if lines else type(e).__name__)
+        raise ValueError(f"{path}: not a face-detector checkpoint that loads as weights only (no pickled code): {why[:200]}") from None
+    if not isinstance(ck, dict) or not {"model", "opt", "step", "record"} <= set(ck):
+        raise ValueError(f"{path}: not a face-detector checkpoint (needs model, opt, step and record)")
+    return ck
+
+
 def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, heldout: float = 0.15, seed: int = 0,
           resume: bool = False, save_every: int = 250, log_every: int = 50, records: list[dict] | None = None,
           command: str | None = None, turned: float = 0.0, turned_faces: int = 1500) -> dict:
@@ -341,7 +370,7 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
         record["turned"] = (f"{turned:g} of each batch from {len(extra)} pseudo_v2 faces outside the held-out groups, "
                             f"turned {TURN_DEGREES[0]:g}-{TURN_DEGREES[1]:g} degrees further (facetrack.train.data.profile)")
     if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = load_checkpoint(ckpt_path)
         if json.loads(ck["record"]["heldout_groups"]) != held_groups:
             raise ValueError(f"{ckpt_path}: trained on another split (heldout/seed differ); use another --out")
         model.load_state_dict(ck["model"])
@@ -386,7 +415,7 @@ def train(data: Path, out: Path, steps: int, batch: int = 16, lr: float = 2e-3, 
             if step % log_every == 0 or step == steps:
                 k, n_acc = n_acc, 0
                 m = acc / k
-                history.append({"step": step, "loss": m[0], "focal": m[1], "offset": m[2], "size": m[3]})
+                history.append({"step": step, "loss": float(m[0]), "focal": float(m[1]), "offset": float(m[2]), "size": float(m[3])})
                 log.info("step %d loss %.4f (focal %.4f offset %.4f size %.4f) %.2f s CPU/step", step, *m,
                          (time.process_time() - t0) / k)
                 acc[:], t0 = 0, time.process_time()

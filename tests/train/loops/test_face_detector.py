@@ -122,3 +122,33 @@ def test_turned_faces_stay_out_of_the_held_out_groups_and_their_boxes_hold_the_f
     assert ck["step"] == 2 and "turned" in ck["record"] and "4 pseudo_v2 faces" in ck["record"]["turned"]
     with pytest.raises(ValueError, match="no faces outside"):
         fd.turned_samples(data_dir, set(groups), 2)
+
+
+class _Payload:
+    """What a crafted checkpoint carries: unpickling it runs ``touch MARKER``."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_never_unpickles_a_crafted_checkpoint(tmp_path, data_dir):
+    """Before, ``--resume`` loaded last.pt as a full pickle and the payload ran."""
+    marker = tmp_path / "ran"
+    torch.save({"model": {}, "opt": {}, "step": 0, "record": {"x": _Payload(marker)}}, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=r"last.pt: not a face-detector checkpoint that loads as weights only") as e:
+        fd.train(data_dir, tmp_path, steps=1, batch=2, heldout=0.0, records=_records(data_dir, 1, 1), resume=True)
+    assert "\n" not in str(e.value) and not marker.exists()
+
+
+def test_a_checkpoint_whose_history_holds_numpy_floats_still_resumes(tmp_path):
+    """Checkpoints written before the history held Python floats (numpy scalars, no code) load."""
+    model = fd.build_model()
+    ck = {"model": model.state_dict(), "opt": {}, "step": 3, "history": [{"step": 3, "loss": np.float64(1.5)}], "record": {}}
+    torch.save(ck, tmp_path / "last.pt")
+    back = fd.load_checkpoint(tmp_path / "last.pt")
+    assert back["step"] == 3 and back["history"][0]["loss"] == 1.5
