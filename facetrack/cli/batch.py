@@ -4,10 +4,12 @@ A folder of recordings (videos and no images) stands for its videos (:func:`expa
 folder of images is one input, fitted again whole unless its CSV is complete (images take no
 ``--resume``), and never over a CSV made with another model or options.
 
-Each input is tracked into ``DIR/<its name>.csv`` by its own worker process: the public command
-(``python -m facetrack track INPUT --out ... --resume`` with the same options, so it is wired
-exactly as a user's run), one runtime thread each when ``--jobs`` is
-above 1), at most ``--jobs`` at a time. A separate process per input means a crash in one (a decoder
+Each input is tracked into ``DIR/<its name>.csv`` by its own worker process, at most ``--jobs``
+at a time: ``python -m facetrack.cli.track --job JSON``, the batch's
+:class:`~facetrack.cli.job.TrackJob` for that input (its ``--out``, ``--resume`` but for
+images, one runtime thread each when ``--jobs`` is above 1), run by the same code as a user's
+``facetrack INPUT``. This module does not import :mod:`facetrack.cli.track`: the records it
+compares come from the ``record_of`` the track job passes in. A separate process per input means a crash in one (a decoder
 segfault) costs that input only; the others go on. Inputs whose CSV is complete for the same
 input, model and options (the record beside it, :class:`~facetrack.io.output.RunRecord`)
 are skipped; a partial one is resumed. Each input ends with one line; the exit code is 0 when
@@ -19,7 +21,6 @@ coordinator: the same command line on every task, a different ``I``.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -28,20 +29,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from facetrack.cli.track import CliError, covers, make_record, run_model_files, to_frame
+from facetrack.cli.job import CliError, TrackJob, covers, shard_arg, to_frame  # noqa: F401 - shard_arg: its old home
 
-
-def shard_arg(text: str) -> tuple[int, int]:
-    """``"2/8"`` -> ``(2, 8)``; ``1 <= I <= N``."""
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give I/N, e.g. 2/8") from None
-    if not 1 <= i <= n:
-        raise argparse.ArgumentTypeError(f"{text!r}: I must be between 1 and N")
-    return i, n
+#: ``(job, input, start, end, images) -> RunRecord``: the record an input's run would write
+RecordOf = Callable[[TrackJob, str, int, "int | None", bool], Any]
 
 
 def shard(inputs: list[str], i: int, n: int) -> list[str]:
@@ -85,7 +78,7 @@ class Job:
     line: str = ""
 
 
-def _records(args: argparse.Namespace, job: Job) -> tuple[Any, Any]:
+def _records(args: TrackJob, job: Job, record_of: RecordOf) -> tuple[Any, Any]:
     """``(record of job.out or None, record this run would write)``; ``(None, None)`` when
     either cannot be made (the worker says what is wrong)."""
     from facetrack.io.images import is_image_input
@@ -102,19 +95,19 @@ def _records(args: argparse.Namespace, job: Job) -> tuple[Any, Any]:
                 fps = v.fps
         start, end = to_frame(args.start, fps) or 0, to_frame(args.end, fps)
         images = is_image_input(job.input)
-        return old, make_record(args, Path(job.input), run_model_files(args), start, end, images)
+        return old, record_of(args, job.input, start, end, images)
     except (OutputFileError, VideoError, OSError):
         return None, None
 
 
-def _existing(args: argparse.Namespace, job: Job) -> tuple[bool, str | None]:
+def _existing(args: TrackJob, job: Job, record_of: RecordOf) -> tuple[bool, str | None]:
     """What ``job.out`` already holds: ``(complete for this input, model and options, why it
     must not be overwritten)``. The second is for image inputs (fitted again whole, never
     resumed) whose output was made with another model or options; a video's worker refuses the
     same itself (``--resume``)."""
     from facetrack.io.images import is_image_input
 
-    old, new = _records(args, job)
+    old, new = _records(args, job, record_of)
     if old is None or new is None:
         return False, None
     diffs = old.differences(new)
@@ -125,38 +118,19 @@ def _existing(args: argparse.Namespace, job: Job) -> tuple[bool, str | None]:
     return False, None
 
 
-def worker_argv(args: argparse.Namespace, job: Job, threads: int | None) -> list[str]:
-    """The ``facetrack track`` command line of one input: ``--out``, ``--resume`` (not for images), ``threads``
-    and every other track option that differs from its default (so options added to
-    the track job later reach the workers too)."""
+def worker_command(args: TrackJob, job: Job, threads: int | None) -> list[str]:
+    """The command of one input's worker: the batch's job for that input as JSON (its ``out``,
+    ``--resume`` but for images, which are fitted again whole when not complete: ``_existing``)."""
     from facetrack.io.images import is_image_input
-    from facetrack.cli.track import add_arguments
 
-    parser = argparse.ArgumentParser(add_help=False)
-    add_arguments(parser)
-    own = {"video", "out", "out_dir", "jobs", "shard", "overlay", "resume", "quiet", "threads", "camera"}
-    # images are fitted one by one and take no --resume: an image input that is not complete
-    # (``_existing``) is fitted again whole
-    resume = [] if is_image_input(job.input) else ["--resume"]
-    argv = ["--out", str(job.out), *resume] + (["--threads", str(threads)] if threads is not None else [])
-    for action in parser._actions:
-        if not action.option_strings or action.dest in own:
-            continue
-        value = getattr(args, action.dest, action.default)
-        if value == action.default:
-            continue
-        flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
-        if action.nargs == 0:  # store_true
-            argv += [flag] if value else []
-        elif isinstance(value, (list, tuple)):
-            argv += [flag, *map(str, value)]
-        else:
-            argv += [flag, str(value)]
-    return [*argv, "--", job.input]
+    one = args.for_input(job.input, job.out, threads, resume=not is_image_input(job.input))
+    return [sys.executable, "-m", "facetrack.cli.track", "--job", one.to_json()]
 
 
-def run_batch(args: argparse.Namespace) -> int:
-    """Track every input of ``args.video`` into ``args.out_dir``; the exit code."""
+def run_batch(args: TrackJob, record_of: RecordOf, check_models: Callable[[TrackJob], Any]) -> int:
+    """Track every input of ``args.video`` into ``args.out_dir``; the exit code. ``record_of``:
+    the record an input's run would write; ``check_models``: raises :class:`CliError` for a
+    missing model (once, not once per input)."""
     from facetrack.io.video import display_name
 
     inputs = list(args.video or [])
@@ -186,14 +160,14 @@ def run_batch(args: argparse.Namespace) -> int:
             raise CliError(f"{display_name(j.input)}: same output name as {display_name(seen[j.out])} "
                            f"({display_name(j.out)}); rename one of them")
         seen[j.out] = j.input
-    run_model_files(args)  # a missing model fails once, here, not once per input
+    check_models(args)  # a missing model fails once, here, not once per input
     threads = 1 if args.jobs > 1 else args.threads
     n = len(jobs)
     todo: list[tuple[int, Job]] = []
     refused: list[tuple[int, Job, str]] = []
     skipped = 0
     for k, j in enumerate(jobs, 1):
-        complete, why = _existing(args, j)
+        complete, why = _existing(args, j, record_of)
         if complete:
             skipped += 1
             if not args.quiet:
@@ -221,8 +195,7 @@ def run_batch(args: argparse.Namespace) -> int:
             while queue and len(running) < args.jobs:
                 k, j = queue.pop(0)
                 out_f, err_f = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-                proc = subprocess.Popen([sys.executable, "-m", "facetrack", "track", *worker_argv(args, j, threads)],
-                                        env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
+                proc = subprocess.Popen(worker_command(args, j, threads), env=env, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f,
                                         start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
                 running[k] = (proc, j, time.perf_counter(), out_f, err_f)
             done = [k for k, (p, *_) in running.items() if p.poll() is not None]
@@ -263,7 +236,7 @@ def run_batch(args: argparse.Namespace) -> int:
         print(f"facetrack: {what}; rerun the same command to continue ({len(queue) + len(running)} inputs left)",
               file=sys.stderr)
         return 130 if stopped_by == signal.SIGINT else 128 + int(stopped_by)
-    if not args.quiet or failed:
+    if args.quiet < 2 or failed:
         print(f"facetrack: {n} inputs: {tracked} tracked, {skipped} already complete, {failed} failed "
               f"({time.perf_counter() - t0:.1f} s) -> {display_name(out_dir)}", file=sys.stderr)
     return 1 if failed else 0

@@ -11,7 +11,6 @@ wrong option); Ctrl-C exits 130.
 from __future__ import annotations
 
 import argparse
-import errno
 import functools
 import logging
 import os
@@ -30,8 +29,8 @@ facetrack VIDEO|IMAGE|FOLDER [--out CSV] [options]
        facetrack --camera N|/dev/videoN [--out CSV] [options]"""
 
 
-class CliError(Exception):
-    """A one-line user-facing error (``<file>: <problem>``; ``usage: ...`` for a wrong option)."""
+# the job's value and the helpers batch shares live in facetrack.cli.job (no track <-> batch cycle)
+from facetrack.cli.job import CliError, TrackJob, covers, shard_arg, to_frame  # noqa: E402,F401
 
 
 @dataclass(frozen=True)
@@ -55,17 +54,8 @@ def _time_arg(text: str) -> str:
     return t
 
 
-def to_frame(value: str | None, fps: float) -> int | None:
-    """``--start``/``--end`` value -> 0-based frame index: ``"300f"`` is frame 300, ``"12.5"``
-    is 12.5 seconds (``round(12.5 * fps)``)."""
-    if value is None:
-        return None
-    return int(float(value[:-1])) if value.endswith("f") else int(round(float(value) * fps))
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the track job."""
-    from facetrack.cli.batch import shard_arg
     from facetrack.io.video import OVERLAY_CODECS, camera_arg
 
     parser.usage = USAGE
@@ -78,11 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="start at T: seconds (12.5) or a 0-based frame number with an f suffix (300f)")
     src.add_argument("--end", type=_time_arg, metavar="T",
                      help="stop before T (exclusive): seconds or frames with an f suffix; '--end 30f' tracks frames 0-29")
-    src.add_argument("--max-pixels", type=int, default=100_000_000, metavar="N",
-                     help="refuse images and video frames of more than N pixels, read from the header before decoding "
-                          "(default 100000000: 100 megapixels; 0: no limit)")
     out = parser.add_argument_group("output")
-    out.add_argument("--out", "-o", metavar="FILE", help="landmark file (default: INPUT's name with .csv / .jsonl, in the current folder)")
+    out.add_argument("--out", "-o", metavar="FILE", help="landmark file (default: INPUT's name with .csv / .jsonl, in the current "
+                                                       "folder; -: standard output, the summary then on standard error)")
     out.add_argument("--format", choices=("csv", "json"), default="csv",
                      help="csv: OpenFace columns frame,face_id,timestamp,confidence,success,x_0..x_67,y_0..y_67 "
                           "(images: an image column first); json: one JSON object per frame")
@@ -95,7 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--force", action="store_true",
                      help="replace an existing --out that facetrack did not make (no <out>.run.json beside it) or that "
                           "holds a finished run made with other options (both are refused without it)")
-    out.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
+    out.add_argument("--verbose", "-v", action="count", default=0,
+                     help="also say how the run is set up (the runtime, each model file and its threads)")
+    out.add_argument("--quiet", "-q", action="count", default=0,
+                     help="-q: no progress bar, only the final summary line (frames, faces, fps, output) and errors; "
+                          "-qq: errors only. The summary's fps is frames over the seconds from the first frame read "
+                          "to the last written, model loading excluded (with --resume the frames tracked again count)")
     many = parser.add_argument_group("many inputs")
     many.add_argument("--out-dir", metavar="DIR", help="write one CSV per input into DIR (created); finished ones are "
                                                        "skipped and partial ones resumed on a rerun")
@@ -242,8 +235,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise CliError("usage: --max-faces and --detect-every must be at least 1")
     if args.jobs < 1:
         raise CliError(f"usage: --jobs {args.jobs}: must be at least 1")
-    if getattr(args, "max_pixels", 0) < 0:
-        raise CliError(f"usage: --max-pixels {args.max_pixels}: must be 0 (no limit) or more")
+    if args.resume and args.out == "-":
+        raise CliError("usage: --resume continues a file, not --out - (standard output)")
     if args.resume and args.format != "csv":
         raise CliError("usage: --resume needs --format csv")
     if args.overlay and Path(args.overlay).suffix.lower() not in OVERLAY_CODECS:
@@ -273,11 +266,6 @@ def _check_writable(path: Path, inputs: list[Path]) -> None:
         name_max = os.pathconf(parent, "PC_NAME_MAX")
     except (OSError, ValueError):
         name_max = 255
-    try:
-        os.stat(path)
-    except OSError as e:  # a loop: resolve() below would raise RuntimeError
-        if e.errno == errno.ELOOP:
-            raise CliError(f"{name}: symlink loop (too many levels of symbolic links)") from None
     n_bytes = len(os.fsencode(path.name))
     if n_bytes > name_max:
         short = display_name(path.parent / f"{path.name[:40]}...{path.name[-10:]}")
@@ -312,20 +300,22 @@ def _draw(frame: np.ndarray, result: Any, fps: float, frame_number: int) -> np.n
     return draw_text(img, text)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the track job; returns the exit code (0 ok, 1 error, 2 usage, 130 interrupted)."""
+def run(args: argparse.Namespace | TrackJob) -> int:
+    """Run the track job; returns the exit code (0 ok, 1 error, 2 usage, 130 interrupted).
+    The command line is made a :class:`TrackJob` once, here; everything after takes the job."""
     try:
+        args = args if isinstance(args, TrackJob) else TrackJob.from_args(args)
         check_options(args)
-        inputs = list(args.video or [])
-        if args.out_dir is not None or len(inputs) > 1 or args.shard is not None:
+        if args.out_dir is not None or len(args.video) > 1 or args.shard is not None:
             from facetrack.cli.batch import run_batch
 
-            return run_batch(args)
+            return run_batch(args, record_of=_record_of, check_models=run_model_files)
         outcome = track(args)
     except CliError as e:
         outcome = Outcome(2 if str(e).startswith("usage") else 1, f"facetrack: {e}")
-    if outcome.line and (outcome.to_stderr or not args.quiet):
-        print(outcome.line, file=sys.stderr if outcome.to_stderr else sys.stdout)
+    if outcome.line and (outcome.to_stderr or args.quiet < 2):
+        to_stderr = outcome.to_stderr or getattr(args, "out", None) == "-"  # stdout holds the rows
+        print(outcome.line, file=sys.stderr if to_stderr else sys.stdout)
     return outcome.status
 
 
@@ -396,11 +386,6 @@ def _model_sha256(path: Path) -> str:
     return file_sha256(path)
 
 
-def covers(old: Any, end: int | None) -> bool:
-    """Whether a complete run recorded as ``old`` reached frame ``end`` (``None``: the video's end)."""
-    return old.complete and (old.end is None or (end is not None and end <= old.end))
-
-
 def track(args: argparse.Namespace) -> Outcome:
     """Track one input (``args.video[0]`` or ``args.camera``) into ``args.out``; the
     :class:`Outcome`. Raises :class:`CliError` for what stops it before the first frame."""
@@ -408,7 +393,7 @@ def track(args: argparse.Namespace) -> Outcome:
     from facetrack.io.output import OutputFileError, OutputLock
     from facetrack.io.video import VideoError, display_name, open_source
 
-    if args.quiet:  # errors and warnings only
+    if not args.verbose:  # the set-up lines (runtime, models) only with -v; warnings always
         logging.getLogger().setLevel(logging.WARNING)
     inputs = list(args.video or [])
     if (not inputs) == (args.camera is None):
@@ -418,6 +403,7 @@ def track(args: argparse.Namespace) -> Outcome:
     if images and (args.resume or args.start or args.end or args.overlay or args.format != "csv"):
         raise CliError(f"usage: {display_name(video)}: images take no --resume, --start, --end, --overlay or --format json")
     ext = ".csv" if args.format == "csv" else ".jsonl"
+    to_stdout = args.out == "-"
     if args.out:
         out = Path(args.out)
     else:
@@ -426,18 +412,17 @@ def track(args: argparse.Namespace) -> Outcome:
     overlay = Path(args.overlay) if args.overlay else None
     in_paths = [Path(video)] if video else []
     try:
-        max_pixels = getattr(args, "max_pixels", None) or None
-        source = (ImageFiles(video, max_pixels=max_pixels) if images
-                  else open_source(video, args.camera, threads=cpu_threads(args), max_pixels=max_pixels))
+        source = ImageFiles(video) if images else open_source(video, args.camera, threads=cpu_threads(args))
     except VideoError as e:
         raise CliError(str(e)) from None
     with source:
-        _check_writable(out, in_paths)
+        if not to_stdout:
+            _check_writable(out, in_paths)
         if overlay is not None:
             _check_writable(overlay, in_paths)
         # one writer per output: a second run on the same --out is refused before it reads or
         # changes a byte (devices and pipes are not files another run could replace)
-        lock = OutputLock(out) if not out.exists() or out.is_file() else None
+        lock = OutputLock(out) if not to_stdout and (not out.exists() or out.is_file()) else None
         try:
             if lock is not None:
                 lock.acquire()
@@ -462,8 +447,10 @@ def _track_locked(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
     start = to_frame(args.start, source.fps) or 0
     end = to_frame(args.end, source.fps)
     record = make_record(args, in_paths[0], files, start, end, images) if in_paths else camera_record(args, files)
+    if args.out == "-":
+        record = None  # standard output: no record, nothing to replace or resume
     resume_from = 0
-    has_rows = out.is_file() and out.stat().st_size > 0
+    has_rows = record is not None and out.is_file() and out.stat().st_size > 0
     if has_rows and not args.resume and not getattr(args, "force", False):
         _refuse_to_replace(out, record)
     if args.resume and has_rows:
@@ -492,7 +479,7 @@ def _track_locked(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
                 frames = (old.file or {}).get("frames")
                 if frames is None:
                     frames = read_landmarks_csv(out).last_frame
-                return Outcome(0, "" if args.quiet else f"facetrack: {name}: already complete ({frames} frames)")
+                return Outcome(0, "" if args.quiet > 1 else f"facetrack: {name}: already complete ({frames} frames)")
             _notice(args, f"facetrack: {name}: marked complete, but {why}: rebuilding it")
         try:
             table = truncate_to_complete(out, upto_damage=True)
@@ -618,7 +605,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
 
     backend = _runtime(args, files)
     use_opencv_threads(cpu_threads(args))
-    config = TrackerConfig(model=model_for(args), backend=backend, threads=args.threads, max_faces=args.max_faces, scale_check=True,
+    config = TrackerConfig(model=model_for(args), backend=backend, threads=args.threads, max_faces=args.max_faces,
                            smooth=smooth_on(args, images), smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
                            smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
                            smooth_flow=getattr(args, "smooth_flow", "on") == "on", confidence_threshold=args.confidence, detect_every=args.detect_every,
@@ -660,7 +647,8 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
                     writer = open_writer(out, "image-csv" if images else args.format, append=bool(resume_from))
                     if resume_from:
                         writer.replay()
-                    write_record(out, record)
+                    if record is not None:
+                        write_record(out, record)
                 except OutputFileError as e:
                     raise CliError(str(e)) from None
             if images:
@@ -723,14 +711,10 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
         except (OutputFileError, OSError) as e:
             return Outcome(1, f"facetrack: {e}")
     pct = 100.0 * n_face / n if n else 0.0
-    if images:  # each image that could not be used was one warning line; the exit code says some failed
-        skipped = f", {len(source.skipped)} skipped (see the warnings)" if source.skipped else ""
-        return Outcome(1 if source.skipped else 0,
-                       f"facetrack: {n} images, {n_face} with a face ({pct:.0f}%), {rows} rows{skipped} -> {name}", False)
-    damaged = source.decode_errors() if hasattr(source, "decode_errors") else None
-    if damaged:  # FFmpeg's messages were caught, not printed: one line for them all, and exit 1
-        print(f"facetrack: {damaged}", file=sys.stderr)
-    return Outcome(1 if damaged else 0, f"facetrack: {n} frames, {n_face} with a face ({pct:.0f}%), {progress.fps:.1f} fps -> {name}", False)
+    if images:
+        skipped = f", {len(source.skipped)} skipped (not decodable)" if source.skipped else ""
+        return Outcome(0, f"facetrack: {n} images, {n_face} with a face ({pct:.0f}%), {rows} rows{skipped} -> {name}", False)
+    return Outcome(0, f"facetrack: {n} frames, {n_face} with a face ({pct:.0f}%), {progress.fps:.1f} fps -> {name}", False)
 
 
 def _count_rows(out: Path) -> int:
@@ -738,3 +722,29 @@ def _count_rows(out: Path) -> int:
     a line break: :func:`facetrack.io.output.image_cell`)."""
     with open(out, "rb") as f:
         return max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1)
+
+
+def _record_of(job: TrackJob, input_path: str, start: int, end: int | None, images: bool) -> Any:
+    """The record a batch's input would be written with (the batch compares it with the file's)."""
+    return make_record(job, Path(input_path), run_model_files(job), start, end, images)
+
+
+def worker_main(argv: list[str]) -> int:
+    """``python -m facetrack.cli.track --job JSON``: one input of a batch, the job the batch
+    parent derived (:meth:`TrackJob.for_input`), run as ``facetrack`` runs it."""
+    from facetrack.cli.main import register_backends
+
+    if len(argv) != 2 or argv[0] != "--job":
+        print("usage: python -m facetrack.cli.track --job JSON (a batch worker)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="facetrack: %(message)s")
+    register_backends()
+    try:
+        return run(TrackJob.from_json(argv[1]))
+    except KeyboardInterrupt:
+        print("\nfacetrack: interrupted (exit 130)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover - the batch's workers
+    sys.exit(worker_main(sys.argv[1:]))

@@ -33,6 +33,7 @@ import errno
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, Sequence
@@ -130,7 +131,11 @@ class _FrameWriter:
     def __init__(self, path: str | os.PathLike, append: bool = False, last: dict[int, np.ndarray] | None = None) -> None:
         self.path = Path(path)
         try:
-            self._f: IO[bytes] = open(self.path, "a+b" if append else "wb", buffering=0)
+            if str(path) == "-":  # standard output (``--out -``): our own descriptor, unbuffered
+                sys.stdout.flush()
+                self._f: IO[bytes] = open(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+            else:
+                self._f = open(self.path, "a+b" if append else "wb", buffering=0)
         except IsADirectoryError:
             raise OutputFileError(f"{self.path}: is a directory") from None
         except FileNotFoundError as e:

@@ -265,3 +265,41 @@ def test_an_undecodable_image_does_not_replace_an_existing_output(tmp_path: Path
     lines = [ln for ln in _error_lines(r.err) if "skipped" not in ln]
     assert len(lines) == 1 and lines[0].startswith(f"facetrack: {bad}: "), lines
     assert out.read_bytes() == before
+
+
+# --- what a run prints (issue 29's new-user list) ---------------------------------------------
+
+def test_out_dash_writes_the_csv_to_standard_output(tmp_path: Path, data_dir: Path, model: Path,
+                                                    reference: Path) -> None:
+    """``--out -``: the rows on stdout, the summary on stderr, no file named ``-`` and no record.
+    Fails on 5f63d3b (a file named ``-``)."""
+    r = facetrack([str(data_dir / CLIP), "--out", "-", "--model", str(model), "--end", "20f", "-q"], cwd=tmp_path)
+    assert r.rc == 0, r.err
+    assert not (tmp_path / "-").exists() and not (tmp_path / "-.run.json").exists()
+    expected = b"\n".join(reference.read_bytes().split(b"\n")[:21]) + b"\n"
+    assert r.out.encode() == expected
+    assert _error_lines(r.err) == [ln for ln in _error_lines(r.err) if ln.startswith("facetrack: 20 frames")]
+    r = facetrack([str(data_dir / CLIP), "--out", "-", "--resume", "--model", str(model)], cwd=tmp_path)
+    assert r.rc == 2 and _error_lines(r.err) == ["facetrack: usage: --resume continues a file, not --out - (standard output)"]
+
+
+def test_quiet_levels_and_verbose(tmp_path: Path, data_dir: Path, model: Path) -> None:
+    """Default: the progress and the one summary line, no set-up lines; -v adds them; -q keeps
+    only the summary; -qq prints nothing. Fails on 5f63d3b (five set-up lines by default, -q
+    removed the summary, no -v)."""
+    base = [str(data_dir / CLIP), "--model", str(model), "--end", "10f"]
+
+    def run(*extra: str, name: str) -> tuple[list[str], list[str]]:
+        r = facetrack([*base, "--out", str(tmp_path / f"{name}.csv"), *extra], cwd=tmp_path)
+        assert r.rc == 0, r.err
+        return _error_lines(r.err), _error_lines(r.out)
+
+    err, out = run(name="default")
+    assert len(out) == 1 and out[0].startswith("facetrack: 10 frames, ") and out[0].endswith(f" fps -> {tmp_path / 'default.csv'}")
+    assert not any("runtime" in ln or "thread(s)" in ln for ln in err)
+    err, _ = run("-v", name="verbose")
+    assert any(ln.startswith("facetrack: runtime:") for ln in err) and any("thread(s)" in ln for ln in err)
+    err, out = run("-q", name="q")
+    assert err == [] and len(out) == 1 and out[0].startswith("facetrack: 10 frames") and " fps -> " in out[0]
+    err, out = run("-qq", name="qq")
+    assert err == [] and out == []
