@@ -605,7 +605,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
 
     backend = _runtime(args, files)
     use_opencv_threads(cpu_threads(args))
-    config = TrackerConfig(model=model_for(args), backend=backend, threads=args.threads, max_faces=args.max_faces,
+    config = TrackerConfig(model=model_for(args), backend=backend, threads=args.threads, max_faces=args.max_faces, scale_check=True,
                            smooth=smooth_on(args, images), smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
                            smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
                            smooth_flow=getattr(args, "smooth_flow", "on") == "on", confidence_threshold=args.confidence, detect_every=args.detect_every,
