@@ -11,6 +11,7 @@ wrong option); Ctrl-C exits 130.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import logging
 import os
@@ -68,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="start at T: seconds (12.5) or a 0-based frame number with an f suffix (300f)")
     src.add_argument("--end", type=_time_arg, metavar="T",
                      help="stop before T (exclusive): seconds or frames with an f suffix; '--end 30f' tracks frames 0-29")
+    src.add_argument("--max-pixels", type=int, default=100_000_000, metavar="N",
+                     help="refuse images and video frames of more than N pixels, read from the header before decoding "
+                          "(default 100000000: 100 megapixels; 0: no limit)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", "-o", metavar="FILE", help="landmark file (default: INPUT's name with .csv / .jsonl, in the current "
                                                        "folder; -: standard output, the summary then on standard error)")
@@ -235,6 +239,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise CliError("usage: --max-faces and --detect-every must be at least 1")
     if args.jobs < 1:
         raise CliError(f"usage: --jobs {args.jobs}: must be at least 1")
+    if getattr(args, "max_pixels", 0) < 0:
+        raise CliError(f"usage: --max-pixels {args.max_pixels}: must be 0 (no limit) or more")
     if args.resume and args.out == "-":
         raise CliError("usage: --resume continues a file, not --out - (standard output)")
     if args.resume and args.format != "csv":
@@ -266,6 +272,11 @@ def _check_writable(path: Path, inputs: list[Path]) -> None:
         name_max = os.pathconf(parent, "PC_NAME_MAX")
     except (OSError, ValueError):
         name_max = 255
+    try:
+        os.stat(path)
+    except OSError as e:  # a loop: resolve() below would raise RuntimeError
+        if e.errno == errno.ELOOP:
+            raise CliError(f"{name}: symlink loop (too many levels of symbolic links)") from None
     n_bytes = len(os.fsencode(path.name))
     if n_bytes > name_max:
         short = display_name(path.parent / f"{path.name[:40]}...{path.name[-10:]}")
@@ -412,7 +423,9 @@ def track(args: argparse.Namespace) -> Outcome:
     overlay = Path(args.overlay) if args.overlay else None
     in_paths = [Path(video)] if video else []
     try:
-        source = ImageFiles(video) if images else open_source(video, args.camera, threads=cpu_threads(args))
+        max_pixels = getattr(args, "max_pixels", None) or None
+        source = (ImageFiles(video, max_pixels=max_pixels) if images
+                  else open_source(video, args.camera, threads=cpu_threads(args), max_pixels=max_pixels))
     except VideoError as e:
         raise CliError(str(e)) from None
     with source:
@@ -711,10 +724,14 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
         except (OutputFileError, OSError) as e:
             return Outcome(1, f"facetrack: {e}")
     pct = 100.0 * n_face / n if n else 0.0
-    if images:
-        skipped = f", {len(source.skipped)} skipped (not decodable)" if source.skipped else ""
-        return Outcome(0, f"facetrack: {n} images, {n_face} with a face ({pct:.0f}%), {rows} rows{skipped} -> {name}", False)
-    return Outcome(0, f"facetrack: {n} frames, {n_face} with a face ({pct:.0f}%), {progress.fps:.1f} fps -> {name}", False)
+    if images:  # each image that could not be used was one warning line; the exit code says some failed
+        skipped = f", {len(source.skipped)} skipped (see the warnings)" if source.skipped else ""
+        return Outcome(1 if source.skipped else 0,
+                       f"facetrack: {n} images, {n_face} with a face ({pct:.0f}%), {rows} rows{skipped} -> {name}", False)
+    damaged = source.decode_errors() if hasattr(source, "decode_errors") else None
+    if damaged:  # FFmpeg's messages were caught, not printed: one line for them all, and exit 1
+        print(f"facetrack: {damaged}", file=sys.stderr)
+    return Outcome(1 if damaged else 0, f"facetrack: {n} frames, {n_face} with a face ({pct:.0f}%), {progress.fps:.1f} fps -> {name}", False)
 
 
 def _count_rows(out: Path) -> int:
