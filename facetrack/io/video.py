@@ -173,8 +173,10 @@ class DecoderLog:
             sys.stderr.flush()  # Python's own buffered text goes out before fd 2 moves
         except (OSError, ValueError, AttributeError):
             pass
-        os.dup2(self._fd, 2)
         try:
+            # inside the try: a signal (Ctrl-C, SIGTERM) right after the move must still put fd 2
+            # back, or the run's last line ("interrupted ...") goes to the temporary file
+            os.dup2(self._fd, 2)
             return fn(*args)
         finally:
             os.dup2(self._saved, 2)
