@@ -7,12 +7,12 @@ x.csv`` writes (``tests/test_api.py`` checks it on both real videos and a folder
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Union
 
 import numpy as np
 
-from facetrack.io.output import COLUMNS, IMAGE_COLUMNS, Row, format_row, frame_json, frame_rows
+from facetrack.io.output import COLUMNS, IMAGE_COLUMNS, Row, format_row, frame_json, frame_rows, image_cell
 from facetrack.tracker.presets import MODES, preset
 from facetrack.tracker.results import FaceResult, FaceState
 
@@ -59,9 +59,7 @@ class Result:
 
     def to_csv(self) -> str:
         """This frame's lines exactly as the CLI's CSV holds them (no header: :data:`COLUMNS`)."""
-        from facetrack.io.output import _csv_cell
-
-        prefix = "" if self.image is None else _csv_cell(self.image) + ","
+        prefix = "" if self.image is None else image_cell(self.image) + ","
         return "".join(prefix + format_row(r) for r in self.rows)
 
     def to_json(self) -> dict[str, Any]:
@@ -96,11 +94,7 @@ class FaceTracker:
         self.preset = preset(mode, max_faces).with_options(model=model, smooth=smooth, flip=flip, detector=detector,
                                                            threads=threads)
         if turned_model is not None:
-            self.preset = self.preset.with_options(turned_model=turned_model)
-            if turned_model == "none":
-                from dataclasses import replace
-
-                self.preset = replace(self.preset, turned_model=None)
+            self.preset = replace(self.preset, turned_model=None if turned_model == "none" else turned_model)
         if confidence is not None:
             settings["confidence_threshold"] = float(confidence)
         if fps is not None:

@@ -325,9 +325,6 @@ def image_cell(name: str) -> str:
     return buf.getvalue()
 
 
-_csv_cell = image_cell  # the name facetrack.api imports
-
-
 WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "image-csv": ImageCsvWriter}
 
 
