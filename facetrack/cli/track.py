@@ -613,17 +613,20 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
     from facetrack.tracker.models import ModelNotFoundError
     from facetrack.io.output import OutputFileError, open_writer, write_record
     from facetrack.io.progress import Progress
-    from facetrack.tracker.tracker import Tracker, TrackerConfig
+    from facetrack.tracker.tracker import Tracker
     from facetrack.io.video import VideoError, VideoReadError, display_name, open_video_writer
 
     backend = _runtime(args, files)
     use_opencv_threads(cpu_threads(args))
-    config = TrackerConfig(model=model_for(args), backend=backend, threads=args.threads, max_faces=args.max_faces, scale_check=True,
-                           smooth=smooth_on(args, images), smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
-                           smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
-                           smooth_flow=getattr(args, "smooth_flow", "on") == "on", confidence_threshold=args.confidence, detect_every=args.detect_every,
-                           default_fps=source.fps, track_init=args.track_init, flip=flip_on(args, images),
-                           shape_modes=args.shape_modes, turned_model=turned_for(args))
+    # the input's preset with the options given (its threads are --threads as given: None keeps
+    # the runtime's own default of one), so the CLI cannot drift from facetrack.FaceTracker
+    run_preset = replace(preset_for(args, images), model=model_for(args), turned_model=turned_for(args),
+                         flip=flip_on(args, images), smooth=smooth_on(args, images), threads=args.threads)
+    config = run_preset.tracker_config(
+        backend=backend, smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
+        smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
+        smooth_flow=getattr(args, "smooth_flow", "on") == "on", confidence_threshold=args.confidence,
+        detect_every=args.detect_every, default_fps=source.fps, track_init=args.track_init, shape_modes=args.shape_modes)
     try:
         tracker = Tracker(config, detector=_detector(detector_name(args, images)))
     except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:
