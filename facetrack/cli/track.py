@@ -294,21 +294,10 @@ def _check_writable(path: Path, inputs: list[Path]) -> None:
 
 
 def _draw(frame: np.ndarray, result: Any, fps: float, frame_number: int) -> np.ndarray:
-    from facetrack.tracker.draw import GREEN, RED, draw_box, draw_landmarks, draw_text
-    from facetrack.tracker.geometry import to_gray
+    """The overlay video's frame: :func:`facetrack.tracker.draw.annotate` (the library's drawer)."""
+    from facetrack.tracker.draw import annotate
 
-    img = frame
-    if img.ndim == 2 or img.shape[2] != 3 or img.dtype != np.uint8:
-        import cv2
-
-        img = cv2.cvtColor(to_gray(img), cv2.COLOR_GRAY2BGR)
-    for f in result.faces:
-        color = GREEN if f.success else RED
-        if f.success:
-            img = draw_landmarks(img, f.landmarks, color)
-        img = draw_box(img, f.box, color, f"face {f.face_id} {f.confidence:.2f}{'' if f.success else ' lost'}")
-    text = [f"frame {frame_number}", f"{fps:4.1f} fps"] + (["cut"] if result.cut else [])
-    return draw_text(img, text)
+    return annotate(frame, result, [f"frame {frame_number}", f"{fps:4.1f} fps"] + (["cut"] if result.cut else []))
 
 
 def run(args: argparse.Namespace | TrackJob) -> int:
