@@ -671,5 +671,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     if interrupted:
         metrics = {**metrics, "interrupted": int(interrupted)}
     if world > 1:
+        # all ranks here before any leaves: rank 0 may host the rendezvous store (ranks started
+        # without torchrun), and a rank still tearing down when it exits can wait on it
+        dist.barrier()
         dist.destroy_process_group()
     return metrics

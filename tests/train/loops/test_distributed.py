@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -28,32 +29,57 @@ from facetrack.train.loops.trainer import TrainOptions, train
 TOL_STEPS = 0.01  # of one optimiser step
 
 
-def _run_ranks(cmd: list[str], env: dict[str, str], timeout: float = 240.0, tries: int = 2) -> subprocess.CompletedProcess:
-    """Run the torchrun command in its own process group. The 3 steps take about 15 s; once in a
-    clean-clone CI run the gloo ranks hung past 600 s (the same test passed alone in 17 s), so a
-    run past ``timeout`` is killed with its ranks, none left behind, and started once more."""
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_ranks(args: list[str], out: Path, timeout: float = 90.0, tries: int = 3) -> list[str]:
+    """Run ``python -m facetrack train ARGS`` as 2 ranks on this machine and return their logs.
+
+    The ranks are started here with the environment ``torchrun`` gives them (RANK, WORLD_SIZE,
+    LOCAL_RANK, MASTER_ADDR, MASTER_PORT), not by ``torchrun`` itself: torchrun starts each rank
+    in a session of its own, so a hung rank outlives a kill of torchrun and holds its output pipe
+    (a clean-clone CI run once waited on it past its 90 minutes). Here each rank is our own child,
+    writes to a file, and is killed by pid. Gloo binds to the loopback device, so no lookup of
+    this machine's name (which a sandbox may not resolve) stands between the two. A run past
+    ``timeout`` (a few in a hundred here hang at the end, the weights written: seen only without
+    torchrun's own store) is killed and started again, on a new port."""
     for attempt in range(tries):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        port = _free_port()
+        procs, logs = [], []
+        for rank in range(2):
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                   "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GLOO_SOCKET_IFNAME": "lo"}
+            log = out.parent / f"rank{rank}.{attempt}.log"
+            logs.append(log)
+            with open(log, "w") as f:
+                procs.append(subprocess.Popen([sys.executable, "-m", "facetrack", "train", *args], env=env,
+                                              stdout=f, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + timeout
         try:
-            out, err = proc.communicate(timeout=timeout)
-            return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+            for p in procs:
+                p.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            for p in procs:
+                p.kill()
+                p.wait()
             if attempt == tries - 1:
-                raise
-            shutil.rmtree(cmd[cmd.index("--out") + 1], ignore_errors=True)  # the killed run's folder
+                raise AssertionError(f"the 2 ranks did not finish in {timeout:.0f} s: " + logs[0].read_text()[-2000:]) from None
+            shutil.rmtree(out, ignore_errors=True)  # the killed run's folder
+            continue
+        texts = [log.read_text() for log in logs]
+        codes = [p.returncode for p in procs]
+        assert codes == [0, 0], f"ranks exited {codes}: " + texts[0][-2000:] + texts[1][-2000:]
+        return texts
     raise AssertionError("unreachable")
 
 
 def test_two_processes_train_the_same_weights_as_one(data_dir: Path, tmp_path: Path) -> None:
     common = ["--data", "images68:1", "--data-root", str(data_dir), "--steps", "3", "--batch", "4", "--val-every", "3",
               "--limit-images", "4", "--augment", "none", "--workers", "0", "--threads", "1", "--quiet", "--seed", "0"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "facetrack", "train", "mdm-rt",
-           "--out", str(tmp_path / "ddp"), *common]
-    res = _run_ranks(cmd, env)
-    assert res.returncode == 0, res.stderr[-2000:]
+    _run_ranks(["mdm-rt", "--out", str(tmp_path / "ddp"), *common], tmp_path / "ddp")
     one = TrainOptions(arch="mdm-rt", data=str(data_dir), out=str(tmp_path / "one"), sources=("images68:1",), steps=3, batch=4,
                        val_every=3, limit_images=4, augment=NO_AUGMENT, workers=0, threads=1, progress=False, seed=0)
     train(one)
