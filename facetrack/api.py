@@ -12,7 +12,7 @@ from typing import Any, Iterator, Union
 
 import numpy as np
 
-from facetrack.io.output import COLUMNS, IMAGE_COLUMNS, Row, format_row, frame_json, frame_rows, image_cell
+from facetrack.io.output import POSE_COLUMNS, RIGID_COLUMNS, Row, columns, format_row, frame_json, frame_rows, image_cell
 from facetrack.tracker.presets import MODES, preset
 from facetrack.tracker.results import FaceResult, FaceState
 
@@ -25,7 +25,9 @@ class Result:
     """One frame's faces. ``frame``: 1-based, as in the CSV; ``timestamp``: seconds;
     ``faces``: :class:`~facetrack.tracker.results.FaceResult` (``.face_id``, ``.landmarks``
     ``(68, 2)`` float32 image px, ``.confidence``, ``.success``, ``.box``, ``.state``, a
-    :class:`~facetrack.tracker.results.FaceState`); ``cut``: a shot cut before this frame;
+    :class:`~facetrack.tracker.results.FaceState`, ``.pose``, a
+    :class:`~facetrack.tracker.pose.HeadPose`: ``.yaw``/``.pitch``/``.roll`` degrees and
+    OpenFace's ``pose_*``/``p_*`` values); ``cut``: a shot cut before this frame;
     ``timings``: milliseconds per stage; ``image``: the still image's file name (image mode)."""
 
     frame: int
@@ -43,8 +45,9 @@ class Result:
 
     def to_rows(self) -> list[dict[str, Any]]:
         """The CSV rows of this frame as dicts keyed by OpenFace's column names (``frame``,
-        ``face_id``, ``timestamp``, ``confidence``, ``success``, ``x_0`` .. ``y_67``; ``image``
-        first for stills): one per face, or one ``success=0`` row when there is none, a lost
+        ``face_id``, ``timestamp``, ``confidence``, ``success``, ``pose_Tx`` .. ``pose_Rz``,
+        ``x_0`` .. ``y_67``, ``p_scale`` .. ``p_ty``, the pose's only with it; ``image`` first
+        for stills): one per face, or one ``success=0`` row when there is none, a lost
         face carrying its last landmarks, as the CSV has them."""
         out = []
         for r in self.rows:
@@ -52,13 +55,17 @@ class Result:
             row: dict[str, Any] = {} if self.image is None else {"image": self.image}
             row.update(frame=r.frame, face_id=r.face_id, timestamp=round(float(r.timestamp), 3),
                        confidence=round(float(r.confidence), 3), success=int(r.success))
+            if r.pose is not None:
+                row.update(zip(POSE_COLUMNS, (round(float(v), d) for v, d in zip(r.pose[:6], (2, 2, 2, 4, 4, 4)))))
             row.update({f"x_{i}": round(float(pts[i, 0]), 3) for i in range(len(pts))})
             row.update({f"y_{i}": round(float(pts[i, 1]), 3) for i in range(len(pts))})
+            if r.pose is not None:
+                row.update(zip(RIGID_COLUMNS, (round(float(v), d) for v, d in zip(r.pose[6:], (5, 4, 4, 4, 3, 3)))))
             out.append(row)
         return out
 
     def to_csv(self) -> str:
-        """This frame's lines exactly as the CLI's CSV holds them (no header: :data:`COLUMNS`)."""
+        """This frame's lines exactly as the CLI's CSV holds them (no header: :func:`header`)."""
         prefix = "" if self.image is None else image_cell(self.image) + ","
         return "".join(prefix + format_row(r) for r in self.rows)
 
@@ -141,7 +148,7 @@ class FaceTracker:
             self._last.clear()
         r = tracker.process(frame, timestamp)
         self._frames = self._frames + 1 if number is None else int(number)
-        rows = tuple(frame_rows(self._frames, r.timestamp, r.faces, self._last))
+        rows = tuple(frame_rows(self._frames, r.timestamp, r.faces, self._last, tracker.config.pose))
         return Result(self._frames, r.timestamp, r.faces, r.cut, r.timings, rows, image)
 
     def track(self, source: Union[str, int, os.PathLike, Any]) -> Iterator[Result]:
@@ -190,11 +197,12 @@ class FaceTracker:
         self.close()
 
 
-def header(mode: str = "video") -> str:
-    """The CSV header line (with ``\\n``) of a mode's rows."""
+def header(mode: str = "video", pose: bool = True) -> str:
+    """The CSV header line (with ``\\n``) of a mode's rows (``pose``: with the head-pose
+    columns, as a tracker with ``TrackerConfig.pose`` on, the default, gives them)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
-    return ",".join(IMAGE_COLUMNS if mode == "image" else COLUMNS) + "\n"
+    return ",".join(columns(pose, image=mode == "image")) + "\n"
 
 
 __all__ = ["DEVICES", "FaceState", "FaceTracker", "Result", "header"]

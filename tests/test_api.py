@@ -11,7 +11,7 @@ import pytest
 
 import facetrack
 from facetrack.cli.main import main
-from facetrack.io.output import COLUMNS
+from facetrack.io.output import POSE_CSV_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_process_frame_by_frame_matches_track_and_carries_the_cli_json(tmp_path,
     assert face.landmarks.shape == (68, 2) and face.landmarks.dtype == np.float32
     assert face.state is facetrack.FaceState.TRACKING and face.state == "tracking"
     rows = results[-1].to_rows()
-    assert list(rows[0]) == list(COLUMNS)
+    assert list(rows[0]) == list(POSE_CSV_COLUMNS)
     assert rows[0]["x_36"] == round(float(face.landmarks[36, 0]), 3)
 
 

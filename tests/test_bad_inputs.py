@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))  # for `python tests/test_bad_inputs.py` (the docs
 
 from facetrack.engines import names  # noqa: E402
 from facetrack.io.landmarks import read_pts, write_pts  # noqa: E402
-from facetrack.io.output import COLUMNS, HEADER  # noqa: E402
+from facetrack.io.output import HEADER, POSE_CSV_COLUMNS  # noqa: E402
 
 CLIP = Path("videos_unlabelled") / "short_hamilton_clip.mp4"  # 275 frames, 640x360, 29.97 fps
 CLIP_FRAMES = 275
@@ -429,9 +429,9 @@ def _csv_frames(path: Path) -> list[int]:
     assert raw.endswith(b"\n"), "last line incomplete"
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    assert tuple(rows[0]) == COLUMNS
+    assert tuple(rows[0]) == POSE_CSV_COLUMNS  # the CLI's default layout
     for r in rows[1:]:
-        assert len(r) == len(COLUMNS)
+        assert len(r) == len(POSE_CSV_COLUMNS)
         vals = np.array([float(v) for v in r])
         assert np.isfinite(vals).all()
     return [int(r[0]) for r in rows[1:]]

@@ -76,8 +76,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--out", "-o", metavar="FILE", help="landmark file (default: INPUT's name with .csv / .jsonl, in the current "
                                                        "folder; -: standard output, the summary then on standard error)")
     out.add_argument("--format", choices=("csv", "json"), default="csv",
-                     help="csv: OpenFace columns frame,face_id,timestamp,confidence,success,x_0..x_67,y_0..y_67 "
-                          "(images: an image column first); json: one JSON object per frame")
+                     help="csv: OpenFace columns frame,face_id,timestamp,confidence,success,pose_Tx..pose_Rz,x_0..x_67,"
+                          "y_0..y_67,p_scale,p_rx,p_ry,p_rz,p_tx,p_ty (the pose's only with --pose on; images: an image "
+                          "column first); json: one JSON object per frame")
+    out.add_argument("--pose", choices=("on", "off"), default="on",
+                     help="each face's head pose from its landmarks, in OpenFace's columns and conventions (pose_T* mm, "
+                          "pose_R* radians: pitch, yaw, roll; default on; off: the landmark columns only)")
+    out.add_argument("--fx", type=float, metavar="PX", help="camera focal length in px for the pose (default, as OpenFace: "
+                                                            "500 * (width / 640 + height / 480) / 2)")
+    out.add_argument("--fy", type=float, metavar="PX", help="vertical focal length in px (default --fx)")
+    out.add_argument("--cx", type=float, metavar="PX", help="optical centre x in px (default: the image centre)")
+    out.add_argument("--cy", type=float, metavar="PX", help="optical centre y in px (default: the image centre)")
     out.add_argument("--overlay", metavar="VIDEO",
                      help=f"also write a video with the landmarks drawn ({', '.join(OVERLAY_CODECS)}; "
                           ".mkv and .avi stay playable if the run is killed, .mp4 does not)")
@@ -208,6 +217,22 @@ def smooth_on(args: argparse.Namespace, images: bool) -> bool:
     return smooth == "on" or (smooth == "auto" and preset_for(args, images).smooth)
 
 
+def pose_on(args: argparse.Namespace) -> bool:
+    """``--pose``: whether the rows carry each face's head pose (default on)."""
+    return getattr(args, "pose", "on") == "on"
+
+
+def camera_for(args: argparse.Namespace) -> Any:
+    """``--fx --fy --cx --cy`` as a :class:`facetrack.tracker.pose.Camera`; ``None`` when none
+    is given (OpenFace's defaults for each frame's size)."""
+    values = [getattr(args, k, None) for k in ("fx", "fy", "cx", "cy")]
+    if all(v is None for v in values):
+        return None
+    from facetrack.tracker.pose import Camera
+
+    return Camera(*values)
+
+
 def check_options(args: argparse.Namespace) -> None:
     """Every option checked before anything is opened or written: :class:`CliError`
     (``usage: ...``) naming the option and what it accepts."""
@@ -245,6 +270,10 @@ def check_options(args: argparse.Namespace) -> None:
         raise CliError("usage: --resume continues a file, not --out - (standard output)")
     if args.resume and args.format != "csv":
         raise CliError("usage: --resume needs --format csv")
+    for name in ("fx", "fy", "cx", "cy"):
+        v = getattr(args, name, None)
+        if v is not None and not (finite(v) and (v > 0 or name in ("cx", "cy"))):
+            raise CliError(f"usage: --{name} {v:g}: must be a {'focal length above 0' if name[0] == 'f' else 'finite position'} in px")
     if args.overlay and Path(args.overlay).suffix.lower() not in OVERLAY_CODECS:
         raise CliError(f"usage: --overlay {args.overlay}: unknown video type '{Path(args.overlay).suffix}' "
                        f"(choose from {', '.join(OVERLAY_CODECS)})")
@@ -366,6 +395,11 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
 
         options["shape_modes"] = resolve_shape_modes(getattr(args, "shape_modes", None))
     options["smooth"] = smooth_on(args, images)  # the resolved choice, as runs recorded before auto stored it
+    if pose_on(args):  # recorded only when on: a file from before the pose columns resumes with --pose off only
+        options["pose"] = "on"
+        camera = camera_for(args)
+        if camera is not None:
+            options["camera"] = [camera.fx, camera.fy, camera.cx, camera.cy]
     if images:  # images never resume: the detector that searched them is recorded by name
         options["detector"] = detector_name(args, images)
     if not options["smooth"]:  # the One Euro settings change nothing without smoothing
@@ -472,6 +506,11 @@ def _track_locked(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
             # the One Euro settings follow from smoothing; say the one switch that resumes it
             diffs = [d for d in diffs if not d.startswith(("smooth ", "smooth_"))]
             diffs.append(f"smoothing {'on' if was else 'off'} vs {'off' if was else 'on'}: add --smooth {'on' if was else 'off'} to resume it")
+        had = old.options.get("pose", "off")
+        if had != record.options.get("pose", "off"):  # the layouts differ: a file holds one or the other
+            diffs = [d for d in diffs if not d.startswith(("pose ", "camera "))]
+            diffs.append(f"head pose {had} vs {record.options.get('pose', 'off')}: the file's columns are those of --pose {had}, "
+                         f"add --pose {had} to resume it")
         if diffs:
             raise CliError(f"{name}: made from another run ({'; '.join(diffs)}); "
                            f"not resuming: remove it or choose another --out")
@@ -615,7 +654,8 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
         backend=backend, smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
         smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
         smooth_flow=getattr(args, "smooth_flow", "on") == "on", confidence_threshold=args.confidence,
-        detect_every=args.detect_every, default_fps=source.fps, track_init=args.track_init, shape_modes=args.shape_modes)
+        detect_every=args.detect_every, default_fps=source.fps, track_init=args.track_init, shape_modes=args.shape_modes,
+        pose=pose_on(args), camera=camera_for(args))
     try:
         tracker = Tracker(config, detector=_detector(detector_name(args, images)))
     except (ModelNotFoundError, ModelFileError, BackendUnavailableError) as e:
@@ -649,7 +689,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
             if writer is None:
                 # opened at the first frame read: an input that gives none replaces nothing
                 try:
-                    writer = open_writer(out, "image-csv" if images else args.format, append=bool(resume_from))
+                    writer = open_writer(out, "image-csv" if images else args.format, append=bool(resume_from), pose=pose_on(args))
                     if resume_from:
                         writer.replay()
                     if record is not None:

@@ -77,7 +77,7 @@ class LiveTab(QWidget):
         self.lines = QCheckBox("lines")
         self.box = QCheckBox("box")
         self.axes = QCheckBox("head axes")
-        self.axes.setToolTip("the head's pose as three axes (red: left-right, green: down, blue: out of the face), and "
+        self.axes.setToolTip("the head's pose as three axes (red: left-right, cyan: down, blue: out of the face), and "
                              "yaw/pitch/roll in degrees in the face's label (the CSV's pose_Ry/pose_Rx/pose_Rz)")
         self.smooth = QCheckBox("smoothing")
         self.smooth.setToolTip("One Euro filter on the landmarks, moved with the face by optical flow: a third of the "

@@ -27,8 +27,9 @@ def state_label(state: str) -> str:
     return STATE_LABELS.get(state, state)
 
 
-#: BGR colours of the head's x (the face's left-right), y (down) and z (out of the face) axes
-AXIS_COLORS = ((60, 60, 230), (80, 220, 80), (255, 120, 40))
+#: BGR colours of the head's x (the face's left-right: red), y (down: cyan, not the landmarks'
+#: green) and z (out of the face: blue) axes
+AXIS_COLORS = ((60, 60, 230), (230, 230, 40), (255, 120, 40))
 
 
 def pose_label(pose: object) -> str:

@@ -12,6 +12,18 @@ the commas so any CSV reader gives clean names)::
   carry the **last known landmarks of that face id** (zeros if it never had any), so the file
   holds no empty cells and no NaN.
 
+With the head pose (the CLI's default, ``--pose on``: :data:`POSE_CSV_COLUMNS`), OpenFace's pose
+columns come after ``success`` and its rigid shape parameters after the landmarks, in its order::
+
+    frame, face_id, timestamp, confidence, success, pose_Tx, pose_Ty, pose_Tz,
+    pose_Rx, pose_Ry, pose_Rz, x_0 .. x_67, y_0 .. y_67, p_scale, p_rx, p_ry, p_rz, p_tx, p_ty
+
+(conventions, units and signs: :mod:`facetrack.tracker.pose`; ``pose_T*`` mm with 2 decimals,
+``pose_R*`` and ``p_r*`` radians with 4, ``p_scale`` with 5, ``p_tx, p_ty`` px with 3). A row
+with ``success`` 0 has zeros there, and a face whose pose cannot be solved is written with
+``success`` 0 (its landmarks then the last known ones): no row with ``success`` 1 holds a pose
+that is not one.
+
 Each frame's rows are encoded first and written with one unbuffered write, then flushed to
 the OS: a run killed at any moment leaves whole lines, up to the last completed frame. A write
 that fails part-way (a full disk accepts part of a frame, then refuses) is cut back to the end of
@@ -24,7 +36,8 @@ continue a file made from something else, and a batch can skip finished files.
 Image input (:mod:`facetrack.io.images`) writes :data:`IMAGE_COLUMNS`: an ``image`` column
 (the file name) before the same columns, ``frame`` being the 1-based position of the image.
 JSON lines: one object per frame ``{"frame", "timestamp", "cut", "faces": [{"face_id",
-"confidence", "success", "state", "box", "landmarks": [[x, y] * 68]}]}``.
+"confidence", "success", "state", "box", "landmarks": [[x, y] * 68]}]}``; with the pose, each
+face also has ``"pose": {"pose_Tx": .., ..., "p_ty": ..}`` (the CSV's 12 names and values).
 """
 from __future__ import annotations
 
@@ -47,6 +60,16 @@ COLUMNS: tuple[str, ...] = (("frame", "face_id", "timestamp", "confidence", "suc
                             + tuple(f"x_{i}" for i in range(N_POINTS)) + tuple(f"y_{i}" for i in range(N_POINTS)))
 HEADER = ",".join(COLUMNS) + "\n"
 IMAGE_COLUMNS: tuple[str, ...] = ("image",) + COLUMNS
+#: OpenFace's head-pose columns (after ``success``) and rigid shape parameters (after the landmarks)
+POSE_COLUMNS: tuple[str, ...] = ("pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz")
+RIGID_COLUMNS: tuple[str, ...] = ("p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty")
+#: the layout with the pose (the CLI's default)
+POSE_CSV_COLUMNS: tuple[str, ...] = COLUMNS[:5] + POSE_COLUMNS + COLUMNS[5:] + RIGID_COLUMNS
+
+
+def columns(pose: bool = False, image: bool = False) -> tuple[str, ...]:
+    """The CSV columns with or without the pose, with the ``image`` column first for stills."""
+    return (("image",) if image else ()) + (POSE_CSV_COLUMNS if pose else COLUMNS)
 
 
 class OutputFileError(ValueError):
@@ -62,7 +85,9 @@ class _Face(Protocol):
 
 @dataclass(frozen=True)
 class Row:
-    """One output row. ``frame``: 1-based; ``landmarks``: ``(68, 2)`` float32 image px."""
+    """One output row. ``frame``: 1-based; ``landmarks``: ``(68, 2)`` float32 image px;
+    ``pose``: the 12 values of :data:`POSE_COLUMNS` and :data:`RIGID_COLUMNS` (``None``: a
+    layout without the pose)."""
 
     frame: int
     face_id: int
@@ -70,6 +95,7 @@ class Row:
     confidence: float
     success: bool
     landmarks: np.ndarray
+    pose: tuple[float, ...] | None = None
 
 
 def _finite(v: float) -> float:
@@ -78,6 +104,9 @@ def _finite(v: float) -> float:
 
 #: x_0..x_67, y_0..y_67 in one %-format: 0.15 ms a row instead of 0.34 ms for one f-string per value
 _XY_FORMAT = ",".join(["%.3f"] * (2 * N_POINTS))
+_POSE_FORMAT = ",".join(["%.2f"] * 3 + ["%.4f"] * 3)
+_RIGID_FORMAT = ",".join(["%.5f"] + ["%.4f"] * 3 + ["%.3f"] * 2)
+_NO_POSE = (0.0,) * 12
 
 
 def format_row(row: Row) -> str:
@@ -86,26 +115,37 @@ def format_row(row: Row) -> str:
     if not np.isfinite(pts).all():
         pts = np.nan_to_num(pts, nan=0.0, posinf=0.0, neginf=0.0)
     head = f"{int(row.frame)},{int(row.face_id)},{_finite(row.timestamp):.3f},{_finite(row.confidence):.3f},{int(bool(row.success))}"
-    return f"{head},{_XY_FORMAT % tuple(pts.T.ravel().tolist())}\n"
+    if row.pose is None:
+        return f"{head},{_XY_FORMAT % tuple(pts.T.ravel().tolist())}\n"
+    v = [_finite(x) + 0.0 for x in row.pose]  # + 0.0: no "-0.0000"
+    return f"{head},{_POSE_FORMAT % tuple(v[:6])},{_XY_FORMAT % tuple(pts.T.ravel().tolist())},{_RIGID_FORMAT % tuple(v[6:])}\n"
 
 
-def frame_rows(frame: int, timestamp: float, faces: Sequence[_Face], last: dict[int, np.ndarray]) -> list[Row]:
+def frame_rows(frame: int, timestamp: float, faces: Sequence[_Face], last: dict[int, np.ndarray], pose: bool = False) -> list[Row]:
     """Rows of one frame (``frame`` 1-based): one per face, or a ``success=0`` row for face 0
     when there is none; failed faces carry their last known landmarks, kept in ``last`` (face id
     -> ``(68, 2)``, updated here), so every writer and :class:`facetrack.FaceTracker` give the
-    same rows."""
+    same rows. ``pose``: the rows carry each face's ``pose`` values (a ``HeadPose``); a face
+    without a solved pose fails, and failed rows carry zeros."""
     if not faces:
-        return [Row(frame, 0, timestamp, 0.0, False, last.get(0, np.zeros((N_POINTS, 2), np.float32)))]
+        return [Row(frame, 0, timestamp, 0.0, False, last.get(0, np.zeros((N_POINTS, 2), np.float32)), _NO_POSE if pose else None)]
     rows = []
     for f in faces:
         ok = bool(f.success)
         pts = np.asarray(f.landmarks, np.float32)
+        values = None
+        if pose:
+            hp = getattr(f, "pose", None)
+            values = tuple(hp.values) if ok and hp is not None and hp.success else _NO_POSE
+            ok = ok and values is not _NO_POSE and all(np.isfinite(values))
+            values = values if ok else _NO_POSE
         if ok and pts.shape == (N_POINTS, 2) and np.isfinite(pts).all():
             last[int(f.face_id)] = pts
         else:
             ok = False
+            values = _NO_POSE if pose else None
             pts = last.get(int(f.face_id), np.zeros((N_POINTS, 2), np.float32))
-        rows.append(Row(frame, int(f.face_id), timestamp, float(f.confidence), ok, pts))
+        rows.append(Row(frame, int(f.face_id), timestamp, float(f.confidence), ok, pts, values))
     return rows
 
 
@@ -122,14 +162,18 @@ def frame_json(frame: int, timestamp: float, faces: Sequence[_Face], rows: Seque
             "box": None if box is None else [round(_finite(v), 3) for v in np.asarray(box).ravel()],
             "landmarks": np.round(np.nan_to_num(np.asarray(r.landmarks, np.float64)), 3).tolist(),
         })
+        if r.pose is not None:
+            out[-1]["pose"] = {k: round(_finite(v), 5) + 0.0 for k, v in zip(POSE_COLUMNS + RIGID_COLUMNS, r.pose)}
     return {"frame": int(frame), "timestamp": round(_finite(timestamp), 3), "cut": bool(cut), "faces": out}
 
 
 class _FrameWriter:
     """Shared part of the writers: rows per frame, last-known landmarks, whole-frame writes."""
 
-    def __init__(self, path: str | os.PathLike, append: bool = False, last: dict[int, np.ndarray] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, append: bool = False, last: dict[int, np.ndarray] | None = None,
+                 pose: bool = False) -> None:
         self.path = Path(path)
+        self.pose = bool(pose)  # rows carry the head pose (:func:`frame_rows`)
         try:
             if str(path) == "-":  # standard output (``--out -``): our own descriptor, unbuffered
                 sys.stdout.flush()
@@ -201,7 +245,7 @@ class _FrameWriter:
 
     def rows_for(self, frame: int, timestamp: float, faces: Sequence[_Face]) -> list[Row]:
         """Rows of one frame (:func:`frame_rows`, with this file's last known landmarks)."""
-        return frame_rows(frame, timestamp, faces, self._last)
+        return frame_rows(frame, timestamp, faces, self._last, self.pose)
 
     def encode_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], **kw: Any) -> bytes:
         """One frame's bytes as :meth:`write_frame` writes them (the last-known landmarks move on
@@ -273,10 +317,12 @@ class CsvWriter(_FrameWriter):
     """OpenFace-layout CSV writer. ``append=True`` continues an existing file (``--resume``)
     without writing the header again; a new file gets the header once."""
 
-    header = HEADER
+    image_column = False
 
-    def __init__(self, path: str | os.PathLike, append: bool = False, last: dict[int, np.ndarray] | None = None) -> None:
-        super().__init__(path, append=append, last=last)
+    def __init__(self, path: str | os.PathLike, append: bool = False, last: dict[int, np.ndarray] | None = None,
+                 pose: bool = False) -> None:
+        super().__init__(path, append=append, last=last, pose=pose)
+        self.header = ",".join(columns(self.pose, self.image_column)) + "\n"
         if not append or self.path.stat().st_size == 0:
             self._write(self.header)
 
@@ -299,7 +345,7 @@ class ImageCsvWriter(CsvWriter):
     :class:`CsvWriter`. Images are independent: an image without a face gets zeros, never the
     landmarks of the previous image."""
 
-    header = ",".join(IMAGE_COLUMNS) + "\n"
+    image_column = True
 
     def encode_frame(self, frame: int, timestamp: float, faces: Sequence[_Face], image: str = "", **_: Any) -> bytes:
         """One image's rows; ``frame`` is the image's 1-based position, ``image`` its name."""
@@ -329,21 +375,23 @@ WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "image-csv": ImageCsvWrite
 
 
 def open_writer(path: str | os.PathLike, fmt: str = "csv", append: bool = False,
-                last: dict[int, np.ndarray] | None = None) -> _FrameWriter:
+                last: dict[int, np.ndarray] | None = None, pose: bool = False) -> _FrameWriter:
     """A writer for ``fmt`` (``"csv"``, ``"json"`` or ``"image-csv"``) on ``path``; ``last``:
     face id -> last known landmarks ``(68, 2)`` (from :meth:`LandmarkTable.last_landmarks` when
-    resuming)."""
+    resuming); ``pose``: with the head-pose columns (:data:`POSE_CSV_COLUMNS`)."""
     try:
         cls = WRITERS[fmt]
     except KeyError:
         raise ValueError(f"unknown output format {fmt!r} (choose from {', '.join(WRITERS)})") from None
-    return cls(path, append=append, last=last)
+    return cls(path, append=append, last=last, pose=pose)
 
 
 @dataclass(frozen=True)
 class LandmarkTable:
     """Rows of a landmark CSV. ``frame`` 1-based ``(R,)`` int; ``landmarks`` ``(R, 68, 2)``
-    float32 image px; ``complete_bytes``: file offset just after the last complete line."""
+    float32 image px; ``complete_bytes``: file offset just after the last complete line;
+    ``pose``: ``(R, 12)`` float64, the :data:`POSE_COLUMNS` and :data:`RIGID_COLUMNS` values, in
+    a file with the pose (``None`` without)."""
 
     frame: np.ndarray
     face_id: np.ndarray
@@ -352,6 +400,7 @@ class LandmarkTable:
     success: np.ndarray
     landmarks: np.ndarray
     complete_bytes: int
+    pose: np.ndarray | None = None
 
     @property
     def last_frame(self) -> int:
@@ -388,9 +437,10 @@ def read_landmarks_csv(path: str | os.PathLike, upto_damage: bool = False) -> La
         header = next(csv.reader([raw_lines[0].decode("utf-8", errors="replace")]))
     except (csv.Error, StopIteration):
         header = []
-    if tuple(h.strip() for h in header) != COLUMNS:
+    names = tuple(h.strip() for h in header)
+    if names not in (COLUMNS, POSE_CSV_COLUMNS):
         raise OutputFileError(f"{p}: not a facetrack/OpenFace landmark CSV (unexpected header)")
-    ncol = len(COLUMNS)
+    ncol = len(names)
     vals = np.zeros((len(raw_lines) - 1, ncol), np.float64)
     offset = len(raw_lines[0]) + 1
     n = 0
@@ -415,9 +465,11 @@ def read_landmarks_csv(path: str | os.PathLike, upto_damage: bool = False) -> La
         offset += len(line) + 1
         n += 1
     vals = vals[:n]
-    lm = np.stack([vals[:, 5:5 + N_POINTS], vals[:, 5 + N_POINTS:]], axis=-1).astype(np.float32)
+    x0 = names.index("x_0")
+    lm = np.stack([vals[:, x0:x0 + N_POINTS], vals[:, x0 + N_POINTS:x0 + 2 * N_POINTS]], axis=-1).astype(np.float32)
+    pose = None if names == COLUMNS else np.concatenate([vals[:, 5:x0], vals[:, x0 + 2 * N_POINTS:]], axis=1)
     return LandmarkTable(vals[:, 0].astype(np.int64), vals[:, 1].astype(np.int64), vals[:, 2], vals[:, 3],
-                         vals[:, 4].astype(bool), lm, end)
+                         vals[:, 4].astype(bool), lm, end, pose)
 
 
 def truncate_to_complete(path: str | os.PathLike, upto_damage: bool = False) -> LandmarkTable:

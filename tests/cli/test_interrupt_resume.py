@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facetrack.io.output import COLUMNS, HEADER
+from facetrack.io.output import POSE_CSV_COLUMNS as COLUMNS  # the CLI's default layout
 
 REPO = Path(__file__).resolve().parents[2]
 from tests.test_bad_inputs import CLIP, CLIP_FRAMES, facetrack, identity_mdm_onnx  # noqa: E402
@@ -51,7 +51,8 @@ def parse(path: Path) -> list[int]:
     (ends with a newline, has every column, all values finite) and one header."""
     raw = path.read_bytes()
     assert raw.endswith(b"\n"), "the last line is incomplete"
-    assert raw.count(HEADER.encode()) == 1 and raw.startswith(HEADER.encode())
+    header = (",".join(COLUMNS) + "\n").encode()
+    assert raw.count(header) == 1 and raw.startswith(header)
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     assert tuple(rows[0]) == COLUMNS

@@ -19,7 +19,7 @@ from facetrack.engines import names
 from facetrack.tracker import models
 from facetrack.cli.main import main
 from facetrack.tracker.geometry import template
-from facetrack.io.output import COLUMNS, read_landmarks_csv
+from facetrack.io.output import POSE_CSV_COLUMNS as COLUMNS, read_landmarks_csv  # the CLI's default layout
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = "videos_unlabelled/short_hamilton_clip.mp4"
@@ -78,7 +78,8 @@ def test_end_to_end_first_30_frames(clip, tmp_path, model_args, capsys):
     vals = np.array([[float(v) for v in r] for r in rows[1:]])
     assert np.isfinite(vals).all() and vals[:, 4].sum() > 0  # a face was found
     ok = vals[vals[:, 4] == 1]
-    assert ((ok[:, 5:73] >= -50) & (ok[:, 5:73] < 690)).all()  # landmarks near the 640x360 frame
+    x0 = rows[0].index("x_0")
+    assert ((ok[:, x0:x0 + 68] >= -50) & (ok[:, x0:x0 + 68] < 690)).all()  # landmarks near the 640x360 frame
     cap = cv2.VideoCapture(str(ov))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 640
     err = capsys.readouterr()
