@@ -274,7 +274,7 @@ def cpu(data: Path, rounds: int = 3, frames: int = 275) -> dict[str, Any]:
     faces = []
     for r in range(rounds):
         for label in (("pose on", "pose off") if r % 2 == 0 else ("pose off", "pose on")):
-            with Tracker(p.tracker_config(pose=label == "pose on", threads=1), detector=make_detector(p.detector)) as tr:
+            with Tracker(p.tracker_config(pose=label == "pose on"), detector=make_detector(p.detector)) as tr:
                 c0 = time.process_time()
                 for i, f in enumerate(imgs):
                     res = tr.process(f, i / 30.0)
