@@ -241,7 +241,7 @@ def to_face_view(face: Any) -> FaceView:
     box = getattr(face, "box", None)
     box_t = None if box is None else tuple(float(v) for v in np.asarray(box, np.float64).reshape(4))
     return FaceView(int(face.face_id), np.array(face.landmarks, np.float32, copy=True), float(face.confidence),
-                    bool(face.success), box_t, str(face.state))
+                    bool(face.success), box_t, str(face.state), getattr(face, "pose", None))
 
 
 class InferenceWorker(QObject):

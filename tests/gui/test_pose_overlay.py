@@ -60,3 +60,15 @@ def test_the_live_tab_has_a_head_axes_toggle(qtbot, make_window):
     assert win.live.axes.isChecked() and win.live.options().axes
     win.live.axes.setChecked(False)
     assert win.live.options().axes is False
+
+
+def test_the_inference_worker_passes_each_faces_pose_to_the_window():
+    """The window draws from FaceView copies: the pose must survive the copy (it was once left
+    out, and the toggle then drew nothing)."""
+    from facetrack.gui.workers import to_face_view
+    from facetrack.tracker.results import FaceResult, FaceState
+
+    face = _posed_face(20.0)
+    result = FaceResult(0, face.landmarks, 0.9, True, face.box, FaceState.TRACKING, face.pose)
+    view = to_face_view(result)
+    assert view.pose is face.pose and pose_label(view.pose).startswith("yaw")
