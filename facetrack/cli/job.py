@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from facetrack.tracker.config import TrackerConfig
+
 
 class CliError(Exception):
     """A one-line user-facing error (``<file>: <problem>``; ``usage: ...`` for a wrong option)."""
@@ -58,10 +60,11 @@ class TrackJob:
     track_init: str = "template"
     shape_modes: int | None = None
     smooth: str = "auto"
-    smooth_min_cutoff: float = 1.0
-    smooth_beta: float = 10.0
-    smooth_shape_min_cutoff: float = 1.0
-    smooth_shape_beta: float = 10.0
+    smooth_min_cutoff: float = TrackerConfig.smooth_min_cutoff
+    smooth_beta: float = TrackerConfig.smooth_beta
+    smooth_shape_min_cutoff: float = TrackerConfig.smooth_shape_min_cutoff
+    smooth_shape_beta: float = TrackerConfig.smooth_shape_beta
+    smooth_reset: float = TrackerConfig.smooth_reset
     smooth_flow: str = "on"
 
     @classmethod

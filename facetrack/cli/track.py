@@ -147,9 +147,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "the shape model, so errors no face makes are not fed back (default: the number chosen on held-out "
                           "sequences, stored with the model; 0: the previous landmarks as they are, MDM's 300VW protocol)")
     trk.add_argument("--smooth", nargs="?", const="on", choices=("auto", "on", "off"), default="auto",
-                     help="One Euro smoothing of the output landmarks, moved with each face by optical flow: a third of the "
-                          "flicker on moving faces and a little less error (default auto: on for video and cameras, off for "
-                          "still images; --smooth alone: on)")
+                     help="One Euro smoothing of the output landmarks, moved with each face by optical flow: less flicker "
+                          "on slow motion, a little more error and lag on real head turns (default auto: on for cameras, off "
+                          "for video files and still images; --smooth alone: on; docs/SMOOTHING.md)")
     from facetrack.tracker.tracker import TrackerConfig  # the defaults live there
 
     trk.add_argument("--smooth-min-cutoff", type=float, default=TrackerConfig.smooth_min_cutoff, metavar="HZ",
@@ -161,6 +161,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           f"which the two options above filter (default {TrackerConfig.smooth_shape_min_cutoff:g})")
     trk.add_argument("--smooth-shape-beta", type=float, default=TrackerConfig.smooth_shape_beta, metavar="B",
                      help=f"speed coefficient of the shape's filter (default {TrackerConfig.smooth_shape_beta:g})")
+    trk.add_argument("--smooth-reset", type=float, default=TrackerConfig.smooth_reset, metavar="F",
+                     help="a fit farther than F face sizes from where the moved filter expects the face restarts the "
+                          f"filter from the fit: motion the flow missed (blur, fast turns); 0: never (default {TrackerConfig.smooth_reset:g})")
     trk.add_argument("--smooth-flow", choices=("on", "off"), default="on" if TrackerConfig.smooth_flow else "off",
                      help="move the filter with each face's motion measured by optical flow before it smooths, so it "
                           "smooths the fits' errors without lagging behind the head (default on; off: One Euro alone, "
@@ -169,7 +172,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: options that change the rows a run writes, recorded beside the CSV (``--resume`` compares them)
 ROW_OPTIONS: tuple[str, ...] = ("format", "max_faces", "detect_every", "confidence", "track_init", "smooth",
-                                "smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_flow", "detector",
+                                "smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_reset", "smooth_flow", "detector",
                                 "flip", "shape_modes")
 
 
@@ -252,7 +255,7 @@ def check_options(args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if not (finite(v) and v > 0):
             raise CliError(f"usage: --{name.replace('_', '-')} {v:g}: must be a frequency above 0 Hz")
-    for name in ("smooth_beta", "smooth_shape_beta"):
+    for name in ("smooth_beta", "smooth_shape_beta", "smooth_reset"):
         v = getattr(args, name)
         if not (finite(v) and v >= 0):
             raise CliError(f"usage: --{name.replace('_', '-')} {v:g}: must be 0 or more")
@@ -403,7 +406,7 @@ def make_record(args: argparse.Namespace, source_path: Path, files: list[Path], 
     if images:  # images never resume: the detector that searched them is recorded by name
         options["detector"] = detector_name(args, images)
     if not options["smooth"]:  # the One Euro settings change nothing without smoothing
-        for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_flow"):
+        for k in ("smooth_min_cutoff", "smooth_beta", "smooth_shape_min_cutoff", "smooth_shape_beta", "smooth_reset", "smooth_flow"):
             options.pop(k, None)
     model = {"name": model_for(args), "sha256": [_model_sha256(f) for f in files]}
     turned = turned_for(args)
@@ -653,6 +656,7 @@ def _track_frames(args: argparse.Namespace, source: Any, out: Path, overlay: Pat
     config = run_preset.tracker_config(
         backend=backend, smooth_min_cutoff=args.smooth_min_cutoff, smooth_beta=args.smooth_beta,
         smooth_shape_min_cutoff=args.smooth_shape_min_cutoff, smooth_shape_beta=args.smooth_shape_beta,
+        smooth_reset=getattr(args, "smooth_reset", 0.0),
         smooth_flow=getattr(args, "smooth_flow", "on") == "on", confidence_threshold=args.confidence,
         detect_every=args.detect_every, default_fps=source.fps, track_init=args.track_init, shape_modes=args.shape_modes,
         pose=pose_on(args), camera=camera_for(args))

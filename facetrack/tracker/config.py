@@ -21,7 +21,9 @@ class TrackerConfig:
     of the pose, and ``smooth_shape_*`` of the shape (:class:`~facetrack.tracker.smoothing.PoseShapeFilter`).
     ``smooth_flow``: before smoothing, each face's filter is moved by the face's motion
     measured by optical flow (:func:`facetrack.tracker.motion.face_motion`), so the pose filter
-    smooths the fits' own errors without lagging behind the head.
+    smooths the fits' own errors without lagging behind the head. ``smooth_reset``: a fit
+    farther than this (face sizes) from where the moved filter expects the face restarts the
+    filter from the fit (motion the flow missed: blur, fast turns; 0: never).
     ``track_init``: how MDM starts on a tracked face. Both crop around the previous landmarks
     (similarity-aligned); ``"template"`` starts MDM from the template in that crop,
     ``"shape"`` from the previous landmarks (MDM's 300VW protocol), first projected onto the
@@ -75,9 +77,12 @@ class TrackerConfig:
     smooth_min_cutoff: float = 1.0
     smooth_beta: float = 10.0  # tuned by flicker on moved faces (python -m facetrack.bench.smoothing); 40 without smooth_flow
     smooth_d_cutoff: float = 1.0
-    smooth_shape_min_cutoff: float = 1.0  # the shape (expression) apart from the pose: see PoseShapeFilter
+    # the shape (expression) apart from the pose (PoseShapeFilter); 8 Hz, not 1: on real talking
+    # faces a slower shape filter lags the mouth and a turning head (python -m facetrack.bench.fast_motion)
+    smooth_shape_min_cutoff: float = 8.0
     smooth_shape_beta: float = 10.0
     smooth_flow: bool = True
+    smooth_reset: float = 0.02  # face sizes; 0: never (see PoseShapeFilter.reset_at; chosen by bench.fast_motion)
     confidence_threshold: float = 0.5
     detect_every: int = 3
     cut_threshold: float = 0.5

@@ -115,7 +115,9 @@ class PoseShapeFilter:
     that similarity into the template's frame (expression, and what a 3-D turn does that a
     similarity cannot); it is filtered there with ``shape_min_cutoff`` / ``shape_beta``. The output is the filtered shape
     under the filtered pose. The first sample, and any after non-finite input (which resets
-    both), passes through unchanged.
+    both), passes through unchanged. ``reset_at`` (0: never): a sample whose pose points lie
+    more than this many face sizes from the filter's (after :meth:`move`) restarts both filters
+    and passes through: motion the flow missed is the head's, not the fit's noise.
     """
 
     _TEMPLATE = template(100).astype(np.float64)
@@ -125,9 +127,13 @@ class PoseShapeFilter:
     _N2 = float((_T0**2).sum())
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 40.0, shape_min_cutoff: float = 1.0, shape_beta: float = 10.0,
-                 d_cutoff: float = 1.0, default_dt: float = 1 / 30) -> None:
+                 d_cutoff: float = 1.0, default_dt: float = 1 / 30, reset_at: float = 0.0) -> None:
+        if not reset_at >= 0:
+            raise ValueError(f"reset_at must be >= 0, got {reset_at}")
         self.pose = OneEuroFilter(min_cutoff, beta, d_cutoff, default_dt)
         self.shape = OneEuroFilter(shape_min_cutoff, shape_beta, d_cutoff, default_dt)
+        self.reset_at = float(reset_at)
+        self.resets = 0  # samples that disagreed by more than reset_at and were passed through
 
     def reset(self) -> None:
         """Forget the history of both parts."""
@@ -160,10 +166,19 @@ class PoseShapeFilter:
         if not scale2 > 1e-24:  # all points on one spot: no pose to speak of
             self.reset()
             return x.astype(np.float32)
-        first = not self.pose.started
         # the template's centre maps to the landmarks' centre; its point one size to the right to centre + size * (a, b)
         pose_points = np.array([centre, centre + self._SIZE * np.array([a, b])])
-        p = self.pose(pose_points, timestamp, size=math.sqrt(scale2) * self._SIZE).astype(np.float64)
+        size = math.sqrt(scale2) * self._SIZE
+        if self.reset_at and self.pose.started:
+            # the fit is far from where the (flow-moved) filter expects the face: the head moved
+            # in a way the flow did not see (blur, a fast turn). A filter would pull the report
+            # back toward the old place, so trust the fit: restart both parts from it
+            assert self.pose._x is not None
+            if float(np.abs(pose_points - self.pose._x).max()) > self.reset_at * size:
+                self.reset()
+                self.resets += 1
+        first = not self.pose.started
+        p = self.pose(pose_points, timestamp, size=size).astype(np.float64)
         # the landmarks in the template's frame: the inverse similarity, (a - ib) / |a + ib|^2 about the centres
         inv = np.array([[a, b], [-b, a]]) / scale2
         shape = self.shape(d @ inv.T + self._CENTRE, timestamp, size=self._SIZE).astype(np.float64)

@@ -478,7 +478,7 @@ class Tracker:
         t = _Track(face_id, fit.landmarks, fit.confidence, view)
         if c.smooth:
             t.filter = PoseShapeFilter(c.smooth_min_cutoff, c.smooth_beta, c.smooth_shape_min_cutoff, c.smooth_shape_beta,
-                                       c.smooth_d_cutoff, 1.0 / c.default_fps)
+                                       c.smooth_d_cutoff, 1.0 / c.default_fps, c.smooth_reset)
         self._tracks[face_id] = t
         return self._report(t, ts, FaceState.DETECTED)
 

@@ -435,13 +435,17 @@ def test_a_chain_takes_turns_and_averages_with_the_other_fit_carried_by_the_flow
 
 
 def test_smoothing_changes_output_not_tracking():
+    """A filter that is never reset lags behind a fast move the flow does not measure; the
+    default reset (``smooth_reset``) sees the fit leave the filter and follows it."""
     raw, _, _ = make_tracker()
-    smo, _, _ = make_tracker(smooth=True, smooth_beta=0.0, smooth_flow=False)
+    smo, _, _ = make_tracker(smooth=True, smooth_beta=0.0, smooth_flow=False, smooth_reset=0.0)
+    reset, _, _ = make_tracker(smooth=True, smooth_beta=0.0, smooth_flow=False)
     for k in range(6):
         f = scene([(60 + 8 * k, 50)])
-        a, b = raw.process(f, k / 30).faces[0], smo.process(f, k / 30).faces[0]
-        assert a.success and b.success and np.isfinite(b.landmarks).all()
+        a, b, c = raw.process(f, k / 30).faces[0], smo.process(f, k / 30).faces[0], reset.process(f, k / 30).faces[0]
+        assert a.success and b.success and c.success and np.isfinite(b.landmarks).all()
     assert b.box[0] < a.box[0] - 5  # the smoothed face lags behind a fast move
+    assert abs(c.box[0] - a.box[0]) < 1.0
 
 
 class TruthLandmarker(BlobLandmarker):
@@ -476,7 +480,9 @@ def test_smoothing_moves_with_the_face_the_flow_sees(face):
     frames = [cv2.warpAffine(gray, np.float32([[1, 0, step * k], [0, 1, 0]]), gray.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
               for k in range(30)]
     out = {}
-    for name, cfg in {"flow": dict(smooth=True), "unmoved": dict(smooth=True, smooth_flow=False), "off": {}}.items():
+    # the filters alone (no reset): what the flow does for them
+    for name, cfg in {"flow": dict(smooth=True, smooth_reset=0.0), "unmoved": dict(smooth=True, smooth_flow=False, smooth_reset=0.0),
+                      "off": {}}.items():
         lm = TruthLandmarker(noise=2.0)
         tr, _, _ = make_tracker(lm, TruthDetector(lm), **cfg)
         errs = []
