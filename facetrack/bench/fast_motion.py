@@ -159,12 +159,12 @@ def score(faces: Sequence[Sequence[np.ndarray]], gts: np.ndarray) -> dict[str, A
     """NME per frame (NaN: no face or no label), flicker, and the lag's per-frame values."""
     from facetrack.eval.metrics import flicker, nme
 
+    from facetrack.bench.moved_faces import nearest
+
     n = min(len(faces), len(gts))
-    pred = np.full((n, 68, 2), np.nan)
-    for k in range(n):
-        if len(faces[k]) and np.isfinite(gts[k]).all():
-            pred[k] = min(faces[k], key=lambda p: float(nme(p, gts[k])))
     g = gts[:n]
+    pred = nearest(faces[:n], g)
+    pred[~np.isfinite(g).all((1, 2))] = np.nan  # an unlabelled frame is scored nowhere
     e = np.array([float(nme(p, t)) if np.isfinite(p).all() and np.isfinite(t).all() else np.nan for p, t in zip(pred, g)])
     lag = []
     for k in range(1, n):
